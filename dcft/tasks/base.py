@@ -1,0 +1,57 @@
+"""The interface between a task (GLUE, SQuAD) and the training loop.
+
+The loop (`dcft.train`) knows no task by name: a task gives it tokenised datasets, a
+collator, the model head it needs, and turns the gathered model outputs of one evaluation
+set into metrics. Metric keys are `<eval set>/<metric>` (e.g. `validation_matched/accuracy`);
+`score` picks the one number used to track the best checkpoint (the paper reports the best
+dev score, Table 1 caption).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class TaskData:
+    """Tokenised datasets of one task, ready for a `DataLoader`."""
+
+    train: Any  # a `datasets.Dataset` (or any map-style dataset) of model features
+    evals: dict[str, Any]  # evaluation set name -> dataset of model features
+    collate: Callable[[list[dict]], dict]  # batch builder (pads)
+    extras: dict[str, Any] = field(default_factory=dict)  # what post-processing needs (e.g. SQuAD examples)
+
+
+class Task:
+    """Base class of a task the loop can train and evaluate."""
+
+    name: str = "task"
+    head: str = "classification"  # which model head: "classification" or "qa"
+    num_labels: int = 2  # classification: label count (1 = regression); ignored for QA
+
+    def load(self, tokenizer: Any, max_len: int, limit: int | None = None, seed: int = 0) -> TaskData:
+        """Load, (optionally) subsample to `limit` examples per split, and tokenise."""
+        raise NotImplementedError
+
+    def outputs(self, model_output: Any) -> dict[str, Any]:
+        """The tensors of a model output to gather for evaluation (default: `logits`)."""
+        return {"logits": model_output.logits}
+
+    def compute_metrics(self, eval_name: str, gathered: dict[str, np.ndarray], data: TaskData,
+                        out_dir: Path | None = None) -> dict[str, float]:
+        """Metrics of one evaluation set from the gathered outputs (and labels under `labels`).
+        `out_dir`, when given, is where a task may write predictions (main process only)."""
+        raise NotImplementedError
+
+    def score(self, metrics: dict[str, float]) -> float:
+        """The single number the best checkpoint is chosen by (higher is better)."""
+        raise NotImplementedError
+
+    def model_inputs(self, batch: dict) -> dict:
+        """The keys of a collated batch the model's forward takes."""
+        keep = ("input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions")
+        return {k: v for k, v in batch.items() if k in keep}
