@@ -124,7 +124,12 @@ def build_config(model_cfg: Mapping[str, Any], num_labels: int = 2, cls_dropout:
     """A transformers config from the architecture numbers in a `conf/model` file."""
     from transformers import AutoConfig
 
-    arch = dict(model_cfg.get("arch") or {})
+    arch = model_cfg.get("arch") or {}
+    if hasattr(arch, "_metadata"):  # an OmegaConf node: plain Python values for transformers
+        from omegaconf import OmegaConf
+
+        arch = OmegaConf.to_container(arch, resolve=True)
+    arch = dict(arch)
     return AutoConfig.for_model(model_cfg["family"], **arch, **head_config_kwargs(num_labels, cls_dropout))
 
 

@@ -33,8 +33,9 @@ class Task:
     head: str = "classification"  # which model head: "classification" or "qa"
     num_labels: int = 2  # classification: label count (1 = regression); ignored for QA
 
-    def load(self, tokenizer: Any, max_len: int, limit: int | None = None, seed: int = 0) -> TaskData:
-        """Load, (optionally) subsample to `limit` examples per split, and tokenise."""
+    def load(self, tokenizer: Any, max_len: int, limit: int | None = None, seed: int = 0,
+             limit_eval: int | None = None) -> TaskData:
+        """Load, optionally keep `limit` training / `limit_eval` evaluation examples, and tokenise."""
         raise NotImplementedError
 
     def outputs(self, model_output: Any) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""Typed Hydra schemas: every key of a run, with its type, so a typo or a wrong type is
+rejected by Hydra with a clear message before anything runs.
+
+The YAML files under `conf/` extend these dataclasses (defaults `- <name>_schema`), and carry
+the one-line comment per key; the dataclasses carry the types. `register()` stores them in
+Hydra's ConfigStore and is called by `run.py` before `@hydra.main`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import OmegaConf
+
+
+@dataclass
+class ModelConf:
+    name: str = "???"
+    hub_id: Optional[str] = None
+    path: Optional[str] = None
+    tokenizer: Optional[str] = None
+    source: str = "pretrained"
+    family: str = "???"
+    arch: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskConf:
+    name: str = "???"
+    kind: str = "glue"
+    # SQuAD only (ignored by GLUE tasks)
+    doc_stride: int = 128
+    n_best: int = 20
+    max_answer_length: int = 30
+    null_threshold: float = 0.0
+
+
+@dataclass
+class DataConf:
+    glue_dir: Optional[str] = None
+    squad_dir: Optional[str] = None
+    limit_train: Optional[int] = None
+    limit_eval: Optional[int] = None
+
+
+@dataclass
+class TrainConf:
+    lr: float = 5e-4
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    epochs: float = 3.0
+    max_steps: int = -1
+    max_len: int = 128
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    cls_dropout: Optional[float] = None
+    eval_steps: int = 100
+    log_steps: int = 10
+    mixed_precision: str = "no"
+    device: str = "auto"
+    nan_policy: str = "fail"
+    overwrite: bool = False
+    checkpoint_steps: int = 0
+    progress: bool = True
+
+
+@dataclass
+class DCFTHp:
+    alpha: float = 32.0
+    r: float = 2.0
+    reg_orth_coef: float = 0.1
+
+
+@dataclass
+class RunConf:
+    model: ModelConf = field(default_factory=ModelConf)
+    task: TaskConf = field(default_factory=TaskConf)
+    method: Any = None
+    data: DataConf = field(default_factory=DataConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    dcft_hp: DCFTHp = field(default_factory=DCFTHp)
+    kernel: int = 2
+    stride: Optional[int] = None
+    targets: str = "all"
+    seed: int = 6
+    output_root: str = "results/runs"
+
+
+# Overrides that name a folder level or do not change the result: not part of the run key.
+RUN_KEY_EXCLUDE = ("model", "task", "method", "data.glue_dir", "data.squad_dir", "train.overwrite",
+                   "train.progress", "output_root", "sweep", "hydra.launcher", "launcher")
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_group_file(group: str, name: str) -> dict[str, Any]:
+    """A `conf/<group>/<name>.yaml` file as a plain dict (without its `defaults` list), e.g. a
+    model's architecture for building it on the meta device outside Hydra."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        valid = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        raise ValueError(f"{group}={name!r} does not exist; valid: {', '.join(valid)}")
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    data.pop("defaults", None)
+    return data
+
+
+def run_key(override_dirname: str) -> str:
+    """The last level of a run folder, from the job's overrides (`default` when none)."""
+    return override_dirname.replace("/", "_") or "default"
+
+
+def register() -> None:
+    """Store the schemas in Hydra's ConfigStore and register the `run_key` resolver."""
+    from hydra.core.config_store import ConfigStore
+
+    from dcft.methods import REGISTRY, config_class
+
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=RunConf)
+    cs.store(group="model", name="model_schema", node=ModelConf)
+    cs.store(group="task", name="task_schema", node=TaskConf)
+    for name in REGISTRY:
+        try:
+            node = config_class(name)
+        except (ImportError, AttributeError):  # a method module not written yet
+            continue
+        cs.store(group="method", name=f"{name}_schema", node=node)
+    if not OmegaConf.has_resolver("run_key"):
+        OmegaConf.register_new_resolver("run_key", run_key)

@@ -1,0 +1,1 @@
+"""Task data: GLUE (Hub or original GLUE tsv folder) and SQuAD, loaded into a uniform schema."""

@@ -1,0 +1,260 @@
+"""The training loop, on Accelerate: one code path for CPU, one GPU and many.
+
+AdamW (or the method's own optimizer), linear warm-up then linear decay, weight decay with the
+usual exemptions, gradient clipping and accumulation, optional mixed precision, evaluation every
+N optimizer steps and at the end, the best dev score tracked (the paper reports the best,
+Table 1 caption), a progress bar and a JSONL log. The loop knows no method or task by name:
+it asks the `Method` for parameters, optimizer, extra loss and per-step hook, and the `Task`
+for data, model outputs and metrics.
+
+Scheduler rule with several processes: the scheduler is not prepared by Accelerate and steps
+exactly once per optimizer step; the step count is that of each process (its data shard), so
+warm-up and decay are counted in optimizer steps of the global batch
+(`batch_size x processes x grad_accum`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dcft.methods.base import Method
+from dcft.tasks.base import Task, TaskData
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"non-finite training loss ({value}) at optimizer step {step}; lower train.lr, "
+                         f"use train.mixed_precision=no, or set train.nan_policy=skip to drop such steps")
+        self.step = step
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs besides model and optimizer state."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epoch in progress
+    batches_in_epoch: int = 0  # micro-batches consumed in the current epoch
+    best_score: float = -math.inf
+    best_step: int | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    eval_time_s: float = 0.0
+    skipped_steps: int = 0  # steps dropped by nan_policy=skip
+    last_loss: float | None = None
+
+
+class JsonlLog:
+    """Append-only JSON-lines log (main process only; `None` path = no log)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **record: Any) -> None:
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def total_steps(steps_per_epoch: int, epochs: float, max_steps: int) -> int:
+    """Optimizer steps of the run: `max_steps` if positive, else `ceil(epochs x steps_per_epoch)`."""
+    return max_steps if max_steps > 0 else max(1, math.ceil(epochs * steps_per_epoch))
+
+
+def warmup_steps(total: int, steps: int, ratio: float) -> int:
+    """Warm-up length in optimizer steps: `steps` when positive, else `ceil(ratio x total)`."""
+    return steps if steps > 0 else math.ceil(ratio * total)
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """Peak memory of the run: CUDA allocator peak on a GPU, process peak RSS on the CPU."""
+    if device.type == "cuda":
+        return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated(device))}
+    return {"kind": "cpu_peak_rss", "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
+
+
+def _concat(chunks: list[np.ndarray]) -> np.ndarray:
+    """Concatenate gathered batches; ragged second axes are padded with -1e4 (never the argmax)."""
+    if chunks[0].ndim >= 2 and len({c.shape[1] for c in chunks}) > 1:
+        width = max(c.shape[1] for c in chunks)
+        chunks = [np.pad(c, [(0, 0), (0, width - c.shape[1])] + [(0, 0)] * (c.ndim - 2), constant_values=-1e4)
+                  for c in chunks]
+    return np.concatenate(chunks, axis=0)
+
+
+def evaluate(model, task: Task, data: TaskData, loaders: dict[str, DataLoader], accelerator,
+             out_dir: Path | None) -> dict[str, float]:
+    """Metrics of every evaluation set, gathered over processes without duplicated examples."""
+    model.eval()
+    metrics: dict[str, float] = {}
+    for name, loader in loaders.items():
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in loader:
+            inputs = task.model_inputs(batch)
+            labels = inputs.pop("labels", None)
+            with torch.no_grad():
+                outputs = task.outputs(model(**inputs))
+            if labels is not None:
+                outputs["labels"] = labels
+            outputs = {k: accelerator.pad_across_processes(v, dim=1, pad_index=-10000) if v.ndim >= 2 else v
+                       for k, v in outputs.items()}
+            outputs = accelerator.gather_for_metrics(outputs)
+            for k, v in outputs.items():
+                parts.setdefault(k, []).append(v.detach().float().cpu().numpy() if v.is_floating_point()
+                                               else v.detach().cpu().numpy())
+        gathered = {k: _concat(v) for k, v in parts.items()}
+        metrics.update(task.compute_metrics(name, gathered, data, out_dir if accelerator.is_main_process else None))
+    model.train()
+    return metrics
+
+
+def make_loaders(data: TaskData, batch_size: int, eval_batch_size: int) -> tuple[DataLoader, dict[str, DataLoader]]:
+    """Shuffled training loader (seeded per epoch by Accelerate) and sequential eval loaders."""
+    train = DataLoader(data.train, batch_size=batch_size, shuffle=True, collate_fn=data.collate)
+    evals = {n: DataLoader(ds, batch_size=eval_batch_size, shuffle=False, collate_fn=data.collate)
+             for n, ds in data.evals.items()}
+    return train, evals
+
+
+def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, run_dir: Path | None = None,
+        state: TrainState | None = None, checkpointer=None) -> TrainState:
+    """Train `model` with `method` on `task`; returns the final `TrainState` (best, history, times).
+
+    `tcfg` is the `train` config (`dcft.config.TrainConf`). `run_dir` (main process) receives
+    `log.jsonl` and task predictions. `checkpointer(state, model, optimizer, scheduler)`, if given,
+    is called every `tcfg.checkpoint_steps` optimizer steps and at the end.
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    main = accelerator.is_main_process
+    log = JsonlLog(run_dir / "log.jsonl" if (run_dir is not None and main) else None)
+    train_loader, eval_loaders = make_loaders(data, tcfg.batch_size, tcfg.eval_batch_size)
+
+    optimizer = method.optimizer(model, tcfg.lr, tcfg.weight_decay, (tcfg.adam_beta1, tcfg.adam_beta2),
+                                 tcfg.adam_eps)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    eval_loaders = {n: accelerator.prepare(dl) for n, dl in eval_loaders.items()}
+    unwrapped = accelerator.unwrap_model(model)
+
+    steps_per_epoch = max(1, math.ceil(len(train_loader) / tcfg.grad_accum))
+    n_steps = total_steps(steps_per_epoch, tcfg.epochs, tcfg.max_steps)
+    n_epochs = math.ceil(n_steps / steps_per_epoch)
+    n_warmup = warmup_steps(n_steps, tcfg.warmup_steps, tcfg.warmup_ratio)
+    scheduler = get_linear_schedule_with_warmup(optimizer, n_warmup, n_steps)
+    method.prepare_training(unwrapped, n_steps)
+    trainable = [p for _, p in method.trainable_parameters(unwrapped)]
+
+    state = state or TrainState()
+    if checkpointer is not None and hasattr(checkpointer, "restore"):
+        state = checkpointer.restore(state, unwrapped, optimizer, scheduler) or state
+    log.write(type="start", total_steps=n_steps, steps_per_epoch=steps_per_epoch, epochs=n_epochs,
+              warmup_steps=n_warmup, processes=accelerator.num_processes, resumed_at=state.step)
+
+    progress = None
+    if tcfg.progress and main:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=n_steps, initial=state.step, desc=f"{task.name}/{method.name}", unit="step",
+                        dynamic_ncols=True)
+
+    def run_eval() -> None:
+        t0 = time.perf_counter()
+        metrics = evaluate(model, task, data, eval_loaders, accelerator, run_dir)
+        state.eval_time_s += time.perf_counter() - t0
+        score = task.score(metrics)
+        better = score == score and score > state.best_score  # NaN is never better
+        if better:
+            state.best_score, state.best_step, state.best_metrics = score, state.step, dict(metrics)
+        state.history.append({"step": state.step, "epoch": state.epoch, "score": score, **metrics})
+        log.write(type="eval", step=state.step, score=score, best=better, **metrics)
+        if progress is not None:
+            progress.set_postfix(score=f"{score:.4f}", best=f"{state.best_score:.4f}")
+
+    model.train()
+    window: list[float] = []
+    eval_every = tcfg.eval_steps if tcfg.eval_steps > 0 else 0
+    t_start, eval_before = time.perf_counter(), state.eval_time_s
+    while state.step < n_steps and state.epoch < n_epochs:
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(state.epoch)
+        loader = train_loader
+        if state.batches_in_epoch:
+            loader = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
+        for batch in loader:
+            state.batches_in_epoch += 1
+            with accelerator.accumulate(model):
+                out = model(**task.model_inputs(batch))
+                loss = out.loss
+                extra = method.extra_loss(unwrapped)
+                if extra is not None:
+                    loss = loss + extra
+                if not _all_finite(loss, accelerator):
+                    if tcfg.nan_policy != "skip":
+                        raise NonFiniteLoss(state.step + 1, float(loss.detach()))
+                    optimizer.zero_grad(set_to_none=True)
+                    if accelerator.sync_gradients:
+                        state.skipped_steps += 1
+                        log.write(type="skip", step=state.step + 1, reason="non-finite loss")
+                    continue
+                accelerator.backward(loss)
+                window.append(float(loss.detach()))
+                if accelerator.sync_gradients:
+                    if tcfg.max_grad_norm and tcfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(trainable, tcfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    method.after_step(unwrapped, state.step + 1, optimizer)
+                    optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            if progress is not None:
+                progress.update(1)
+            if state.step % max(1, tcfg.log_steps) == 0 or state.step == n_steps:
+                mean = sum(window) / max(1, len(window))
+                state.last_loss = mean
+                log.write(type="train", step=state.step, epoch=state.epoch, loss=mean,
+                          lr=scheduler.get_last_lr()[0], elapsed_s=time.perf_counter() - t_start)
+                window = []
+            if eval_every and state.step % eval_every == 0 and state.step < n_steps:
+                run_eval()
+            if checkpointer is not None and tcfg.checkpoint_steps > 0 and state.step % tcfg.checkpoint_steps == 0:
+                checkpointer(state, unwrapped, optimizer, scheduler)
+            if state.step >= n_steps:
+                break
+        else:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+            continue
+        break
+    state.train_time_s += time.perf_counter() - t_start - (state.eval_time_s - eval_before)  # eval apart
+    run_eval()
+    if progress is not None:
+        progress.close()
+    if checkpointer is not None:
+        checkpointer(state, unwrapped, optimizer, scheduler)
+    log.write(type="end", step=state.step, best_score=state.best_score, best_step=state.best_step)
+    return state
+
+
+def _all_finite(loss: torch.Tensor, accelerator) -> bool:
+    """Whether the loss is finite on every process (all ranks take the same branch)."""
+    ok = torch.isfinite(loss.detach()).all().float()
+    if accelerator.num_processes > 1:
+        ok = accelerator.reduce(ok.to(accelerator.device), reduction="sum") == accelerator.num_processes
+    return bool(ok)
