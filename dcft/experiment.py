@@ -12,6 +12,7 @@ A failed run still writes its result file, with `status: failed` and the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -101,9 +102,16 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
                              limit_eval=cfg.data.limit_eval)
         record["data"] = {"train_examples": len(data.train), "eval_examples": {k: len(v) for k, v in data.evals.items()}}
 
+        from dcft.checkpoint import Checkpointer
         from dcft.train import fit, peak_memory
 
-        state = fit(model, method, task, data, cfg.train, accelerator, run_dir if main else None)
+        checkpointer = None
+        if cfg.train.checkpoint_steps > 0:
+            if cfg.train.overwrite and main:
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            checkpointer = Checkpointer(run_dir, method, record["config"], is_main=main)
+        state = fit(model, method, task, data, cfg.train, accelerator, run_dir if main else None,
+                    checkpointer=checkpointer, seed=cfg.seed)
         final = state.history[-1]
         record.update(
             status="completed",

@@ -123,16 +123,20 @@ def evaluate(model, task: Task, data: TaskData, loaders: dict[str, DataLoader], 
     return metrics
 
 
-def make_loaders(data: TaskData, batch_size: int, eval_batch_size: int) -> tuple[DataLoader, dict[str, DataLoader]]:
-    """Shuffled training loader (seeded per epoch by Accelerate) and sequential eval loaders."""
-    train = DataLoader(data.train, batch_size=batch_size, shuffle=True, collate_fn=data.collate)
+def make_loaders(data: TaskData, batch_size: int, eval_batch_size: int,
+                 seed: int = 0) -> tuple[DataLoader, dict[str, DataLoader]]:
+    """Shuffled training loader (seeded per epoch by Accelerate) and sequential eval loaders.
+    The loader has its own generator so iterating it never draws from the global RNG (which
+    dropout uses): a resumed run then sees the same random stream as an uninterrupted one."""
+    train = DataLoader(data.train, batch_size=batch_size, shuffle=True, collate_fn=data.collate,
+                       generator=torch.Generator().manual_seed(seed))
     evals = {n: DataLoader(ds, batch_size=eval_batch_size, shuffle=False, collate_fn=data.collate)
              for n, ds in data.evals.items()}
     return train, evals
 
 
 def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, run_dir: Path | None = None,
-        state: TrainState | None = None, checkpointer=None) -> TrainState:
+        state: TrainState | None = None, checkpointer=None, seed: int = 0) -> TrainState:
     """Train `model` with `method` on `task`; returns the final `TrainState` (best, history, times).
 
     `tcfg` is the `train` config (`dcft.config.TrainConf`). `run_dir` (main process) receives
@@ -143,7 +147,7 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
 
     main = accelerator.is_main_process
     log = JsonlLog(run_dir / "log.jsonl" if (run_dir is not None and main) else None)
-    train_loader, eval_loaders = make_loaders(data, tcfg.batch_size, tcfg.eval_batch_size)
+    train_loader, eval_loaders = make_loaders(data, tcfg.batch_size, tcfg.eval_batch_size, seed)
 
     optimizer = method.optimizer(model, tcfg.lr, tcfg.weight_decay, (tcfg.adam_beta1, tcfg.adam_beta2),
                                  tcfg.adam_eps)
@@ -160,7 +164,7 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
     trainable = [p for _, p in method.trainable_parameters(unwrapped)]
 
     state = state or TrainState()
-    if checkpointer is not None and hasattr(checkpointer, "restore"):
+    if checkpointer is not None:
         state = checkpointer.restore(state, unwrapped, optimizer, scheduler) or state
     log.write(type="start", total_steps=n_steps, steps_per_epoch=steps_per_epoch, epochs=n_epochs,
               warmup_steps=n_warmup, processes=accelerator.num_processes, resumed_at=state.step)

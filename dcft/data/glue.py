@@ -270,7 +270,8 @@ def load_glue(task: str | GlueTask, glue_dir: str | Path | None = None,
               splits: str | Iterable[str] | None = None) -> dict[str, datasets.Dataset]:
     """The requested splits (default: "train" and the task's eval splits) of one GLUE task, as
     {split name: Dataset with text_a, [text_b], label, idx}; from `glue_dir` (original GLUE
-    layout) if given, else from the Hub."""
+    layout) if given (not None / ""), else from the Hub (set HF_DATASETS_OFFLINE=1 to fail fast
+    instead of retrying when there is no network)."""
     task = get_task(task) if isinstance(task, str) else task
     split_list = list(task.splits if splits is None else [splits] if isinstance(splits, str) else splits)
     _check_splits(task, split_list)
