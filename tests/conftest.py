@@ -55,3 +55,16 @@ def tokens() -> dict:
     mask = torch.ones_like(ids)
     mask[2, 8:] = 0
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def compose_cfg(overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """The composed Hydra config for these command-line overrides, exactly as `run.py` composes it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dcft.config import register
+
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides or [], return_hydra_config=return_hydra_config)

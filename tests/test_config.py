@@ -1,0 +1,72 @@
+"""Every model x task x method composes; typos and wrong types are rejected; presets apply."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from conftest import ROOT, compose_cfg
+
+MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
+TASKS = sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))
+METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
+
+
+def test_groups_are_complete():
+    assert {"deberta-v3-base", "roberta-large", "deberta-v2-xxlarge", "minilm"} <= set(MODELS)
+    assert set(TASKS) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "squad", "squad_v2"}
+    assert set(METHODS) == {"dcft", "lora", "adalora", "sora", "lorafa", "bitfit", "hadapter", "padapter", "full"}
+
+
+@pytest.mark.parametrize("model,task", list(itertools.product(MODELS, TASKS)))
+def test_every_model_task_method_composes(model, task):
+    for method in METHODS:
+        cfg = compose_cfg([f"model={model}", f"task={task}", f"method={method}"])
+        OmegaConf.resolve(cfg)
+        assert cfg.model.name == model and cfg.task.name == task and cfg.method.name == method
+
+
+def test_top_level_keys_reach_the_method():
+    cfg = compose_cfg(["method=dcft", "kernel=4", "stride=2", "targets=qv"])
+    assert (cfg.method.kernel, cfg.method.stride, cfg.method.targets) == (4, 2, "qv")
+
+
+def test_authors_preset_is_default_and_paper_preset_selectable():
+    authors = compose_cfg(["model=deberta-v3-base", "task=rte"])
+    assert authors.train.lr == pytest.approx(1.2e-3) and authors.train.max_len == 320
+    assert authors.method.reg_orth_coef == pytest.approx(0.3) and authors.method.r == 2.0
+    paper = compose_cfg(["model=deberta-v3-base", "task=rte", "preset=paper"])
+    assert paper.method.reg_orth_coef == pytest.approx(0.2) and paper.method.r == 8.0
+    assert paper.train.cls_dropout == pytest.approx(0.3)
+
+
+def test_model_without_preset_keeps_train_defaults():
+    cfg = compose_cfg(["model=minilm", "task=rte"])
+    assert cfg.train.lr == pytest.approx(5e-4) and cfg.train.max_len == 128
+
+
+@pytest.mark.parametrize("override", ["train.lrr=1e-3", "method.kernell=4", "kernel=abc", "train.batch_size=big",
+                                      "seed=1.5"])
+def test_typos_and_wrong_types_are_rejected(override):
+    with pytest.raises((ConfigCompositionException, ValidationError, ConfigKeyError)):
+        cfg = compose_cfg(["method=dcft", override])
+        OmegaConf.resolve(cfg)
+
+
+@pytest.mark.parametrize("group,name", [("task", "rtee"), ("method", "loraa"), ("model", "bert-huge")])
+def test_unknown_names_list_the_valid_ones(group, name):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_cfg([f"{group}={name}"])
+    assert "Available options" in str(e.value) or "options" in str(e.value).lower()
+
+
+def test_run_folder_is_built_from_overrides_not_the_clock():
+    a = compose_cfg(["task=rte", "method=dcft", "kernel=8", "seed=1"], return_hydra_config=True)
+    b = compose_cfg(["seed=1", "kernel=8", "method=dcft", "task=rte"], return_hydra_config=True)
+    da, db = a.hydra.run.dir, b.hydra.run.dir
+    assert da == db
+    assert da.endswith("deberta-v3-base/rte/dcft/kernel=8,seed=1")

@@ -1,0 +1,115 @@
+"""End to end: `run.py` on a tiny model and a small learnable task written in GLUE layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, compose_cfg
+from dcft import results
+from dcft.experiment import run
+
+WORDS = "the a cat dog sun moon tree river stone cloud bird fish road house hill".split()
+
+
+def write_learnable_rte(root: Path, n_train: int = 192, n_dev: int = 64, seed: int = 0) -> Path:
+    """RTE-format folder whose label is decided by sentence2 (all "yes" -> entailment, all "no" -> not)."""
+    rng = random.Random(seed)
+    d = root / "RTE"
+    d.mkdir(parents=True)
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        lines = ["index\tsentence1\tsentence2\tlabel"]
+        for i in range(n):
+            ent = rng.random() < 0.5
+            s1 = " ".join(rng.choice(WORDS) for _ in range(6))
+            s2 = " ".join(["yes" if ent else "no"] * rng.randint(3, 6))
+            lines.append(f"{i}\t{s1}\t{s2}\t{'entailment' if ent else 'not_entailment'}")
+        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+TINY_RUN = ["model=tiny-bert", "task=rte", "train.max_steps=40", "train.batch_size=16", "train.lr=1e-2",
+            "train.eval_steps=20", "train.max_len=48", "train.progress=false", "train.max_grad_norm=1.0"]
+
+
+@pytest.fixture
+def glue_dir(tmp_path):
+    return write_learnable_rte(tmp_path / "glue")
+
+
+def test_dcft_run_learns_and_writes_a_complete_result(glue_dir, tmp_path):
+    cfg = compose_cfg(TINY_RUN + ["method=dcft", "kernel=8", f"data.glue_dir={glue_dir}"])
+    rec = run(cfg, tmp_path / "run", choices={"method": "dcft"})
+    on_disk = results.read_result(tmp_path / "run")
+    assert on_disk["status"] == "completed" and on_disk == json.loads(json.dumps(on_disk))
+    for key in ("config", "metrics", "params", "train", "memory", "device", "environment", "wall_time_s"):
+        assert key in on_disk, key
+    # 2 layers x (4 x (48/8 + 48/8 + 8^2) + 2 x (48/8 + 96/8 + 8^2)) = 2 x (304 + 164) = 936
+    assert on_disk["params"]["method"] == 936
+    best = on_disk["metrics"]["best"]
+    assert best["validation/accuracy"] > 0.75, best  # chance is ~0.5
+    assert [h["step"] for h in on_disk["metrics"]["history"]] == [20, 40]
+    assert on_disk["train"]["steps"] == 40 and on_disk["train"]["steps_per_s"] > 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert {r["type"] for r in log} >= {"start", "train", "eval", "end"}
+    assert rec["metrics"]["best"]["score"] == best["score"]
+
+
+def test_same_seed_twice_gives_the_same_metrics(glue_dir, tmp_path):
+    over = TINY_RUN + ["method=dcft", "kernel=4", "train.max_steps=10", "train.eval_steps=5",
+                       f"data.glue_dir={glue_dir}"]
+    a = run(compose_cfg(over), tmp_path / "a")
+    b = run(compose_cfg(over), tmp_path / "b")
+    assert a["metrics"]["history"] == b["metrics"]["history"]
+    assert a["train"]["final_loss"] == b["train"]["final_loss"]
+
+
+def test_bad_kernel_fails_before_data_and_still_writes_a_failed_result(tmp_path):
+    cfg = compose_cfg(TINY_RUN + ["method=dcft", "kernel=7", "data.glue_dir=/nonexistent/glue"])
+    with pytest.raises(ValueError) as e:
+        run(cfg, tmp_path / "run")
+    assert "kernel" in str(e.value)  # the adapter's error, not the missing data
+    rec = results.read_result(tmp_path / "run")
+    assert rec["status"] == "failed" and rec["error"]["type"] == "ValueError"
+
+
+def test_missing_data_says_how_to_point_at_a_local_copy(tmp_path):
+    cfg = compose_cfg(TINY_RUN + ["method=dcft", "kernel=8", f"data.glue_dir={tmp_path / 'nowhere'}"])
+    with pytest.raises(Exception) as e:
+        run(cfg, tmp_path / "run")
+    assert "glue_dir" in str(e.value)
+    assert results.read_result(tmp_path / "run")["status"] == "failed"
+
+
+def test_completed_run_is_not_rerun_unless_asked(glue_dir, tmp_path):
+    over = TINY_RUN + ["method=dcft", "kernel=8", "debug=smoke", f"data.glue_dir={glue_dir}"]
+    first = run(compose_cfg(over), tmp_path / "run")
+    again = run(compose_cfg(over), tmp_path / "run")
+    assert again["finished_at"] == first["finished_at"]
+    forced = run(compose_cfg(over + ["train.overwrite=true"]), tmp_path / "run")
+    assert forced["status"] == "completed"
+
+
+def _run_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_run_py_sweep_writes_one_result_per_point(glue_dir, tmp_path):
+    out = tmp_path / "runs"
+    p = _run_py(["-m", "model=tiny-bert", "task=rte", "method=dcft", "kernel=4,8", "stride=null,2", "debug=smoke",
+                 f"data.glue_dir={glue_dir}", f"output_root={out}", "train.progress=false"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    recs = [json.loads(f.read_text()) for f in out.rglob("result.json")]
+    assert len(recs) == 4 and all(r["status"] == "completed" for r in recs)
+    settings = {(r["config"]["method"]["kernel"], r["config"]["method"]["stride"]) for r in recs}
+    assert settings == {(4, None), (4, 2), (8, None), (8, 2)}
+    df = results.load_all(out)
+    assert len(df) == 4 and "metrics.best.score" in df.columns
