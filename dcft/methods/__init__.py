@@ -34,7 +34,12 @@ def method_class(name: str) -> type[Method]:
 
 
 def config_class(name: str) -> type:
-    """The `Config` dataclass (Hydra schema) of the method registered under `name`."""
+    """The `Config` dataclass (Hydra schema) of the method registered under `name`: the method
+    class's own `config_class` attribute if it has one (several methods sharing a module, e.g.
+    HAdapter / PAdapter), else the module's `Config`."""
+    own = getattr(method_class(name), "config_class", None)
+    if own is not None:
+        return own
     return importlib.import_module(REGISTRY[name].partition(":")[0]).Config
 
 
