@@ -28,3 +28,61 @@ params:  ## results/tables/params.{csv,md}: every #Params cell of the paper, cou
 clean:  ## remove caches (never results)
 	rm -rf .pytest_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# ---- Paper tables and figures, and the sweeps that fill them (dcft/tables.py, dcft/figures.py,
+# dcft/sweep.py, conf/sweep/). MODEL=minilm runs every sweep on that model and builds the tables and
+# figures from its runs; SWEEP_ARGS passes more run.py overrides, e.g.
+#   make table4 MODEL=minilm SWEEP_ARGS="data.glue_dir=../shared/glue task=rte,cola,stsb"
+#   make table4 SWEEP_ARGS=hydra/launcher=slurm            # submit to SLURM (conf/hydra/launcher/slurm.yaml)
+MODEL ?=
+SWEEP ?= table4
+SWEEP_ARGS ?=
+RUN_SWEEP = $(PYTHON) run.py $(if $(MODEL),model=$(MODEL)) $(SWEEP_ARGS)
+MAKE_TABLES = $(PYTHON) -m dcft.tables $(if $(MODEL),--model $(MODEL))
+.PHONY: tables figures plan sweeps table1 table2 table3 table4 table5 table6 figure-runs
+
+tables:  ## results/tables/table1-6.{md,csv,tex}: our runs beside the paper's numbers (never trains)
+	$(MAKE_TABLES)
+
+figures:  ## results/figures/*.{png,pdf}: kernel and stride plots, Figures 2 and 3, from results/runs
+	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
+
+plan:  ## dry run: the run folders of SWEEP=<name> (with MODEL, SWEEP_ARGS) and which are done
+	$(PYTHON) -m dcft.sweep plan +sweep=$(SWEEP) $(if $(MODEL),model=$(MODEL)) $(SWEEP_ARGS)
+
+sweeps:  ## list every conf/sweep file with its command and number of runs
+	$(PYTHON) -m dcft.sweep list
+
+table1:  ## Table 1 (GLUE): run its sweeps (finished runs are skipped), then build the table
+	$(RUN_SWEEP) +sweep=table1_dcft
+	$(RUN_SWEEP) +sweep=table1_baselines_deberta
+	$(RUN_SWEEP) +sweep=table1_baselines_roberta
+	$(MAKE_TABLES) --tables 1
+
+table2:  ## Table 2 (DeBERTaV2-xxlarge): run its sweeps, then build the table
+	$(RUN_SWEEP) +sweep=table2_dcft
+	$(RUN_SWEEP) +sweep=table2_baselines
+	$(MAKE_TABLES) --tables 2
+
+table3:  ## Table 3 (SQuAD v1.1/v2.0): run its sweeps, then build the table
+	$(RUN_SWEEP) +sweep=table3_dcft
+	$(RUN_SWEEP) +sweep=table3_baselines
+	$(MAKE_TABLES) --tables 3
+
+table4:  ## Table 4 (kernel size, score and time): run its sweeps, then build the table
+	$(RUN_SWEEP) +sweep=table4
+	$(RUN_SWEEP) +sweep=table4_full
+	$(MAKE_TABLES) --tables 4
+
+table5:  ## Table 5 (stride, score and time): run its sweep, then build the table
+	$(RUN_SWEEP) +sweep=table5
+	$(MAKE_TABLES) --tables 5
+
+table6:  ## Table 6 (target matrices): run its sweep, then build the table
+	$(RUN_SWEEP) +sweep=table6
+	$(MAKE_TABLES) --tables 6
+
+figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT sweep), then the figures
+	$(RUN_SWEEP) +sweep=figures
+	$(RUN_SWEEP) +sweep=table4
+	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))

@@ -94,11 +94,6 @@ class RunConf:
     output_root: str = "results/runs"
 
 
-# Overrides that name a folder level or do not change the result: not part of the run key.
-RUN_KEY_EXCLUDE = ("model", "task", "method", "data.glue_dir", "data.squad_dir", "train.overwrite",
-                   "train.progress", "output_root", "sweep", "hydra.launcher", "launcher")
-
-
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 

@@ -40,7 +40,8 @@ def make_accelerator(tcfg):
         raise ValueError(f"train.mixed_precision={tcfg.mixed_precision!r}; valid: no, fp16, bf16")
     if tcfg.nan_policy not in ("fail", "skip"):
         raise ValueError(f"train.nan_policy={tcfg.nan_policy!r}; valid: fail, skip")
-    return Accelerator(cpu=tcfg.device == "cpu", mixed_precision=tcfg.mixed_precision,
+    on_cpu = tcfg.device == "cpu" or (tcfg.device == "auto" and not torch.cuda.is_available())
+    return Accelerator(cpu=on_cpu, mixed_precision=tcfg.mixed_precision,
                        gradient_accumulation_steps=tcfg.grad_accum,
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
 

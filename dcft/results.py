@@ -98,10 +98,28 @@ def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
     return {"commit": sha, "dirty": dirty if sha else None}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux `/proc/cpuinfo`), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def gpu_name() -> str | None:
+    """The name of the first visible CUDA device, or None."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def environment() -> dict[str, Any]:
-    """Where a run ran: host, platform, command line, versions, commit."""
-    return {"host": platform.node(), "platform": platform.platform(), "argv": sys.argv,
-            "versions": library_versions(), "git": git_commit()}
+    """Where a run ran: host, hardware, platform, command line, versions, commit."""
+    return {"host": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpu": gpu_name(),
+            "platform": platform.platform(), "argv": sys.argv, "versions": library_versions(), "git": git_commit()}
 
 
 def load_all(root: str | Path = "results/runs", completed_only: bool = False):

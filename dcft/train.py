@@ -231,6 +231,8 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
                 progress.update(1)
             if state.step % max(1, tcfg.log_steps) == 0 or state.step == n_steps:
                 mean = sum(window) / max(1, len(window))
+                if accelerator.num_processes > 1:  # the loss of the global batch, not of rank 0's shard
+                    mean = float(accelerator.reduce(torch.tensor(mean, device=accelerator.device), "mean"))
                 state.last_loss = mean
                 log.write(type="train", step=state.step, epoch=state.epoch, loss=mean,
                           lr=scheduler.get_last_lr()[0], elapsed_s=time.perf_counter() - t_start)

@@ -57,6 +57,15 @@ def tokens() -> dict:
     return {"input_ids": ids, "attention_mask": mask}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and threads contend on a shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def compose_cfg(overrides: list[str] | None = None, return_hydra_config: bool = False):
     """The composed Hydra config for these command-line overrides, exactly as `run.py` composes it."""
     from hydra import compose, initialize_config_dir

@@ -1,0 +1,312 @@
+"""`make figures`: the paper's ablation plots and Figures 2 and 3 from our result files, PNG and
+PDF, into results/figures/ (matplotlib, Agg; never trains).
+
+    python -m dcft.figures                          # DeBERTaV3-base runs
+    python -m dcft.figures --model minilm           # the same figures from minilm runs (files *_minilm.*)
+
+- `table4_kernel`: score and training time against kernel size d (stride = d), per task and their
+  average, the paper's (Table 4) beside ours.
+- `table5_stride`: the same against the stride at kernel 8 (Table 5).
+- `figure2_time`: total training time of DCFT and LoRA per task (CoLA, RTE, MRPC, QNLI), ours
+  (the paper's Figure 2 prints no numbers; its text is quoted on the plot).
+- `figure3_curves`: dev score and training loss against the optimizer step, DCFT and LoRA on one
+  task (SST-2 in the paper), from the runs' `metrics.history` and their `log.jsonl`.
+
+Runs are selected exactly as `dcft.tables` selects them (completed, non-debug, newest duplicate).
+A figure whose runs are missing is skipped with a message, except the ablation plots, which
+always show the paper's side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dcft import tables as T  # noqa: E402
+
+PAPER_WIDTH_IN = 6.75  # two-column width of an ACL/COLING page, inches
+COLUMN_WIDTH_IN = 3.3
+STYLE = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+         "ytick.labelsize": 7, "lines.linewidth": 1.3, "lines.markersize": 4, "axes.spines.top": False,
+         "axes.spines.right": False, "savefig.dpi": 200}
+FIG2_TASKS = ("cola", "rte", "mrpc", "qnli")
+FIG_KERNELS = (2, 8)  # DCFT settings of Figures 2 and 3: the paper's "DCFT †" (best) and "DCFT Δ" (most efficient)
+SCORE_NAME = {"cola": "Matthews corr.", "stsb": "Pearson r", "squad": "F1", "squad_v2": "F1"}
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _colors(tasks: list[str]) -> dict[str, Any]:
+    cmap = plt.get_cmap("tab10")
+    return {t: cmap(i) for i, t in enumerate(tasks)}
+
+
+def _series(cells: list[T.Cell], xkey: str, kind: str, which: str) -> dict[str, list[tuple[float, float]]]:
+    """task (or "avg") -> [(x, value)] from table cells; `kind` "score" or "time_h"."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for c in cells:
+        if c.row.method != "dcft" or c.metric == "params":
+            continue
+        if (c.metric == "time_h") != (kind == "time_h"):
+            continue
+        v = c.ours if which == "ours" else c.paper
+        if v is None:
+            continue
+        x = getattr(c.row, xkey)
+        out.setdefault(c.task, []).append((x, v))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _avg_series(cells: list[T.Cell], table: T.PaperTable, xkey: str, kind: str, which: str):
+    """Average over the tasks, the tables' way; for ours only where every task has a run."""
+    pts = []
+    for row in table.rows:
+        if row.method != "dcft":
+            continue
+        if which == "paper":
+            c = table.paper(row.model, row.setting, "avg", kind)
+            v = T.paper_value(c)
+            if v is None:
+                scores = T.task_scores(cells, row, kind, table, "paper")
+                v = statistics.fmean(scores.values()) if scores else None
+        else:
+            scores = T.task_scores(cells, row, kind, table, "ours")
+            v = statistics.fmean(scores.values()) if scores else None
+        if v is not None:
+            pts.append((getattr(row, xkey), v))
+    return sorted(pts)
+
+
+def ablation_figure(number: int, runs: T.Runs, model: str | None, out: Path, paper_dir=T.PAPER_DIR) -> list[Path]:
+    """Table 4 (x = kernel) or Table 5 (x = stride): score and time, paper | ours."""
+    table = T.load_paper(number, paper_dir)
+    cells, _ = T.build_cells(table, runs, model)
+    xkey = "kernel" if number == 4 else "stride"
+    tasks = table.tasks()
+    colors = _colors(tasks)
+    ours_model = model or table.models[0]
+    used = [r for r in runs.usable if r["model"] == ours_model and any(row.matches(r) for row in table.rows)]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 2, figsize=(PAPER_WIDTH_IN, 4.6), sharex=True)
+        for col, which in enumerate(("paper", "ours")):
+            for rowi, kind in enumerate(("score", "time_h")):
+                ax = axes[rowi, col]
+                series = _series(cells, xkey, kind, which)
+                for task in tasks:
+                    pts = series.get(task, [])
+                    if pts:
+                        ax.plot(*zip(*pts), marker="o", color=colors[task], label=T.TASK_LABEL.get(task, task))
+                avg = _avg_series(cells, table, xkey, kind, which)
+                if avg:
+                    ax.plot(*zip(*avg), marker="s", color="black", linewidth=2.0, label="Avg")
+                full = [r for r in table.rows if r.method == "full"]
+                if kind == "score" and full:  # Table 4's Full FT row, as a reference line
+                    if which == "paper":
+                        ff = T.paper_value(table.paper(full[0].model, full[0].setting, "avg", "score"))
+                    else:
+                        scores = T.task_scores(cells, full[0], "score", table, "ours")
+                        ff = statistics.fmean(scores.values()) if scores else None
+                    if ff is not None:
+                        ax.axhline(ff, color="gray", linestyle="--", linewidth=1.0, label="Full FT (Avg)")
+                if not any(series.values()):
+                    ax.text(0.5, 0.5, "no completed runs", transform=ax.transAxes, ha="center", va="center",
+                            color="gray")
+                ax.set_ylabel("dev score (×100)" if kind == "score" else "training time (h)")
+                if rowi == 1:
+                    ax.set_xlabel("kernel size d (stride = d)" if number == 4 else "stride s (kernel 8)")
+                label = (f"paper: {T.MODEL_LABEL.get(table.models[0], table.models[0])}, "
+                         f"{T.PAPER_HARDWARE.get(table.models[0], '')}" if which == "paper"
+                         else f"ours: {ours_model}, {_device(used)}")
+                ax.set_title(("Score — " if kind == "score" else "Time — ") + label)
+                xs = sorted({getattr(r, xkey) for r in table.rows if r.method == "dcft"})
+                ax.set_xticks(xs)
+                if number == 5:
+                    ax.set_xscale("log", base=2)
+                    ax.set_xticks(xs, [str(x) for x in xs])
+                ax.grid(alpha=0.3)
+        handles, labels = {}, []
+        for ax in axes.flat:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), frameon=False,
+                   bbox_to_anchor=(0.5, -0.02))
+        fig.suptitle(f"Table {number}: {'kernel size' if number == 4 else 'stride'} — score and training time",
+                     fontsize=9)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        stem = ("table4_kernel" if number == 4 else "table5_stride") + (f"_{model}" if model else "")
+        return _save(fig, out, stem)
+
+
+def _device(runs: list[dict[str, Any]]) -> str:
+    devs = sorted({str(r["gpu"] or r["device"] or "?") for r in runs})
+    return "/".join(devs) if devs else "no runs"
+
+
+def _dcft_std(r: dict[str, Any], kernels: tuple[int, ...]) -> bool:
+    """DCFT with one of `kernels`, stride = kernel, ALL targets (what Figures 2 and 3 compare)."""
+    return (r["method"] == "dcft" and r["kernel"] in kernels and r["stride"] == r["kernel"]
+            and (r["targets"] or "all") == "all")
+
+
+def _label(r: dict[str, Any]) -> str:
+    return f"DCFT d={r['kernel']}" if r["method"] == "dcft" else "LoRA"
+
+
+def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...] = FIG_KERNELS) -> list[Path]:
+    """Total training time of DCFT (each of `kernels`) and LoRA per task (grouped bars, mean over
+    seeds, error bar = std)."""
+    model = model or "deberta-v3-base"
+    sel = [r for r in runs.usable if r["model"] == model and r["task"] in FIG2_TASKS and r["time_h"] is not None
+           and (r["method"] == "lora" or _dcft_std(r, kernels))]
+    if not any(r["method"] == "lora" for r in sel) or not any(r["method"] == "dcft" for r in sel):
+        print(f"figure 2 skipped: needs completed LoRA and DCFT runs of {model} on {', '.join(FIG2_TASKS)}")
+        return []
+    groups = sorted({_label(r) for r in sel}, key=lambda s: (s != "LoRA", len(s), s))
+    tasks = [t for t in FIG2_TASKS if any(r["task"] == t for r in sel)]
+    hours = {(g, t): [r["time_h"] for r in sel if _label(r) == g and r["task"] == t] for g in groups for t in tasks}
+    top = max(max(v) for v in hours.values() if v)
+    unit, factor = ("h", 1.0) if top >= 1 else ("min", 60.0)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.8))
+        width = 0.8 / len(groups)
+        cmap = plt.get_cmap("tab10")
+        for gi, g in enumerate(groups):
+            xs, ys, errs = [], [], []
+            for ti, t in enumerate(tasks):
+                v = hours[(g, t)]
+                if not v:
+                    continue
+                xs.append(ti + (gi - (len(groups) - 1) / 2) * width)
+                ys.append(statistics.fmean(v) * factor)
+                errs.append(statistics.stdev(v) * factor if len(v) > 1 else 0.0)
+            bars = ax.bar(xs, ys, width, yerr=errs if any(errs) else None, color=cmap(gi), label=g)
+            if g != "LoRA":
+                for b, t in zip(bars, [t for t in tasks if hours[(g, t)]]):
+                    lora = hours.get(("LoRA", t))
+                    if lora:
+                        rel = statistics.fmean(hours[(g, t)]) / statistics.fmean(lora) - 1
+                        ax.annotate(f"{rel:+.0%}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                                    ha="center", va="bottom", fontsize=6)
+        ax.set_xticks(range(len(tasks)), [T.TASK_LABEL[t] for t in tasks])
+        ax.set_ylabel(f"total training time ({unit})")
+        ax.set_title(f"Training time, DCFT vs LoRA ({model}, {_device(sel)})")
+        ax.margins(y=0.12)
+        ax.legend(frameon=False, ncol=len(groups), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+        ax.grid(axis="y", alpha=0.3)
+        fig.text(0.01, -0.02, "Labels: DCFT time relative to LoRA. Paper (Fig. 2, 2080 Ti, batch 32): DCFT\n"
+                 "slower than LoRA on the small tasks, 17.36% faster on QNLI.", fontsize=6, ha="left", va="top")
+        fig.tight_layout()
+        return _save(fig, out, "figure2_time" + (f"_{model}" if model != "deberta-v3-base" else ""))
+
+
+def _loss_curve(run_dir: Path) -> list[tuple[int, float]]:
+    path = run_dir / "log.jsonl"
+    pts = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("type") == "train" and rec.get("loss") is not None:
+                pts.append((int(rec["step"]), float(rec["loss"])))
+    return pts
+
+
+def _history(run_dir: Path) -> list[tuple[int, float]]:
+    from dcft.results import read_result
+
+    rec = read_result(run_dir) or {}
+    hist = (rec.get("metrics") or {}).get("history") or []
+    return [(int(h["step"]), float(h["score"])) for h in hist if h.get("score") is not None]
+
+
+def figure3(runs: T.Runs, model: str | None, out: Path, task: str = "sst2",
+            kernels: tuple[int, ...] = FIG_KERNELS) -> list[Path]:
+    """Dev score and training loss against the step, DCFT (each kernel) and LoRA, on `task`;
+    the lowest seed of each setting."""
+    model = model or "deberta-v3-base"
+    sel = [r for r in runs.usable if r["model"] == model and r["task"] == task
+           and (r["method"] == "lora" or _dcft_std(r, kernels))]
+    picked: dict[str, dict[str, Any]] = {}
+    for r in sorted(sel, key=lambda r: (r["seed"] is None, r["seed"] or 0, r["run"])):
+        picked.setdefault(_label(r), r)
+    if "LoRA" not in picked or len(picked) < 2:
+        print(f"figure 3 skipped: needs completed LoRA and DCFT runs of {model} on {task}")
+        return []
+    order = sorted(picked, key=lambda s: (s != "LoRA", len(s), s))
+    scale = T.scale(task)
+    with plt.rc_context(STYLE):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(PAPER_WIDTH_IN, 2.5))
+        cmap = plt.get_cmap("tab10")
+        for i, lab in enumerate(order):
+            r = picked[lab]
+            hist = _history(Path(r["path"]))
+            if hist:
+                a1.plot([s for s, _ in hist], [v * scale for _, v in hist], marker="o", markersize=2.5,
+                        color=cmap(i), label=f"{lab} (seed {r['seed']})")
+            loss = _loss_curve(Path(r["path"]))
+            if loss:
+                a2.plot([s for s, _ in loss], [v for _, v in loss], color=cmap(i), label=f"{lab} (seed {r['seed']})")
+        name = SCORE_NAME.get(task, "accuracy")
+        a1.set_ylabel(f"dev {name} (×100)")
+        a1.set_title(f"Dev {name}, {T.TASK_LABEL.get(task, task)}")
+        a2.set_ylabel("training loss (incl. regulariser)")
+        a2.set_title(f"Training loss, {T.TASK_LABEL.get(task, task)}")
+        for ax in (a1, a2):
+            ax.set_xlabel("optimizer step")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(frameon=False)
+            else:
+                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="gray")
+        fig.suptitle(f"DCFT vs LoRA on {T.TASK_LABEL.get(task, task)} ({model}); paper: Figure 3", fontsize=9)
+        fig.tight_layout()
+        suffix = (f"_{model}" if model != "deberta-v3-base" else "") + (f"_{task}" if task != "sst2" else "")
+        return _save(fig, out, "figure3_curves" + suffix)
+
+
+def write_figures(runs_dir: str | Path = "results/runs", out: str | Path = "results/figures", model: str | None = None,
+                  task: str = "sst2", paper_dir: str | Path = T.PAPER_DIR,
+                  kernels: tuple[int, ...] = FIG_KERNELS) -> list[Path]:
+    out = Path(out)
+    runs = T.load_runs(runs_dir)
+    paths = ablation_figure(4, runs, model, out, paper_dir) + ablation_figure(5, runs, model, out, paper_dir)
+    paths += figure2(runs, model, out, kernels)
+    paths += figure3(runs, model, out, task, kernels)
+    for p in paths:
+        print(f"wrote {p}")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m dcft.figures", description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="results/runs", help="folder searched for result.json files")
+    ap.add_argument("--out", default="results/figures", help="output folder (default results/figures)")
+    ap.add_argument("--model", default=None, help="our model (default: the paper's, deberta-v3-base)")
+    ap.add_argument("--task", default="sst2", help="task of the Figure 3 curves (paper: sst2)")
+    ap.add_argument("--kernels", default="2,8", help="DCFT kernels compared with LoRA in Figures 2 and 3 (default 2,8)")
+    ap.add_argument("--paper", default=str(T.PAPER_DIR), help="folder with the paper's table<N>.csv")
+    args = ap.parse_args(argv)
+    kernels = tuple(int(k) for k in args.kernels.split(",") if k)
+    write_figures(args.runs, args.out, args.model, args.task, args.paper, kernels)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
