@@ -22,12 +22,29 @@ def test_groups_are_complete():
     assert set(METHODS) == {"dcft", "lora", "adalora", "sora", "lorafa", "bitfit", "hadapter", "padapter", "full"}
 
 
+def _composes(model: str, task: str, method: str) -> None:
+    cfg = compose_cfg([f"model={model}", f"task={task}", f"method={method}"])
+    OmegaConf.resolve(cfg)
+    assert cfg.model.name == model and cfg.task.name == task and cfg.method.name == method
+
+
+@pytest.mark.parametrize("model,task", list(itertools.product(MODELS, TASKS)))
+def test_every_model_task_composes_with_dcft(model, task):
+    """Model x task is where presets interact (conf/hp/<preset>/<model>/<task>.yaml)."""
+    _composes(model, task, "dcft")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("model,task", [("deberta-v3-base", "mnli"), ("roberta-large", "stsb"), ("minilm", "squad_v2")])
+def test_every_method_composes(model, task, method):
+    _composes(model, task, method)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("model,task", list(itertools.product(MODELS, TASKS)))
 def test_every_model_task_method_composes(model, task):
     for method in METHODS:
-        cfg = compose_cfg([f"model={model}", f"task={task}", f"method={method}"])
-        OmegaConf.resolve(cfg)
-        assert cfg.model.name == model and cfg.task.name == task and cfg.method.name == method
+        _composes(model, task, method)
 
 
 def test_top_level_keys_reach_the_method():
@@ -64,9 +81,9 @@ def test_unknown_names_list_the_valid_ones(group, name):
     assert "Available options" in str(e.value) or "options" in str(e.value).lower()
 
 
-def test_run_folder_is_built_from_overrides_not_the_clock():
-    a = compose_cfg(["task=rte", "method=dcft", "kernel=8", "seed=1"], return_hydra_config=True)
-    b = compose_cfg(["seed=1", "kernel=8", "method=dcft", "task=rte"], return_hydra_config=True)
-    da, db = a.hydra.run.dir, b.hydra.run.dir
-    assert da == db
-    assert da.endswith("deberta-v3-base/rte/dcft/kernel=8,seed=1")
+def test_run_folder_is_built_from_overrides_not_the_clock(tmp_path):
+    from dcft.sweep import plan
+
+    a = plan(["task=rte", "method=dcft", "kernel=8", "seed=1", f"output_root={tmp_path}"])
+    b = plan(["seed=1", "kernel=8", "method=dcft", "task=rte", f"output_root={tmp_path}"])
+    assert a[0].run_dir == b[0].run_dir == str(tmp_path / "deberta-v3-base" / "rte" / "dcft" / "kernel=8,seed=1")
