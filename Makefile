@@ -86,3 +86,13 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 	$(RUN_SWEEP) +sweep=figures
 	$(RUN_SWEEP) +sweep=table4
 	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
+
+CPU_STUDY = results/cpu-study
+cpu-study:  ## the CPU worked example: MiniLM on ../shared/glue (RTE, CoLA, STS-B), about an hour on 2 cores
+	for s in cpu_kernels cpu_strides cpu_targets cpu_baselines cpu_full cpu_baselines_rte; do \
+	  $(PYTHON) run.py +sweep=$$s train.progress=false $(SWEEP_ARGS) || exit 1; done
+	$(MAKE) cpu-tables
+
+cpu-tables:  ## tables and figures of the CPU worked example from its committed runs (never trains)
+	$(PYTHON) -m dcft.tables --model minilm --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)/tables --params results/tables/params.csv
+	$(PYTHON) -m dcft.figures --model minilm --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)/figures --task rte

@@ -109,14 +109,20 @@ def resolve_path(path: str | None) -> str | None:
     return path
 
 
-def head_config_kwargs(num_labels: int, cls_dropout: float | None) -> dict[str, Any]:
-    """Config overrides for the task head: label count and classifier dropout for every family."""
+# The config key of the dropout before the classifier, per family.
+CLS_DROPOUT_KEY = {"deberta-v2": "cls_dropout", "bert": "classifier_dropout", "roberta": "classifier_dropout"}
+
+
+def head_config_kwargs(family: str, num_labels: int, cls_dropout: float | None) -> dict[str, Any]:
+    """Config overrides for the task head: label count and the family's classifier dropout key."""
     kw: dict[str, Any] = {"num_labels": num_labels}
     if num_labels == 1:
         kw["problem_type"] = "regression"
     if cls_dropout is not None:
-        kw["cls_dropout"] = cls_dropout  # DeBERTa-v2/v3 ContextPooler
-        kw["classifier_dropout"] = cls_dropout  # BERT / RoBERTa
+        if family not in CLS_DROPOUT_KEY:
+            raise ValueError(f"train.cls_dropout is set but model family {family!r} has no known classifier "
+                             f"dropout key; supported families: {', '.join(CLS_DROPOUT_KEY)}")
+        kw[CLS_DROPOUT_KEY[family]] = cls_dropout
     return kw
 
 
@@ -130,7 +136,8 @@ def build_config(model_cfg: Mapping[str, Any], num_labels: int = 2, cls_dropout:
 
         arch = OmegaConf.to_container(arch, resolve=True)
     arch = dict(arch)
-    return AutoConfig.for_model(model_cfg["family"], **arch, **head_config_kwargs(num_labels, cls_dropout))
+    family = model_cfg["family"]
+    return AutoConfig.for_model(family, **arch, **head_config_kwargs(family, num_labels, cls_dropout))
 
 
 def build_model(model_cfg: Mapping[str, Any], head: str = "classification", num_labels: int = 2,
@@ -161,7 +168,12 @@ def load_model(model_cfg: Mapping[str, Any], head: str = "classification", num_l
         _check_local_dir(Path(path))
     cls = getattr(transformers, HEAD_CLASSES[head])
     try:
-        return cls.from_pretrained(source, **head_config_kwargs(num_labels, cls_dropout))
+        # Set the head's keys on the config itself: keys a family's config lacks (DeBERTa's cls_dropout)
+        # would otherwise be passed on to the model's constructor and rejected there.
+        config = transformers.AutoConfig.from_pretrained(source)
+        for key, value in head_config_kwargs(model_cfg["family"], num_labels, cls_dropout).items():
+            setattr(config, key, value)
+        return cls.from_pretrained(source, config=config)
     except OSError as e:
         raise FileNotFoundError(
             f"could not load model {model_cfg.get('name')!r} from {source!r} ({e.__class__.__name__}: "
