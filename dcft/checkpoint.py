@@ -13,15 +13,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from dcft.results import atomic_write
 from dcft.train import TrainState
 
 # Config keys that do not change a run's trajectory: a checkpoint stays valid across them.
@@ -46,18 +45,8 @@ def fingerprint(config: dict[str, Any]) -> str:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """`torch.save` to a temporary file in the same folder, flushed, then renamed over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`torch.save` through `dcft.results.atomic_write` (temporary file, flush, rename)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_states() -> dict[str, Any]:

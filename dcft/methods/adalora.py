@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from dcft.methods.base import Method, ParamCount
-from dcft.methods.lora import (ADAPTER, check_dropout, check_rank, check_targets_free, merge_peft,
-                               params_with, peft_lora_layers, peft_target_check, unmerge_peft)
+from dcft.methods.lora import (ADAPTER, PeftMerge, check_dropout, check_rank, check_targets_free,
+                               params_with, peft_lora_layers, peft_target_check)
 from dcft.models import resolve_targets
 
 
@@ -70,11 +70,10 @@ def fit_schedule(tinit: int, tfinal: int, total_steps: int) -> tuple[int, int]:
     return new_init, new_final
 
 
-class AdaLoRA(Method):
+class AdaLoRA(PeftMerge, Method):
     """AdaLoRA via peft's `AdaLoraModel`, injected in place; the tuner drives the rank allocator."""
 
     name = "adalora"
-    can_merge = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -185,13 +184,3 @@ class AdaLoRA(Method):
         """Non-zero singular values per adapted module (the ranks the allocator has kept)."""
         return {mod_name: int((layer.lora_E[ADAPTER] != 0).sum()) for mod_name, layer in peft_lora_layers(model)}
 
-    # --- inference --------------------------------------------------------------------------------------
-    def merge(self, model: nn.Module) -> nn.Module:
-        with torch.no_grad():
-            merge_peft(model)
-        return model
-
-    def unmerge(self, model: nn.Module) -> nn.Module:
-        with torch.no_grad():
-            unmerge_peft(model)
-        return model

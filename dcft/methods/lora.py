@@ -99,6 +99,22 @@ def unmerge_peft(model: nn.Module) -> None:
             layer.unmerge()
 
 
+class PeftMerge:
+    """`merge` / `unmerge` for methods whose layers are peft LoRA layers (LoRA, LoRA-FA, AdaLoRA)."""
+
+    can_merge = True
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        with torch.no_grad():
+            merge_peft(model)
+        return model
+
+    def unmerge(self, model: nn.Module) -> nn.Module:
+        with torch.no_grad():
+            unmerge_peft(model)
+        return model
+
+
 def check_rank(r: int, what: str = "r") -> None:
     if not isinstance(r, int) or r < 1:
         raise ValueError(f"{what}={r!r}: must be a positive integer")
@@ -110,11 +126,10 @@ def check_dropout(p: float) -> None:
 
 
 # --- the method ------------------------------------------------------------------------------------------
-class LoRA(Method):
+class LoRA(PeftMerge, Method):
     """LoRA through peft layers injected in place; mergeable."""
 
     name = "lora"
-    can_merge = True
 
     def validate(self, model: nn.Module, targets: str) -> None:
         check_rank(self.cfg.r)
@@ -134,12 +149,3 @@ class LoRA(Method):
     def own_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
         return params_with(model, "lora_A", "lora_B")
 
-    def merge(self, model: nn.Module) -> nn.Module:
-        with torch.no_grad():
-            merge_peft(model)
-        return model
-
-    def unmerge(self, model: nn.Module) -> nn.Module:
-        with torch.no_grad():
-            unmerge_peft(model)
-        return model

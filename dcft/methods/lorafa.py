@@ -28,20 +28,18 @@ import torch
 from torch import nn
 
 from dcft.methods.base import NO_DECAY_KEYS
+from dcft.methods.lora import Config as LoRAConfig
 from dcft.methods.lora import LoRA, params_with
 
 VARIANTS = ("frozen_a", "peft_optimizer")
 
 
 @dataclass
-class Config:
-    """LoRA-FA (Zhang et al. 2023): LoRA with A frozen at its random init; only B (and the head) train."""
+class Config(LoRAConfig):
+    """LoRA-FA (Zhang et al. 2023): LoRA with A frozen at its random init; only B (and the head) train.
+    The fields of LoRA's config, plus `variant`."""
 
     name: str = "lorafa"  # registry key
-    targets: str = "all"  # target set: all, qk, qv, qkv, qkvo (dcft.models.TARGET_SETS)
-    r: int = 1  # rank of B A (the DCFT paper compares at rank 1)
-    alpha: float = 2.0  # scaling numerator: the update is scaled by alpha / r
-    dropout: float = 0.0  # dropout probability on the adapter's input x
     variant: str = "frozen_a"  # frozen_a = the 2023 method (AdamW on B); peft_optimizer = peft's LoraFAOptimizer (B's gradient rescaled by (A Aᵀ)⁻¹)
 
 
@@ -49,7 +47,6 @@ class LoRAFA(LoRA):
     """LoRA with frozen A; optionally peft's LoRA-FA optimizer (`variant="peft_optimizer"`)."""
 
     name = "lorafa"
-    can_merge = True
 
     def validate(self, model: nn.Module, targets: str) -> None:
         if self.cfg.variant not in VARIANTS:

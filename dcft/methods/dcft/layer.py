@@ -185,12 +185,13 @@ class DCFTLinear(nn.Module):
         """
         A, B, C = self.A, self.B, self.C
         d, s, k = self.kernel, self.stride, self.rank
-        eye = torch.eye(d, device=C.device, dtype=C.dtype)
         if s == d:
-            # M[(i, p), (k, q)] = A[k, i] C[p, q];  G[(k, q), (j, q')] = B[j, k] [q == q']
+            # M[(i, p), (k, q)] = A[k, i] C[p, q];  G[(k, q), (j, q')] = B[j, k] [q == q'] (diag_embed
+            # puts B^T on the diagonal of the (q, q') axes: no identity matrix, no product with zeros)
             m = (A.t()[:, None, :, None] * C[None, :, None, :]).reshape(self.in_features, k * d)
-            g = (B.t()[:, None, :, None] * eye[None, :, None, :]).reshape(k * d, self.out_features)
-            return m, g
+            g = torch.diag_embed(B.t()[:, :, None].expand(k, self.dout_sub, d), dim1=1, dim2=3)
+            return m, g.reshape(k * d, self.out_features)
+        eye = torch.eye(d, device=C.device, dtype=C.dtype)
         # out[k, q, i*s + p] += A[k, i] * C[p, q]  ->  M^T (k*d x din)
         mt = F.conv_transpose1d(A[:, None, :], C.t()[None], stride=s).reshape(k * d, self.in_features)
         # out[k, q, j*s + q'] += B[j, k] * [q == q']  ->  G (k*d x dout)
@@ -198,7 +199,9 @@ class DCFTLinear(nn.Module):
         return mt.t(), g
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
+        # F.linear on the base weights directly (not `self.base(x)`, a second module call): merged,
+        # this is all a DCFT layer does, so a merged model costs what the base model costs.
+        out = F.linear(x, self.base.weight, self.base.bias)
         if self.merged:
             return out
         xd = self.dropout(x)
