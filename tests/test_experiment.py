@@ -113,3 +113,20 @@ def test_run_py_sweep_writes_one_result_per_point(glue_dir, tmp_path):
     assert settings == {(4, None), (4, 2), (8, None), (8, 2)}
     df = results.load_all(out)
     assert len(df) == 4 and "metrics.best.score" in df.columns
+
+
+def test_gradient_accumulation_matches_the_larger_batch(glue_dir, tmp_path):
+    """2 micro-batches of 16 per optimizer step train the same weights as one batch of 32."""
+    import torch
+
+    over = TINY_RUN + ["method=dcft", "kernel=4", "train.max_steps=6", "train.eval_steps=0",
+                       "train.checkpoint_steps=6", "+model.arch.hidden_dropout_prob=0.0",
+                       "+model.arch.attention_probs_dropout_prob=0.0", "train.cls_dropout=0.0",
+                       f"data.glue_dir={glue_dir}"]
+    a = run(compose_cfg(over + ["train.batch_size=32"]), tmp_path / "a")
+    b = run(compose_cfg(over + ["train.batch_size=16", "train.grad_accum=2"]), tmp_path / "b")
+    assert a["train"]["steps"] == b["train"]["steps"] == 6
+    assert b["train"]["final_loss"] == pytest.approx(a["train"]["final_loss"], abs=1e-5)
+    wa, wb = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=False)["trainable"] for d in "ab")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
