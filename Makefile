@@ -96,3 +96,10 @@ cpu-study:  ## the CPU worked example: MiniLM on ../shared/glue (RTE, CoLA, STS-
 cpu-tables:  ## tables and figures of the CPU worked example from its committed runs (never trains)
 	$(PYTHON) -m dcft.tables --model minilm --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)/tables --params results/tables/params.csv
 	$(PYTHON) -m dcft.figures --model minilm --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)/figures --task rte
+
+# ---- Speed: DCFT (fast and reference paths) against LoRA r=1 and full fine-tuning (dcft/bench.py).
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--device cuda --batch 32 --seq-len 256 --compile".
+BENCH_ARGS ?=
+.PHONY: bench
+bench:  ## step time, peak memory, merged inference: DCFT vs LoRA r=1 on DeBERTaV3-base (random weights) -> results/bench/
+	$(PYTHON) -m dcft.bench $(BENCH_ARGS)

@@ -18,9 +18,10 @@ A training step is forward (task loss plus the method's extra loss, DCFT's ortho
 regulariser), backward, `optimizer.step()` and `optimizer.zero_grad(set_to_none=True)`, with the
 method's own optimizer (AdamW). Every setting gets `--warmup` untimed steps, then `--repeats`
 timed steps **interleaved round-robin** (one step of each setting per round, the starting setting
-rotating), so that load changes on a shared machine hit every setting alike. The frozen backbone
-weights are shared by all PEFT settings (only the head is copied), so every setting reads the same
-memory and the process holds one backbone, not twelve. Times: `time.perf_counter` on CPU; CUDA
+rotating; inference: `--inference-repeats` rounds, by default 3x as many), so that load changes
+on a shared machine hit every setting alike. The frozen backbone weights are shared by all PEFT
+settings (only the head is copied), so every setting reads the same memory and the process holds
+one backbone, not twelve. Times: `time.perf_counter` on CPU; CUDA
 events with synchronisation on GPU. Reported: median, quartiles (IQR), min and max of the step
 times, the ratio of medians to LoRA r=1 of the same run, and the quartiles of the per-round ratios.
 
@@ -57,11 +58,15 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from dcft.results import cpu_model, git_commit
+
 DEFAULT_MODEL = "deberta-v3-base"
 DEFAULT_BATCH = 8
 DEFAULT_SEQ_LEN = 128
 DEFAULT_REPEATS = 5
 DEFAULT_WARMUP = 1
+DEFAULT_WARMUP_COMPILED = 2
+INFERENCE_REPEAT_FACTOR = 3  # a forward pass is ~1/3 of a step: 3x the rounds for the same time, less noise
 SCHEMA_VERSION = 1
 
 # Targets of the issue (CPU, ratios of medians to LoRA r=1 of the same run).
@@ -292,7 +297,10 @@ def peak_memory(fn: Callable[[], Any], device: torch.device) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     cpu = torch.autograd.DeviceType.CPU
+    # every allocation (+bytes) and free (-bytes) in time order: the profiler's raw memory events
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type() == cpu]
+    if not events:
+        raise RuntimeError(f"torch {torch.__version__}: the profiler recorded no CPU memory events")
     live = peak = 0
     for e in sorted(events, key=lambda e: e.start_ns()):
         live += e.nbytes()  # > 0: allocation, < 0: free
@@ -342,8 +350,6 @@ def machine(device: torch.device) -> dict[str, Any]:
     """The hardware and software the numbers come from."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from dcft.results import cpu_model, git_commit
-
     def ver(pkg: str) -> Optional[str]:
         try:
             return version(pkg)
@@ -368,8 +374,8 @@ def train_row(runner: Runner, lora: Runner) -> dict[str, Any]:
     s = runner.setting
     paired = [t / l for t, l in zip(runner.samples, lora.samples)]  # same round
     row = {"phase": "train", "label": s.label, "method": s.method, "kernel": s.kernel, "stride": s.stride,
-           "impl": s.impl, "method_params": runner.params, "trainable_params": runner.trainable, **spread(runner.samples, "step_s"),
-           "step_s_all": runner.samples, "peak_mem_bytes": runner.peak_mem}
+           "impl": s.impl, "method_params": runner.params, "trainable_params": runner.trainable,
+           **spread(runner.samples, "step_s"), "step_s_all": runner.samples, "peak_mem_bytes": runner.peak_mem}
     row["ratio_to_lora"] = row["step_s_median"] / quantile(lora.samples, 0.5)
     row["ratio_to_lora_q1"], row["ratio_to_lora_q3"] = quantile(paired, 0.25), quantile(paired, 0.75)
     row["mem_ratio_to_lora"] = runner.peak_mem / lora.peak_mem if lora.peak_mem else None
@@ -413,16 +419,35 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run(model: str = DEFAULT_MODEL, device: str = "auto", batch: int = DEFAULT_BATCH, seq_len: int = DEFAULT_SEQ_LEN,
-        repeats: int = DEFAULT_REPEATS, warmup: int = DEFAULT_WARMUP, compile: bool = False,
+        repeats: int = DEFAULT_REPEATS, warmup: Optional[int] = None, compile: bool = False,
         threads: Optional[int] = None, layers: Optional[int] = None, seed: int = 0, lr: float = 1e-4,
-        only: Optional[list[str]] = None, inference: bool = True,
+        only: Optional[list[str]] = None, inference: bool = True, inference_repeats: Optional[int] = None,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, Any]:
-    """Run the benchmark and return its result (see the module doc); writes nothing."""
+    """Run the benchmark and return its result (see the module doc); writes nothing. `threads`
+    sets torch's intra-op threads for the run (restored afterwards)."""
+    if warmup is None:  # compiled graphs may be rebuilt on the second call (grads, optimizer state now exist)
+        warmup = DEFAULT_WARMUP_COMPILED if compile else DEFAULT_WARMUP
     if repeats < 1 or warmup < 0:
         raise SystemExit("--repeats must be >= 1 and --warmup >= 0")
+    inference_repeats = INFERENCE_REPEAT_FACTOR * repeats if inference_repeats is None else inference_repeats
+    if inference_repeats < 1:
+        raise SystemExit("--inference-repeats must be >= 1")
+    previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    try:
+        return _run(model, device, batch, seq_len, repeats, warmup, compile, layers, seed, lr, only, inference,
+                    inference_repeats, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup: int, compile: bool,
+         layers: Optional[int], seed: int, lr: float, only: Optional[list[str]], inference: bool,
+         inference_repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
     dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # events, synchronisation and memory statistics of this device
     if compile:  # one compiled graph per model instance: keep dynamo from falling back to eager
         import torch._dynamo.config as dynamo_config
 
@@ -477,23 +502,24 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", batch: int = DEFAULT_B
             if only and s.method != "base" and s.label not in only:
                 continue
             runner = make_inferer(base, s, seed, compile)
-            for _ in range(max(warmup, 1) if compile else warmup):
+            for _ in range(warmup):
                 infer_step(runner, data)
             runner.peak_mem = peak_memory(lambda: infer_step(runner, data), dev)
             inferers.append(runner)
-        run_rounds(inferers, lambda r: infer_step(r, data), repeats, dev, log, "inference")
+        run_rounds(inferers, lambda r: infer_step(r, data), inference_repeats, dev, log, "inference")
         rows += [inference_row(r, inferers[0]) for r in inferers]
 
     return {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": dev.type,
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine(dev)["cpu"],
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model(),
         "model": model,
         "layers": cfg["arch"].get("num_hidden_layers"),
         "batch": batch,
         "seq_len": seq_len,
         "repeats": repeats,
+        "inference_repeats": inference_repeats if inference else None,
         "warmup": warmup,
         "compile": compile,
         "dtype": str(next(base.parameters()).dtype).removeprefix("torch."),
@@ -541,7 +567,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_mib(r['peak_mem_bytes'])} | {_x(r['mem_ratio_to_lora'])} |")
     inf = [r for r in result["rows"] if r["phase"] == "inference"]
     if inf:
-        lines += ["", "Inference (forward only, no grad, eval mode):", "",
+        lines += ["", f"Inference (forward only, no grad, eval mode), median of {result['inference_repeats']} "
+                  "interleaved calls:", "",
                   "| model | latency (s) | IQR | min-max | x base | peak mem (MiB) | mem x base |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for r in inf:
@@ -576,7 +603,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     ap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="sequences per step")
     ap.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN, help="tokens per sequence")
     ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="timed steps per setting (round-robin)")
-    ap.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed steps per setting first")
+    ap.add_argument("--inference-repeats", type=int, default=None,
+                    help=f"timed forward passes per inference model (default {INFERENCE_REPEAT_FACTOR} x --repeats)")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help=f"untimed steps per setting first (default {DEFAULT_WARMUP}, "
+                         f"{DEFAULT_WARMUP_COMPILED} with --compile)")
     ap.add_argument("--compile", action="store_true", help="torch.compile every model")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--layers", type=int, default=None, help="override num_hidden_layers (quick checks)")
@@ -590,7 +621,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     result = run(model=args.model, device=args.device, batch=args.batch, seq_len=args.seq_len, repeats=args.repeats,
                  warmup=args.warmup, compile=args.compile, threads=args.threads, layers=args.layers, seed=args.seed,
-                 only=only, inference=not args.no_inference)
+                 only=only, inference=not args.no_inference, inference_repeats=args.inference_repeats)
     from dcft.results import atomic_write_json
 
     path = Path(args.out) if args.out else default_path(result)
