@@ -89,8 +89,12 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 
 CPU_STUDY = results/cpu-study
 cpu-study:  ## the CPU worked example: MiniLM on ../shared/glue (RTE, CoLA, STS-B), about an hour on 2 cores
-	for s in cpu_kernels cpu_strides cpu_targets cpu_baselines cpu_full cpu_baselines_rte; do \
-	  $(PYTHON) run.py +sweep=$$s train.progress=false $(SWEEP_ARGS) || exit 1; done
+	$(PYTHON) run.py +sweep=cpu_kernels train.progress=false $(SWEEP_ARGS)
+	$(PYTHON) run.py +sweep=cpu_strides train.progress=false $(SWEEP_ARGS)
+	$(PYTHON) run.py +sweep=cpu_targets train.progress=false $(SWEEP_ARGS)
+	$(PYTHON) run.py +sweep=cpu_baselines train.progress=false $(SWEEP_ARGS)
+	$(PYTHON) run.py +sweep=cpu_full train.progress=false $(SWEEP_ARGS)
+	$(PYTHON) run.py +sweep=cpu_baselines_rte train.progress=false $(SWEEP_ARGS)
 	$(MAKE) cpu-tables
 
 cpu-tables:  ## tables and figures of the CPU worked example from its committed runs (never trains)

@@ -31,6 +31,13 @@ EXPECTED_RUNS = {
     "table5": 4 * 4,  # 4 tasks x stride 1, 2, 4, 8 (= null)
     "table6": 4 * 5,  # 4 tasks x qk, qv, qkv, qkvo, all
     "figures": 5,
+    # the CPU worked example (MiniLM on RTE, CoLA, STS-B)
+    "cpu_kernels": 3 * 4,  # kernel 2, 4, 8, 12
+    "cpu_strides": 3 * 3,  # kernel 8, stride 1, 2, 4
+    "cpu_targets": 3 * 4,  # kernel 8, qk, qv, qkv, qkvo
+    "cpu_baselines": 3,  # LoRA r = 1
+    "cpu_full": 3,
+    "cpu_baselines_rte": 6,  # adalora, sora, lorafa, bitfit, hadapter, padapter on RTE
 }
 
 
@@ -51,7 +58,7 @@ def test_sweep_file_header_and_size(name: str):
     cfg = OmegaConf.load(path)
     assert cfg.hydra.mode == "MULTIRUN"
     assert S.count_runs(path) == EXPECTED_RUNS[name]
-    assert name.split("_")[0] in ("table1", "table2", "table3", "table4", "table5", "table6", "figures")
+    assert name.split("_")[0] in ("table1", "table2", "table3", "table4", "table5", "table6", "figures", "cpu")
     assert f"+sweep={name}" in (ROOT / "Makefile").read_text(encoding="utf-8")  # a make target runs it
 
 
