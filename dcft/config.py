@@ -125,10 +125,6 @@ def register() -> None:
     cs.store(group="model", name="model_schema", node=ModelConf)
     cs.store(group="task", name="task_schema", node=TaskConf)
     for name in REGISTRY:
-        try:
-            node = config_class(name)
-        except (ImportError, AttributeError):  # a method module not written yet
-            continue
-        cs.store(group="method", name=f"{name}_schema", node=node)
+        cs.store(group="method", name=f"{name}_schema", node=config_class(name))
     if not OmegaConf.has_resolver("run_key"):
         OmegaConf.register_new_resolver("run_key", run_key)
