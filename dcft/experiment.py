@@ -11,6 +11,7 @@ A failed run still writes its result file, with `status: failed` and the reason.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import time
@@ -41,9 +42,29 @@ def make_accelerator(tcfg):
     if tcfg.nan_policy not in ("fail", "skip"):
         raise ValueError(f"train.nan_policy={tcfg.nan_policy!r}; valid: fail, skip")
     on_cpu = tcfg.device == "cpu" or (tcfg.device == "auto" and not torch.cuda.is_available())
-    return Accelerator(cpu=on_cpu, mixed_precision=tcfg.mixed_precision,
-                       gradient_accumulation_steps=tcfg.grad_accum,
-                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    accelerator = Accelerator(cpu=on_cpu, mixed_precision=tcfg.mixed_precision,
+                              gradient_accumulation_steps=tcfg.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    leave_process_group_at_exit()
+    return accelerator
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def leave_process_group_at_exit() -> None:
+    """Destroy the process group while the interpreter is still alive, once, at exit.
+
+    A process that exits with a gloo group alive can abort in interpreter finalization
+    ("terminate called without an active exception", SIGABRT) when gloo's worker threads are torn
+    down after Python; seen once in CI on a 2-process CPU run. Registering at exit (not after each
+    run) keeps the group usable for every job of a Hydra multirun inside one `accelerate launch`.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        atexit.unregister(_destroy_process_group)  # registered at most once
+        atexit.register(_destroy_process_group)
 
 
 def precheck(cfg: DictConfig):

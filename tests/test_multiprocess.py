@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ def _launch(prefix: list[str], args: list[str], cwd) -> None:
     p = subprocess.run(prefix + [str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert "terminate called" not in p.stderr, p.stderr[-3000:]
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="the accelerate CLI is installed by `make install`")
@@ -48,3 +50,29 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     assert w1.keys() == w2.keys()
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
+
+
+# A checker registered before make_accelerator runs after it at exit (atexit is last-in, first-out).
+LEAVES_AT_EXIT = textwrap.dedent("""
+    import atexit, os, socket
+    import torch.distributed as dist
+    from omegaconf import OmegaConf
+    from dcft.experiment import make_accelerator
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1",
+                      LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", ACCELERATE_USE_CPU="true")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    atexit.register(lambda: print("initialized at exit:", dist.is_initialized()))
+    for _ in range(2):  # a multirun makes one accelerator per job; the group must outlive them
+        make_accelerator(OmegaConf.create({"device": "cpu", "mixed_precision": "no", "nan_policy": "fail",
+                                           "grad_accum": 1}))
+        assert dist.is_initialized()
+""")
+
+
+def test_process_group_is_destroyed_before_the_interpreter_finalizes():
+    p = subprocess.run([sys.executable, "-c", LEAVES_AT_EXIT], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "initialized at exit: False" in p.stdout, p.stdout + p.stderr[-2000:]
