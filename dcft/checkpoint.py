@@ -94,6 +94,7 @@ class Checkpointer:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": rng_states(),
+            "method_state": self.method.training_state(),
         }
         atomic_torch_save(payload, self.last)
         if state.best_step is not None and state.best_step != self._best_saved and state.best_step == state.step:
@@ -118,6 +119,7 @@ class Checkpointer:
         self.method.load_state_dict(model, payload["trainable"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
+        self.method.load_training_state(payload.get("method_state", {}))
         set_rng_states(payload["rng"])
         restored = TrainState(**payload["state"])
         self._best_saved = restored.best_step

@@ -127,10 +127,12 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         from dcft.checkpoint import Checkpointer
         from dcft.train import fit, peak_memory
 
+        if cfg.train.overwrite and main:  # a fresh run: no resume, and a log of this run only
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            (run_dir / "log.jsonl").unlink(missing_ok=True)
+        accelerator.wait_for_everyone()  # no rank looks for a checkpoint before they are gone
         checkpointer = None
         if cfg.train.checkpoint_steps > 0:
-            if cfg.train.overwrite and main:
-                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             checkpointer = Checkpointer(run_dir, method, record["config"], is_main=main)
         state = fit(model, method, task, data, cfg.train, accelerator, run_dir if main else None,
                     checkpointer=checkpointer, seed=cfg.seed)

@@ -216,17 +216,23 @@ def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...]
 
 
 def _loss_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, loss) of the run's training, from `log.jsonl`. A `start` record resumed at step R
+    discards what an interrupted attempt logged after R (the resumed run redoes those steps), so a
+    resumed run gives one curve, not two overlapping ones."""
     path = run_dir / "log.jsonl"
-    pts = []
+    pts: dict[int, float] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if rec.get("type") == "train" and rec.get("loss") is not None:
-                pts.append((int(rec["step"]), float(rec["loss"])))
-    return pts
+            if rec.get("type") == "start":
+                resumed_at = int(rec.get("resumed_at") or 0)
+                pts = {k: v for k, v in pts.items() if k <= resumed_at}
+            elif rec.get("type") == "train" and rec.get("loss") is not None:
+                pts[int(rec["step"])] = float(rec["loss"])
+    return sorted(pts.items())
 
 
 def _history(run_dir: Path) -> list[tuple[int, float]]:

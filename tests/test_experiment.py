@@ -94,6 +94,8 @@ def test_completed_run_is_not_rerun_unless_asked(glue_dir, tmp_path):
     assert again["finished_at"] == first["finished_at"]
     forced = run(compose_cfg(over + ["train.overwrite=true"]), tmp_path / "run")
     assert forced["status"] == "completed"
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in log].count("start") == 1  # the overwritten run's log, not both runs'
 
 
 def _run_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

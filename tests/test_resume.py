@@ -27,30 +27,37 @@ class Crash(Exception):
     pass
 
 
-def _crash_after_step(monkeypatch, at: int):
+def _crash_after_step(monkeypatch, at: int, method: str = "dcft"):
     """Make the method's per-step hook raise at optimizer step `at` (after the step-`at - 1` state)."""
-    from dcft.methods.dcft.method import DCFT
+    from dcft.methods import method_class
 
-    original = DCFT.after_step
+    cls = method_class(method)
+    original = cls.after_step
 
     def after_step(self, model, step, optimizer=None):
         if step == at:
             raise Crash(f"simulated crash at step {at}")
         return original(self, model, step, optimizer)
 
-    monkeypatch.setattr(DCFT, "after_step", after_step)
+    monkeypatch.setattr(cls, "after_step", after_step)
 
 
 def _metrics(rec):
     return rec["metrics"]["history"], rec["metrics"]["best"], rec["train"]["final_loss"]
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+# AdaLoRA: warm-up to step 4, budget shrinking over steps 5-16, crash at 15 (last checkpoint 12), so
+# the resumed run must continue the allocator's importance EMAs, not restart them.
+RESUMED_METHODS = {"dcft": [], "adalora": ["method=adalora", "method.tinit=4", "method.tfinal=8"]}
+
+
+@pytest.mark.parametrize("method", list(RESUMED_METHODS))
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, method):
     glue = write_learnable_rte(tmp_path / "glue")
-    over = RESUME_RUN + [f"data.glue_dir={glue}"]
+    over = RESUME_RUN + RESUMED_METHODS[method] + [f"data.glue_dir={glue}"]
     reference = run(compose_cfg(over), tmp_path / "straight")
 
-    _crash_after_step(monkeypatch, 15)  # across an epoch boundary and after an evaluation (step 8)
+    _crash_after_step(monkeypatch, 15, method)  # across an epoch boundary and after an evaluation (step 8)
     with pytest.raises(Crash):
         run(compose_cfg(over), tmp_path / "resumed")
     assert results.read_result(tmp_path / "resumed")["status"] == "failed"

@@ -180,6 +180,24 @@ class AdaLoRA(PeftMerge, Method):
             self.tuner.rankallocator.update_ipt(model)
         self.tuner.update_and_allocate(step)
 
+    def training_state(self) -> dict:
+        """The allocator's smoothed sensitivity / uncertainty scores and the final mask: without them a
+        run resumed mid-budgeting would restart the EMAs from zero and prune differently."""
+        if self.tuner is None:
+            return {}
+        ra = self.tuner.rankallocator
+        return {"ipt": dict(ra.ipt), "exp_avg_ipt": dict(ra.exp_avg_ipt), "exp_avg_unc": dict(ra.exp_avg_unc),
+                "rank_pattern": dict(self.peft_config.rank_pattern or {}), "schedule": dict(self.schedule)}
+
+    def load_training_state(self, state: dict) -> None:
+        if not state:
+            return
+        if state["schedule"] != self.schedule:
+            raise ValueError(f"adalora: checkpoint schedule {state['schedule']} != this run's {self.schedule}")
+        ra = self.tuner.rankallocator
+        ra.ipt, ra.exp_avg_ipt, ra.exp_avg_unc = (dict(state[k]) for k in ("ipt", "exp_avg_ipt", "exp_avg_unc"))
+        self.peft_config.rank_pattern = dict(state["rank_pattern"]) or None
+
     def live_ranks(self, model: nn.Module) -> dict[str, int]:
         """Non-zero singular values per adapted module (the ranks the allocator has kept)."""
         return {mod_name: int((layer.lora_E[ADAPTER] != 0).sum()) for mod_name, layer in peft_lora_layers(model)}

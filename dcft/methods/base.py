@@ -8,7 +8,7 @@ branches on a method's name. A method
   QA outputs, pooler) is trained for every method and is handled here, apart,
 * may build its own optimizer (`optimizer`, default AdamW with the usual weight-decay
   exemptions), add a loss term (`extra_loss`), act after each optimizer step
-  (`after_step`), fold itself into the backbone for inference (`merge`), and save / load
+  (`after_step`) and checkpoint what that step keeps (`training_state`), fold itself into the backbone for inference (`merge`), and save / load
   only its own state (`state_dict` / `load_state_dict`).
 
 Parameter counts follow the paper's "#Params" convention: the method's own trainable
@@ -122,6 +122,14 @@ class Method:
 
     def prepare_training(self, model: nn.Module, total_steps: int) -> None:
         """Told the run's total number of optimizer steps before training. Default: nothing."""
+
+    def training_state(self) -> dict[str, Any]:
+        """State the method keeps outside the parameters and the optimizer (e.g. AdaLoRA's
+        importance scores), saved with every checkpoint so a resumed run continues it. Default: none."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what `training_state` returned (called after `prepare_training`). Default: nothing."""
 
     # --- inference and persistence ----------------------------------------------------------------
     def merge(self, model: nn.Module) -> nn.Module:

@@ -80,3 +80,12 @@ def test_figure_helpers_read_history_and_log(fig_runs: Path):
     assert len(loss) == 30 and loss[0][0] == 10  # train lines only, eval lines ignored
     hist = F._history(run)
     assert [s for s, _ in hist] == [50, 100, 150, 200, 250, 300]
+
+
+def test_loss_curve_of_a_resumed_run_is_one_curve(tmp_path: Path):
+    """Attempt 1 logs steps 1-5 and dies after its step-4 checkpoint; attempt 2 resumes at 4 and
+    redoes step 5 with another loss: the curve keeps attempt 2's step 5, once."""
+    lines = [{"type": "start", "resumed_at": 0}] + [{"type": "train", "step": s, "loss": 1.0} for s in range(1, 6)]
+    lines += [{"type": "start", "resumed_at": 4}] + [{"type": "train", "step": s, "loss": 0.5} for s in (5, 6)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    assert F._loss_curve(tmp_path) == [(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0), (5, 0.5), (6, 0.5)]
