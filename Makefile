@@ -87,14 +87,21 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 	$(RUN_SWEEP) +sweep=table4
 	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
 
+.PHONY: cpu-study cpu-squad cpu-tables
 CPU_STUDY = results/cpu-study
-cpu-study:  ## the CPU worked example: MiniLM on ../shared/glue (RTE, CoLA, STS-B), about an hour on 2 cores
+cpu-study:  ## the CPU worked example: MiniLM on ../shared/glue (RTE, CoLA, STS-B) and a synthetic SQuAD set, about an hour on 2 cores
 	$(PYTHON) run.py +sweep=cpu_kernels train.progress=false $(SWEEP_ARGS)
 	$(PYTHON) run.py +sweep=cpu_strides train.progress=false $(SWEEP_ARGS)
 	$(PYTHON) run.py +sweep=cpu_targets train.progress=false $(SWEEP_ARGS)
 	$(PYTHON) run.py +sweep=cpu_baselines train.progress=false $(SWEEP_ARGS)
 	$(PYTHON) run.py +sweep=cpu_full train.progress=false $(SWEEP_ARGS)
 	$(PYTHON) run.py +sweep=cpu_baselines_rte train.progress=false $(SWEEP_ARGS)
+	$(MAKE) cpu-squad
+
+cpu-squad:  ## the CPU worked example's SQuAD part: MiniLM, DCFT and LoRA on a synthetic SQuAD set (scripts/toy_squad.py), then its tables
+	$(PYTHON) scripts/toy_squad.py $(CPU_STUDY)/toy-squad
+	$(PYTHON) run.py +sweep=cpu_squad_dcft train.progress=false $(SWEEP_ARGS)
+	$(PYTHON) run.py +sweep=cpu_squad_baselines train.progress=false $(SWEEP_ARGS)
 	$(MAKE) cpu-tables
 
 cpu-tables:  ## tables and figures of the CPU worked example from its committed runs (never trains)

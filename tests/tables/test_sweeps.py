@@ -38,6 +38,8 @@ EXPECTED_RUNS = {
     "cpu_baselines": 3,  # LoRA r = 1
     "cpu_full": 3,
     "cpu_baselines_rte": 6,  # adalora, sora, lorafa, bitfit, hadapter, padapter on RTE
+    "cpu_squad_dcft": 2,  # SQuAD v1.1, v2.0 (synthetic set) x kernel 2
+    "cpu_squad_baselines": 2,  # LoRA on both
 }
 
 
