@@ -66,6 +66,15 @@ def test_every_figure_from_fixture_runs(fig_runs: Path, tmp_path: Path):
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
 
 
+def test_rebuilding_gives_the_same_bytes(fig_runs: Path, tmp_path: Path, monkeypatch):
+    """Committed figures do not change when rebuilt from the same runs (no creation date in the PDF)."""
+    built = []
+    for i, epoch in enumerate(("1600000000", "1700000000")):  # two builds at different clock times
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+        built.append({p.name: p.read_bytes() for p in F.write_figures(fig_runs, tmp_path / str(i), model="minilm")})
+    assert built[0] == built[1]
+
+
 def test_without_runs_only_the_paper_side_is_drawn(tmp_path: Path, capsys):
     paths = F.write_figures(tmp_path / "no-runs", tmp_path / "figures")
     assert sorted(p.name for p in paths) == ["table4_kernel.pdf", "table4_kernel.png", "table5_stride.pdf",
