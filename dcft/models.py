@@ -126,18 +126,22 @@ def head_config_kwargs(family: str, num_labels: int, cls_dropout: float | None) 
     return kw
 
 
+def _plain_arch(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`model.arch` as plain Python values (transformers does not take OmegaConf nodes)."""
+    arch = model_cfg.get("arch") or {}
+    if hasattr(arch, "_metadata"):
+        from omegaconf import OmegaConf
+
+        arch = OmegaConf.to_container(arch, resolve=True)
+    return dict(arch)
+
+
 def build_config(model_cfg: Mapping[str, Any], num_labels: int = 2, cls_dropout: float | None = None):
     """A transformers config from the architecture numbers in a `conf/model` file."""
     from transformers import AutoConfig
 
-    arch = model_cfg.get("arch") or {}
-    if hasattr(arch, "_metadata"):  # an OmegaConf node: plain Python values for transformers
-        from omegaconf import OmegaConf
-
-        arch = OmegaConf.to_container(arch, resolve=True)
-    arch = dict(arch)
     family = model_cfg["family"]
-    return AutoConfig.for_model(family, **arch, **head_config_kwargs(family, num_labels, cls_dropout))
+    return AutoConfig.for_model(family, **_plain_arch(model_cfg), **head_config_kwargs(family, num_labels, cls_dropout))
 
 
 def build_model(model_cfg: Mapping[str, Any], head: str = "classification", num_labels: int = 2,
@@ -153,6 +157,23 @@ def build_model(model_cfg: Mapping[str, Any], head: str = "classification", num_
     ctx = torch.device(device) if device is not None else nullcontext()
     with ctx:
         return cls.from_config(config)
+
+
+def apply_arch_to_pretrained(config: Any, arch: Mapping[str, Any], source: str) -> None:
+    """Reconcile `model.arch` with a checkpoint's own config (in place).
+
+    Dropout settings (keys containing "dropout", e.g. `+model.arch.hidden_dropout_prob=0.0`) are
+    training choices, so they apply to pretrained weights too. Architecture numbers come from the
+    checkpoint: one that disagrees with `model.arch` is kept and named in a warning, never silently.
+    """
+    import warnings
+
+    for key, value in arch.items():
+        if "dropout" in key:
+            setattr(config, key, value)
+        elif hasattr(config, key) and getattr(config, key) != value:
+            warnings.warn(f"model.arch.{key}={value!r} differs from the weights at {source!r} "
+                          f"({key}={getattr(config, key)!r}); the checkpoint's value is used", stacklevel=3)
 
 
 def load_model(model_cfg: Mapping[str, Any], head: str = "classification", num_labels: int = 2,
@@ -171,6 +192,7 @@ def load_model(model_cfg: Mapping[str, Any], head: str = "classification", num_l
         # Set the head's keys on the config itself: keys a family's config lacks (DeBERTa's cls_dropout)
         # would otherwise be passed on to the model's constructor and rejected there.
         config = transformers.AutoConfig.from_pretrained(source)
+        apply_arch_to_pretrained(config, _plain_arch(model_cfg), source)
         for key, value in head_config_kwargs(model_cfg["family"], num_labels, cls_dropout).items():
             setattr(config, key, value)
         return cls.from_pretrained(source, config=config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -18,6 +20,23 @@ def test_local_directory_loads_with_cls_dropout(name, tmp_path):
     assert getattr(loaded.config, CLS_DROPOUT_KEY[cfg["family"]]) == 0.25
     sd_a, sd_b = saved.state_dict(), loaded.state_dict()
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def test_pretrained_weights_take_dropout_from_arch_and_warn_on_other_differences(tmp_path):
+    saved = tiny_model("tiny-bert")
+    saved.save_pretrained(tmp_path)
+    base = {**model_cfg("tiny-bert"), "source": "pretrained", "path": str(tmp_path)}
+    arch = {**base["arch"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # equal architecture numbers: no warning
+        loaded = load_model({**base, "arch": arch})
+    assert loaded.config.hidden_dropout_prob == 0.0 and loaded.config.attention_probs_dropout_prob == 0.0
+    assert saved.config.hidden_dropout_prob > 0.0
+    assert all(m.p == 0.0 for m in loaded.bert.modules() if isinstance(m, torch.nn.Dropout))
+    wrong = {**arch, "hidden_size": saved.config.hidden_size * 2}
+    with pytest.warns(UserWarning, match=f"model.arch.hidden_size={saved.config.hidden_size * 2}.*checkpoint"):
+        loaded = load_model({**base, "arch": wrong})
+    assert loaded.config.hidden_size == saved.config.hidden_size
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)
