@@ -1,6 +1,6 @@
 """Write a small synthetic question-answering set in the official SQuAD v1.1 and v2.0 file layout.
 
-For offline end-to-end runs of `task=squad` / `task=squad_v2` (`make squad-demo`) where the Hub's
+For offline end-to-end runs of `task=squad` / `task=squad_v2` (`make cpu-squad`) where the Hub's
 SQuAD cannot be downloaded. Each paragraph is a short made-up biography; each question asks for one
 of its facts (town, year, occupation, river). Dev questions about the occupation carry two gold
 answers ("a baker", "baker"), so the metrics' best-over-gold rule is exercised. In v2.0 every third
@@ -36,7 +36,7 @@ def _paragraph(rng: random.Random) -> tuple[str, dict[str, str]]:
     return context, fact
 
 
-def _answerable(context: str, fact: dict[str, str], rng: random.Random, dev: bool) -> tuple[str, list[str]]:
+def _answerable(fact: dict[str, str], rng: random.Random, dev: bool) -> tuple[str, list[str]]:
     kind = rng.choice(["town", "year", "job", "river"])
     question = {"town": "Where was {name} born?", "year": "In which year was {name} born?",
                 "job": "What did {name} work as?", "river": "Near which river did {name} work?"}[kind]
@@ -61,7 +61,7 @@ def _split(n: int, version: str, rng: random.Random, prefix: str, dev: bool) -> 
         if version == "v2.0" and i % 3 == 2:
             qa.update(question=_unanswerable(fact, rng), answers=[], is_impossible=True)
         else:
-            question, texts = _answerable(context, fact, rng, dev)
+            question, texts = _answerable(fact, rng, dev)
             qa.update(question=question, answers=[{"text": t, "answer_start": context.index(t)} for t in texts])
             if version == "v2.0":
                 qa["is_impossible"] = False
