@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 import dcft
 from conftest import TINY_MODELS, tiny_model
@@ -146,11 +147,34 @@ def test_merge_dcft_functions(tokens):
     _train_a_little(model, method)
     with torch.no_grad():
         y = model(**tokens).logits
-        dcft.merge_dcft(model)
+        dcft.merge_dcft(model, unload=False)
         assert all(m.merged for _, m in dcft_layers(model))
         torch.testing.assert_close(model(**tokens).logits, y, rtol=1e-5, atol=1e-5)
         dcft.unmerge_dcft(model)
         assert not any(m.merged for _, m in dcft_layers(model))
+        torch.testing.assert_close(model(**tokens).logits, y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-deberta", "tiny-bert"])
+def test_merge_dcft_leaves_a_plain_model_that_saves_and_reloads(name, tokens, tmp_path):
+    """The issue's bug: merged wrappers stayed, so save_pretrained wrote `query.base.weight` and
+    from_pretrained re-initialised `query.weight` (outputs off by 0.04 here)."""
+    import transformers
+
+    model = tiny_model(name).eval()
+    method = dcft.apply_dcft(model, kernel=4, stride=2)
+    _train_a_little(model, method)
+    with torch.no_grad():
+        y = model(**tokens).logits
+    merged = dcft.merge_dcft(model)
+    assert merged is model and not dcft_layers(model)
+    assert all(type(m) is nn.Linear for n, m in model.named_modules() if n.endswith(("query", "query_proj")))
+    model.save_pretrained(tmp_path)
+    reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**tokens).logits, y, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no DCFT layers to unmerge"):
+        dcft.unmerge_dcft(model)
 
 
 def test_apply_dcft_rejects_bad_values_before_touching_the_model():

@@ -7,7 +7,7 @@
     loss = model(**batch).loss + method.extra_loss(model) # task loss + orthogonal regulariser (eq. 4)
     save_adapter(model, method, "out/adapter")            # adapter.safetensors + adapter_config.json
     method = load_adapter(fresh_base_model, "out/adapter")# same outputs as `model`
-    merge_dcft(model)                                     # W <- W0 + scaling * Delta^T for inference
+    merge_dcft(model)                                     # W <- W0 + scaling * Delta^T; a plain model again
 
 An adapter directory holds `adapter.safetensors` (A, B, C of every adapted layer and, with
 `include_head=True`, the classifier head / pooler, which a task model needs to reproduce its
@@ -26,7 +26,7 @@ from torch import nn
 from dcft.methods.base import ParamCount
 from dcft.methods.dcft.config import Config
 from dcft.methods.dcft.layer import subspace_size
-from dcft.methods.dcft.method import DCFT, dcft_layers
+from dcft.methods.dcft.method import DCFT, dcft_layers, merge_and_unload
 from dcft.models import head_parameter_names, iter_linear, resolve_targets
 
 WEIGHTS_FILE = "adapter.safetensors"
@@ -55,13 +55,21 @@ def count_parameters(model: nn.Module) -> ParamCount:
     return DCFT().count(model)
 
 
-def merge_dcft(model: nn.Module) -> nn.Module:
-    """Fold every DCFT update into its base weight (W <- W0 + scaling * Delta^T)."""
-    return DCFT().merge(model)
+def merge_dcft(model: nn.Module, unload: bool = True) -> nn.Module:
+    """Fold every DCFT update into its base weight (W <- W0 + scaling * Delta^T).
+
+    `unload=True` (default) also puts each base `nn.Linear` / `Conv1D` back in place of its DCFT
+    wrapper, so the result is a plain transformers model that `save_pretrained` writes and
+    `from_pretrained` reloads with identical outputs; `unload=False` keeps the wrappers (merged,
+    so `unmerge_dcft` can undo it)."""
+    return merge_and_unload(model) if unload else DCFT().merge(model)
 
 
 def unmerge_dcft(model: nn.Module) -> nn.Module:
-    """Undo `merge_dcft`."""
+    """Undo `merge_dcft(model, unload=False)`."""
+    if not dcft_layers(model):
+        raise ValueError("the model has no DCFT layers to unmerge (merge_dcft(model) unloads them; "
+                         "use merge_dcft(model, unload=False) to be able to unmerge)")
     return DCFT().unmerge(model)
 
 

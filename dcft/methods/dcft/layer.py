@@ -1,4 +1,6 @@
-"""`DCFTLinear`: a frozen `nn.Linear` plus the DCFT update (paper Sec. 3).
+"""`DCFTLinear`: a frozen `nn.Linear` (or GPT-2 `Conv1D`) plus the DCFT update (paper Sec. 3).
+
+The arithmetic lives in `dcft.methods.dcft.ops`, shared with the peft tuner's layer.
 
 The update of a layer with input size `din` and output size `dout` is
 
@@ -42,6 +44,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dcft.methods.dcft import ops
 
 
 # --- shape rules (transposed convolution, padding 0) ----------------------------------------------
@@ -97,9 +101,36 @@ def shape_error(name: str, din: int, dout: int, kernel: int, stride: Optional[in
     return f"{where}: {why}. Settings that work for this module: {settings}"
 
 
+# --- base layers: nn.Linear (dout x din weight) and GPT-2's Conv1D (din x dout weight) ------------
+def base_sizes(base: nn.Module, name: str = "<module>") -> tuple[int, int, bool]:
+    """(din, dout, transposed) of a layer DCFT can adapt: `nn.Linear` (weight dout x din) or
+    transformers' `Conv1D` (GPT-2; weight din x dout, `transposed=True`). Decided per layer."""
+    if isinstance(base, nn.Linear):
+        return base.in_features, base.out_features, False
+    if _is_conv1d(base):
+        din, dout = base.weight.shape
+        return din, dout, True
+    raise TypeError(f"DCFT adapts nn.Linear and transformers' Conv1D layers; module {name!r} is "
+                    f"{type(base).__name__}")
+
+
+def _is_conv1d(module: nn.Module) -> bool:
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # transformers absent: no Conv1D can exist
+        return False
+    return isinstance(module, Conv1D)
+
+
+def oriented(delta: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """Delta (din x dout) in the base weight's layout: Delta^T for nn.Linear, Delta for Conv1D."""
+    return delta if transposed else delta.t()
+
+
 # --- the layer ---------------------------------------------------------------------------------------
 class DCFTLinear(nn.Module):
-    """A frozen `nn.Linear` (`self.base`) plus the DCFT update `scaling * x Delta` (paper Sec. 3).
+    """A frozen `nn.Linear` or GPT-2 `Conv1D` (`self.base`) plus the DCFT update `scaling * x Delta`
+    (paper Sec. 3).
 
     Parameters `A` (k x din', the authors' `lora_A`), `B` (dout' x k, `lora_B`) and `C`
     (d x d, the kernel) are the only trainable tensors: `k*din' + k*dout' + d^2` of them.
@@ -109,9 +140,7 @@ class DCFTLinear(nn.Module):
                  alpha: float = 32.0, r: float = 2.0, dropout: float = 0.0, init: str = "normal",
                  init_std: float = 0.02, impl: str = "fast", name: str = "<linear>"):
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"DCFTLinear wraps an nn.Linear; module {name!r} is {type(base).__name__}")
-        din, dout = base.in_features, base.out_features
+        din, dout, self.transposed = base_sizes(base, name)
         error = shape_error(name, din, dout, kernel, stride)  # before anything is built
         if error:
             raise ValueError(error)
@@ -164,73 +193,48 @@ class DCFTLinear(nn.Module):
             else:
                 nn.init.normal_(self.C, mean=0.0, std=self.init_std)
 
-    # --- the update ------------------------------------------------------------------------------------
+    # --- the update (arithmetic shared with the peft tuner: dcft.methods.dcft.ops) -------------------
     def subspace(self) -> torch.Tensor:
         """F = A^T B^T (din' x dout'), F[i, j] = sum_k A[k, i] B[j, k]: the paper's P Q."""
-        return self.A.t() @ self.B.t()
+        return ops.subspace(self.A, self.B)
 
     def delta(self) -> torch.Tensor:
         """Delta = ConvTranspose2d(F, C, stride=s, padding=0), shape (din x dout), built as
         the authors do (paper Sec. 3). Used by `impl="reference"` and by `merge`."""
-        f = self.subspace()
-        return F.conv_transpose2d(f[None, None], self.C[None, None], stride=self.stride)[0, 0]
+        return ops.delta(self.A, self.B, self.C, self.stride)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M, G) with `Delta = M @ G`: M (din x k*d) carries A and C, G (k*d x dout) carries B.
-
-        M[i*s+p, (k, q)] accumulates A[k, i] C[p, q]; G[(k, q), j*s+q] = B[j, k]. For s = d these
-        are the Kronecker products A^T (x) C and B^T (x) I_d (Delta = F (x) C); for s < d a 1-D
-        transposed convolution of each row of A with C^T (of B with I_d) places the overlapping
-        windows. Neither ever has din x dout entries.
-        """
-        A, B, C = self.A, self.B, self.C
-        d, s, k = self.kernel, self.stride, self.rank
-        if s == d:
-            # M[(i, p), (k, q)] = A[k, i] C[p, q];  G[(k, q), (j, q')] = B[j, k] [q == q'] (diag_embed
-            # puts B^T on the diagonal of the (q, q') axes: no identity matrix, no product with zeros)
-            m = (A.t()[:, None, :, None] * C[None, :, None, :]).reshape(self.in_features, k * d)
-            g = torch.diag_embed(B.t()[:, :, None].expand(k, self.dout_sub, d), dim1=1, dim2=3)
-            return m, g.reshape(k * d, self.out_features)
-        eye = torch.eye(d, device=C.device, dtype=C.dtype)
-        # out[k, q, i*s + p] += A[k, i] * C[p, q]  ->  M^T (k*d x din)
-        mt = F.conv_transpose1d(A[:, None, :], C.t()[None], stride=s).reshape(k * d, self.in_features)
-        # out[k, q, j*s + q'] += B[j, k] * [q == q']  ->  G (k*d x dout)
-        g = F.conv_transpose1d(B.t()[:, None, :], eye[None], stride=s).reshape(k * d, self.out_features)
-        return mt.t(), g
+        """(M, G) with `Delta = M @ G` (M: din x k*d, G: k*d x dout); see `ops.factors`."""
+        return ops.factors(self.A, self.B, self.C, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.linear on the base weights directly (not `self.base(x)`, a second module call): merged,
         # this is all a DCFT layer does, so a merged model costs what the base model costs.
-        out = F.linear(x, self.base.weight, self.base.bias)
+        out = F.linear(x, self._linear_weight(), self.base.bias)
         if self.merged:
             return out
-        xd = self.dropout(x)
-        if self.impl == "reference":
-            return out + self.scaling * (xd @ self.delta().to(xd.dtype))
-        m, g = self.factors()
-        lead = out.shape[:-1]
-        out2 = out.reshape(-1, self.out_features)
-        u = xd.reshape(-1, self.in_features) @ m.to(xd.dtype)  # (N, k*d): x contracted with A, times C
-        return torch.addmm(out2, u, g.to(u.dtype), alpha=self.scaling).view(*lead, self.out_features)
+        return ops.add_update(out, self.dropout(x), self.A, self.B, self.C, self.stride, self.scaling, self.impl)
+
+    def _linear_weight(self) -> torch.Tensor:
+        """The base weight in nn.Linear's (dout x din) layout (a view for GPT-2's Conv1D)."""
+        w = self.base.weight
+        return w.t() if self.transposed else w
 
     # --- regulariser (paper eq. 4) -------------------------------------------------------------------
     def orth_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(||A A^T - I||_F, ||B^T B - I||_F): this layer's terms of the orthogonal regulariser
         of paper eq. 4, the Frobenius norm itself (not squared), as the authors' code."""
-        eye = torch.eye(self.rank, device=self.A.device, dtype=self.A.dtype)
-        ta = torch.linalg.matrix_norm(self.A @ self.A.t() - eye, ord="fro")
-        tb = torch.linalg.matrix_norm(self.B.t() @ self.B - eye, ord="fro")
-        return ta, tb
+        return ops.orth_terms(self.A, self.B)
 
     # --- merging -----------------------------------------------------------------------------------
     @torch.no_grad()
     def merge(self) -> None:
         """Fold the update into the base weight: W <- W0 + scaling * Delta^T (nn.Linear's
-        (dout x din) layout). While merged, forward is the base layer alone."""
+        (dout x din) layout; W0 + scaling * Delta for Conv1D's din x dout). While merged, forward is the base layer alone."""
         if self.merged:
             return
         w = self.base.weight
-        w.add_(self.delta().t().to(w.dtype), alpha=self.scaling)
+        w.add_(oriented(self.delta(), self.transposed).to(w.dtype), alpha=self.scaling)
         self.merged = True
 
     @torch.no_grad()
@@ -239,7 +243,7 @@ class DCFTLinear(nn.Module):
         if not self.merged:
             return
         w = self.base.weight
-        w.sub_(self.delta().t().to(w.dtype), alpha=self.scaling)
+        w.sub_(oriented(self.delta(), self.transposed).to(w.dtype), alpha=self.scaling)
         self.merged = False
 
     @property

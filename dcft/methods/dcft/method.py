@@ -99,3 +99,14 @@ class DCFT(Method):
         for _, layer in dcft_layers(model):
             layer.unmerge()
         return model
+
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Merge every DCFT layer and put its base module (`nn.Linear` / `Conv1D`) back in its place:
+    the model is then an ordinary transformers model (its state dict has the original keys, so
+    `save_pretrained` + `from_pretrained` reproduce it). In place; returns `model`."""
+    for name, layer in dcft_layers(model):
+        layer.merge()
+        parent, child = get_submodule_parent(model, name)
+        setattr(parent, child, layer.base)
+    return model
