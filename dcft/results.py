@@ -28,13 +28,30 @@ _PACKAGES = ("torch", "transformers", "accelerate", "peft", "datasets", "hydra-c
              "scikit-learn", "scipy")
 
 
+def current_umask() -> int:
+    """The process's file-creation mask, read without changing it where Linux allows
+    (`/proc/self/status`); elsewhere set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write a file so that a reader sees the old file or the new one, never half: `write` fills a
-    temporary file in the same folder, which is flushed to disk, then renamed over `path`."""
+    temporary file in the same folder, which is flushed to disk, then renamed over `path`. The file
+    gets the mode a plain `open()` would give (0666 less the umask: 0644 usually), so colleagues
+    on a shared machine can read results and checkpoints."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; give what open() would (0644 at umask 022)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -54,7 +54,8 @@ class TrainState:
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
     skipped_steps: int = 0  # steps dropped by nan_policy=skip
-    last_loss: float | None = None
+    last_loss: float | None = None  # objective of the last logged window: task loss + regulariser
+    last_task_loss: float | None = None  # the task's own loss (cross-entropy / MSE / span CE) of that window
 
 
 class JsonlLog:
@@ -186,11 +187,15 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
             state.best_score, state.best_step, state.best_metrics = score, state.step, dict(metrics)
         state.history.append({"step": state.step, "epoch": state.epoch, "score": score, **metrics})
         log.write(type="eval", step=state.step, score=score, best=better, **metrics)
+        accelerator.log({"eval/score": score, "eval/best_score": state.best_score,
+                         **{f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}},
+                        step=state.step)
         if progress is not None:
             progress.set_postfix(score=f"{score:.4f}", best=f"{state.best_score:.4f}")
 
     model.train()
-    window: list[float] = []
+    window: list[float] = []  # objective (task loss + regulariser) of each micro-batch since the last log
+    task_window: list[float] = []  # the task loss alone, same micro-batches
     eval_every = tcfg.eval_steps if tcfg.eval_steps > 0 else 0
     t_start, eval_before = time.perf_counter(), state.eval_time_s
     while state.step < n_steps and state.epoch < n_epochs:
@@ -203,10 +208,9 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
             state.batches_in_epoch += 1
             with accelerator.accumulate(model):
                 out = model(**task.model_inputs(batch))
-                loss = out.loss
-                extra = method.extra_loss(unwrapped)
-                if extra is not None:
-                    loss = loss + extra
+                task_loss = out.loss
+                extra = method.extra_loss(unwrapped)  # e.g. DCFT's orthogonal regulariser (paper eq. 4)
+                loss = task_loss if extra is None else task_loss + extra
                 if not _all_finite(loss, accelerator):
                     if tcfg.nan_policy != "skip":
                         raise NonFiniteLoss(state.step + 1, float(loss.detach()))
@@ -217,6 +221,7 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
                     continue
                 accelerator.backward(loss)
                 window.append(float(loss.detach()))
+                task_window.append(float(task_loss.detach()))
                 if accelerator.sync_gradients:
                     if tcfg.max_grad_norm and tcfg.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(trainable, tcfg.max_grad_norm)
@@ -229,25 +234,33 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
             state.step += 1
             if progress is not None:
                 progress.update(1)
+            if state.batches_in_epoch >= len(train_loader):  # this step ended an epoch
+                state.epoch += 1
+                state.batches_in_epoch = 0
+                epoch_done = True
+            else:
+                epoch_done = False
             if state.step % max(1, tcfg.log_steps) == 0 or state.step == n_steps:
-                mean = sum(window) / max(1, len(window))
-                if accelerator.num_processes > 1:  # the loss of the global batch, not of rank 0's shard
-                    mean = float(accelerator.reduce(torch.tensor(mean, device=accelerator.device), "mean"))
-                state.last_loss = mean
-                log.write(type="train", step=state.step, epoch=state.epoch, loss=mean,
-                          lr=scheduler.get_last_lr()[0], elapsed_s=time.perf_counter() - t_start)
-                window = []
+                mean, task_mean = _global_mean(window, accelerator), _global_mean(task_window, accelerator)
+                state.last_loss, state.last_task_loss = mean, task_mean
+                lr = scheduler.get_last_lr()[0]
+                # loss = task_loss + reg_loss: what the optimizer minimised; task_loss is comparable across methods
+                log.write(type="train", step=state.step, epoch=state.epoch, loss=mean, task_loss=task_mean,
+                          reg_loss=mean - task_mean, lr=lr, elapsed_s=time.perf_counter() - t_start)
+                accelerator.log({"train/loss": mean, "train/task_loss": task_mean, "train/reg_loss": mean - task_mean,
+                                 "train/lr": lr, "train/epoch": state.epoch}, step=state.step)
+                window, task_window = [], []
             if eval_every and state.step % eval_every == 0 and state.step < n_steps:
                 run_eval()
             if checkpointer is not None and tcfg.checkpoint_steps > 0 and state.step % tcfg.checkpoint_steps == 0:
                 checkpointer(state, unwrapped, optimizer, scheduler)
-            if state.step >= n_steps:
+            if state.step >= n_steps or epoch_done:
                 break
-        else:
+        else:  # the loader ended on micro-batches that completed no optimizer step
             state.epoch += 1
             state.batches_in_epoch = 0
-            continue
-        break
+        if state.step >= n_steps:
+            break
     state.train_time_s += time.perf_counter() - t_start - (state.eval_time_s - eval_before)  # eval apart
     run_eval()
     if progress is not None:
@@ -256,6 +269,14 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
         checkpointer(state, unwrapped, optimizer, scheduler)
     log.write(type="end", step=state.step, best_score=state.best_score, best_step=state.best_step)
     return state
+
+
+def _global_mean(values: list[float], accelerator) -> float:
+    """Mean of a logging window; with several processes the mean over the global batch, not rank 0's shard."""
+    mean = sum(values) / max(1, len(values))
+    if accelerator.num_processes > 1:
+        mean = float(accelerator.reduce(torch.tensor(mean, device=accelerator.device), "mean"))
+    return mean
 
 
 def _all_finite(loss: torch.Tensor, accelerator) -> bool:
