@@ -38,6 +38,15 @@ class Task:
         """Load, optionally keep `limit` training / `limit_eval` evaluation examples, and tokenise."""
         raise NotImplementedError
 
+    def data_files(self) -> dict[str, Path]:
+        """The local files this task reads, by split (empty when it loads from the Hub): what a
+        run's identity fingerprints (`dcft.identity.data_fingerprint`)."""
+        return {}
+
+    def hub_dataset(self) -> str:
+        """The Hub dataset this task loads when it has no local files."""
+        raise NotImplementedError
+
     def outputs(self, model_output: Any) -> dict[str, Any]:
         """The tensors of a model output to gather for evaluation (default: `logits`)."""
         return {"logits": model_output.logits}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcft.data.glue import GLUE_TASKS, load_glue, subsample, tokenize_glue
+from dcft.data.glue import GLUE_TASKS, HUB_DATASET, load_glue, subsample, tokenize_glue, tsv_path
 from dcft.metrics.glue import glue_metrics, predictions_from_logits
 from dcft.tasks.base import Task, TaskData
 
@@ -40,6 +40,14 @@ class GlueTask(Task):
         tok = lambda ds: tokenize_glue(ds, tokenizer, self.spec, max_len)  # noqa: E731
         return TaskData(train=tok(train), evals={s: tok(ds) for s, ds in evals.items()},
                         collate=DataCollatorWithPadding(tokenizer))
+
+    def data_files(self) -> dict[str, Path]:
+        if not self.glue_dir:
+            return {}
+        return {s: tsv_path(self.spec, self.glue_dir, s) for s in ("train",) + self.spec.eval_splits}
+
+    def hub_dataset(self) -> str:
+        return f"{HUB_DATASET}/{self.spec.hub_name}"
 
     def compute_metrics(self, eval_name: str, gathered: dict[str, np.ndarray], data: TaskData,
                         out_dir: Path | None = None) -> dict[str, float]:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from dcft.data.glue import subsample
-from dcft.data.squad import (MODEL_KEYS, QACollator, best_span_texts, check_version, featurize, load_squad,
-                             postprocess_predictions)
+from dcft.data.squad import (FILES, HUB_DATASETS, MODEL_KEYS, QACollator, best_span_texts, check_version,
+                             featurize, load_squad, postprocess_predictions)
 from dcft.metrics.squad import squad_v1_scores, squad_v2_scores
 from dcft.tasks.base import Task, TaskData
 
@@ -56,6 +56,14 @@ class SquadTask(Task):
     @property
     def version_2(self) -> bool:
         return self.version == "v2"
+
+    def data_files(self) -> dict[str, Path]:
+        if not self.squad_dir:
+            return {}
+        return {split: Path(self.squad_dir).expanduser() / name for split, name in FILES[self.version].items()}
+
+    def hub_dataset(self) -> str:
+        return HUB_DATASETS[self.version]
 
     def load(self, tokenizer, max_len: int, limit: int | None = None, seed: int = 0,
              limit_eval: int | None = None) -> TaskData:

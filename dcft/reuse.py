@@ -1,0 +1,167 @@
+"""Reuse only what matches, one process per run folder, and where a run's hyperparameters came from.
+
+* `decide(existing, identity, overwrite)`: a completed `result.json` is reused only when its stored
+  effective configuration (`dcft.identity`) equals the new one; otherwise the launch is refused
+  with the keys that differ and what to do. Checkpoints follow the same rule
+  (`dcft.checkpoint.Checkpointer.restore` compares the same effective configuration).
+* `RunLock`: an exclusive `fcntl.flock` on `<run_dir>/.run.lock`, held while a run trains, so two
+  processes starting the same run at once (a requeued SLURM job and a manual relaunch) never both
+  train into one folder: the second is refused at once, naming the holder. The kernel releases the
+  lock when its process dies, so a killed run leaves no stale lock. (The file itself stays: deleting
+  a lock file lets two later processes lock two different files.)
+* `hp_sources(choices)`: the preset file (`conf/hp/<preset>/<model>/<task>.yaml`) a run was composed
+  with, or an error when the chosen preset has none for this model x task (a silent fallback to the
+  generic defaults is how a run got numbers nobody chose).
+
+Written in-house: this is the harness's own rule for its own folders; Hydra and Accelerate have
+no notion of a finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from dcft import identity
+
+LOCK_FILE = ".run.lock"
+HYDRA_ONLY = {".hydra", "run.log"}  # what Hydra puts in a run folder before `run()` starts
+
+
+class RunRefused(RuntimeError):
+    """A launch that must not train (its folder holds another configuration, or is in use).
+    Nothing is written: the folder's existing files are left as they are."""
+
+
+class RunInUse(RunRefused):
+    """Another process holds the run folder's lock."""
+
+
+class PresetMissing(ValueError):
+    """The chosen preset has no hyperparameter file for this model x task."""
+
+
+def decide(existing: Mapping[str, Any] | None, ident: Mapping[str, Any], overwrite: bool, run_dir: Path) -> str:
+    """What to do with a run folder: "reuse" (completed with this very configuration), "train"
+    (nothing there, or failed / interrupted: resume from a matching checkpoint), "overwrite"
+    (`train.overwrite=true`). Raises `RunRefused` for a completed run of another configuration."""
+    if overwrite:
+        return "overwrite"
+    if not existing or existing.get("status") != "completed":
+        return "train"
+    stored = existing.get("identity")
+    if stored is None:
+        raise RunRefused(
+            f"{run_dir} holds a completed result without an effective configuration (written by an "
+            f"older version of dcft), so it cannot be checked against this one. Migrate old run folders "
+            f"with `python scripts/migrate_runs.py DIR`, or re-run with train.overwrite=true.")
+    diff = identity.differences(stored, ident)
+    if not diff:
+        return "reuse"
+    raise RunRefused(
+        f"{run_dir} holds a completed run of another configuration; it differs in:\n  "
+        + "\n  ".join(diff)
+        + "\nNothing was changed. To replace that result run again with train.overwrite=true; to keep "
+          "both, write this run elsewhere (output_root=DIR).")
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip() or "unknown process"
+    except OSError:
+        return "unknown process"
+
+
+class RunLock:
+    """`with RunLock(run_dir):` holds the run folder exclusively (only where `enabled`: the main
+    process of a multi-process run). Raises `RunInUse` at once if another process holds it."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.enabled = enabled
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        if not self.enabled:
+            return self
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking (documented in the README)
+            self.enabled = False
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunInUse(
+                f"{self.path.parent} is being trained by another process ({_holder(self.path)}); this launch "
+                f"of the same run stops here and changes nothing. Wait for that process to finish (a "
+                f"relaunch then reuses its result) or stop it first.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def remove_unstarted(run_dir: str | Path) -> bool:
+    """Remove a run folder that holds only what Hydra wrote before the run was rejected (no result,
+    no lock, no checkpoint); True if removed. Anything else in the folder keeps it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= HYDRA_ONLY:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the hyperparameters came from
+# ------------------------------------------------------------------------------------------------
+PRESET_GROUP = "hp@_global_"  # the defaults-list entry conf/config.yaml composes presets through
+NO_PRESET = "none"
+
+
+def _files(conf_dir: Path, group: str, choice: str) -> Path:
+    return conf_dir / group.split("@")[0] / f"{choice}.yaml"
+
+
+def hp_sources(choices: Mapping[str, Any] | None, conf_dir: str | Path | None = None) -> dict[str, str | None]:
+    """`{group: file used, or None}` for every hyperparameter layer of the defaults list (groups named
+    `hp...`). Raises `PresetMissing` when the main preset layer names a file that does not exist
+    (unless `preset=none`): the message names the preset, the missing file and the choices."""
+    from dcft.config import CONF_DIR
+
+    conf_dir = Path(conf_dir or CONF_DIR)
+    out: dict[str, str | None] = {}
+    for group, choice in (choices or {}).items():
+        if not str(group).startswith("hp") or choice is None:
+            continue
+        path = _files(conf_dir, group, str(choice))
+        out[group] = path.relative_to(conf_dir.parent).as_posix() if path.exists() else None
+    choice = (choices or {}).get(PRESET_GROUP)
+    preset = (choices or {}).get("preset")
+    if choice is not None and out.get(PRESET_GROUP) is None and preset != NO_PRESET:
+        preset_name, model, task = (str(choice).split("/") + ["", "", ""])[:3]
+        have = sorted(p.relative_to(conf_dir / "hp").with_suffix("").as_posix()
+                      for p in (conf_dir / "hp").glob(f"*/{model}/{task}.yaml"))
+        others = [h.split("/")[0] for h in have]
+        raise PresetMissing(
+            f"preset={preset_name} has no hyperparameters for model={model} task={task} "
+            f"(no file conf/hp/{choice}.yaml). "
+            + (f"Presets that have this model x task: {', '.join('preset=' + o for o in others)}. " if others else
+               f"No preset has this model x task. ")
+            + f"To run on the generic defaults of conf/config.yaml, say so with preset={NO_PRESET}.")
+    return out
