@@ -1,19 +1,83 @@
 """dcft: reference harness and fast implementation of DCFT (Zhang et al., COLING 2025).
 
 The public API (`apply_dcft`, `count_parameters`, `merge_dcft`, `unmerge_dcft`, `save_adapter`,
-`load_adapter`) lives in `dcft.methods.dcft.api`; it is imported on first use, so
-`import dcft.config` stays light.
+`load_adapter`) lives in `dcft.methods.dcft.api`, the peft tuner (`DcftConfig`, `orthogonal_loss`,
+`to_lora`) in `dcft.methods.dcft.tuner`; both are imported on first use, so `import dcft.config`
+stays light.
+
+`import dcft` makes DCFT a peft method (`register()`): at once if peft is already imported,
+otherwise right after peft's own import finishes (a one-shot import hook), so that
+`PeftModel.from_pretrained(model, dcft_adapter_dir)` works in any order of imports without
+`import dcft` paying peft's ~4 s import time.
 """
+
+import importlib.abc
+import sys
+import warnings
 
 __version__ = "0.1.0"
 
-__all__ = ["apply_dcft", "count_parameters", "merge_dcft", "unmerge_dcft", "save_adapter", "load_adapter",
-           "__version__"]
+_API = ("apply_dcft", "count_parameters", "merge_dcft", "unmerge_dcft", "save_adapter", "load_adapter")
+_TUNER = ("DcftConfig", "DcftModel", "orthogonal_loss", "to_lora")
+__all__ = [*_API, *_TUNER, "register", "__version__"]
+
+
+def register() -> None:
+    """Register DCFT with peft (idempotent; imports peft): peft_type "DCFT" -> `DcftConfig`, `DcftModel`."""
+    from dcft.methods.dcft.tuner import register as register_tuner
+
+    register_tuner()
+
+
+class _RegisterAfterPeftImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when `peft` is about to be imported, it wraps the real loader's
+    `exec_module` so that `register()` runs once peft's package has executed, then removes itself."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "peft":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _remove_hook()
+            try:
+                register()
+            except Exception as e:  # never break `import peft`; say why DCFT is missing from it
+                warnings.warn(f"dcft could not register DCFT with peft: {e!r}", stacklevel=2)
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+def _remove_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterPeftImport)]
+
+
+if "peft" in sys.modules:
+    register()
+elif not any(isinstance(f, _RegisterAfterPeftImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterPeftImport())
 
 
 def __getattr__(name: str):
-    if name in __all__ and name != "__version__":
+    if name in _API:
         from dcft.methods.dcft import api
 
         return getattr(api, name)
+    if name in _TUNER:
+        from dcft.methods.dcft import tuner
+
+        return getattr(tuner, name)
     raise AttributeError(f"module 'dcft' has no attribute {name!r}")

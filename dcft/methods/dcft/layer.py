@@ -185,13 +185,7 @@ class DCFTLinear(nn.Module):
         correlation of F = A^T B^T != 0 with the output gradient, so C moves on the first
         step and A, B follow). A and B, and so the regulariser (eq. 4), start identically in
         both modes."""
-        with torch.no_grad():
-            nn.init.normal_(self.A, mean=0.0, std=self.init_std)
-            nn.init.normal_(self.B, mean=0.0, std=self.init_std)
-            if self.init == "zero":
-                nn.init.zeros_(self.C)
-            else:
-                nn.init.normal_(self.C, mean=0.0, std=self.init_std)
+        ops.initialise(self.A, self.B, self.C, self.init, self.init_std)
 
     # --- the update (arithmetic shared with the peft tuner: dcft.methods.dcft.ops) -------------------
     def subspace(self) -> torch.Tensor:

@@ -82,6 +82,19 @@ def add_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Ten
     return out + (scaling * (u @ g.to(u.dtype))).to(out.dtype).view(*lead, dout)
 
 
+@torch.no_grad()
+def initialise(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, init: str, std: float) -> None:
+    """A, B ~ N(0, std); C ~ N(0, std) (`init="normal"`, the authors' choice: Delta != 0 at step 0)
+    or C = 0 (`init="zero"`: Delta = 0 at step 0; dL/dC is then the correlation of F = A^T B^T != 0
+    with the output gradient, so C moves on the first step and A, B follow)."""
+    A.normal_(0.0, std)
+    B.normal_(0.0, std)
+    if init == "zero":
+        C.zero_()
+    else:
+        C.normal_(0.0, std)
+
+
 def orth_terms(A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(||A A^T - I||_F, ||B^T B - I||_F): one layer's terms of the orthogonal regulariser of
     paper eq. 4, the Frobenius norm itself (not squared), as the authors' code."""
