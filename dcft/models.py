@@ -4,6 +4,17 @@ with weights (Hub id or local directory), and the named target sets of paper Tab
 A model is described by a `conf/model/*.yaml` file: the Hub id, an optional local path, the
 transformers `model_type` ("family") and the architecture numbers, so the paper's models can be
 built offline to count parameters or benchmark, and loaded with weights where they exist.
+
+Families: the paper's encoders (bert, roberta, deberta-v2) and decoder LLMs (gpt2, llama, mistral,
+qwen2), which do GLUE as transformers' `*ForSequenceClassification` does: logits of the last
+non-pad token, so a decoder's pad id is set from its tokenizer (pad = eos when it has none).
+
+Targets (`resolve_targets`): a named set of roles (paper Table 6, per family in `ROLE_PATTERNS`), a
+regex on the full module name, or a list of module-name suffixes, the last two for any model, with
+peft's matching rules (`re.fullmatch`; suffix at a dot), so the same spec means the same modules in
+the harness and in a peft config. Targets are `nn.Linear` or transformers `Conv1D` (GPT-2), never
+the task head. Names are matched by peft's own matcher (`peft_matches`); the roles, the head and
+the error messages are ours (peft knows neither the paper's roles nor which modules are the head).
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import os
 import re
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -28,7 +39,19 @@ TARGET_SETS: dict[str, tuple[str, ...]] = {
     "qkvo": ("q", "k", "v", "o"),
 }
 
-_LAYER = r"(?:^|\.)layer\.\d+\."
+_LAYER = r"(?:^|\.)layer\.\d+\."  # encoder blocks: <prefix>.encoder.layer.<i>.
+_DECODER_LAYER = r"(?:^|\.)layers\.\d+\."  # Llama-style decoder blocks: model.layers.<i>.
+_GPT2_BLOCK = r"(?:^|\.)h\.\d+\."  # GPT-2 blocks: transformer.h.<i>.
+_LLAMA_ROLES = {
+    "q": _DECODER_LAYER + r"self_attn\.q_proj$",
+    "k": _DECODER_LAYER + r"self_attn\.k_proj$",
+    "v": _DECODER_LAYER + r"self_attn\.v_proj$",
+    "o": _DECODER_LAYER + r"self_attn\.o_proj$",
+    # Decision: the gated FFN has two input projections, both hidden -> intermediate; "i" takes both,
+    # so `all` adapts every linear layer of a block (7 per block), the paper's "ALL" read literally.
+    "i": _DECODER_LAYER + r"mlp\.(?:gate_proj|up_proj)$",
+    "f": _DECODER_LAYER + r"mlp\.down_proj$",
+}
 # Module-name patterns per role and family (matched with re.search on the full dotted name).
 ROLE_PATTERNS: dict[str, dict[str, str]] = {
     "deberta-v2": {
@@ -47,12 +70,61 @@ ROLE_PATTERNS: dict[str, dict[str, str]] = {
         "i": _LAYER + r"intermediate\.dense$",
         "f": _LAYER + r"output\.dense$",
     },
+    # GPT-2 keeps query, key and value in one fused Conv1D (attn.c_attn, 3 x hidden outputs): q, k and v
+    # all name it, and FUSED_ROLES forbids the sets that would adapt only part of it (qk, qv).
+    "gpt2": {
+        "q": _GPT2_BLOCK + r"attn\.c_attn$",
+        "k": _GPT2_BLOCK + r"attn\.c_attn$",
+        "v": _GPT2_BLOCK + r"attn\.c_attn$",
+        "o": _GPT2_BLOCK + r"attn\.c_proj$",
+        "i": _GPT2_BLOCK + r"mlp\.c_fc$",
+        "f": _GPT2_BLOCK + r"mlp\.c_proj$",
+    },
+    "llama": _LLAMA_ROLES,
 }
 ROLE_PATTERNS["roberta"] = ROLE_PATTERNS["bert"]
+ROLE_PATTERNS["mistral"] = ROLE_PATTERNS["qwen2"] = _LLAMA_ROLES  # same module names as Llama
 SUPPORTED_FAMILIES = tuple(ROLE_PATTERNS)
+# Roles one weight matrix serves together, per family: a target set must take all of them or none.
+FUSED_ROLES: dict[str, tuple[tuple[str, ...], ...]] = {"gpt2": (("q", "k", "v"),)}
+# Decoder-only families: GLUE as sequence classification on the last non-pad token (transformers'
+# *ForSequenceClassification), a pad token is required, the head is `score`, no token type ids.
+DECODER_FAMILIES = ("gpt2", "llama", "mistral", "qwen2")
 
-# Parameters of the task head: trained for every method, counted apart from "#Params".
-_HEAD = re.compile(r"^(classifier|qa_outputs|pooler)\.|(^|\.)pooler\.")
+# Parameters / modules of the task head: trained for every method, counted apart from "#Params",
+# never adapted. Encoders: classifier, QA outputs, pooler; decoders: `score`.
+_HEAD = re.compile(r"^(classifier|qa_outputs|pooler|score)\.|(^|\.)pooler\.")
+_HEAD_MODULE = re.compile(r"^(classifier|qa_outputs|pooler|score)(\.|$)|(^|\.)pooler(\.|$)")
+
+
+def _conv1d_type() -> type | None:
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return None
+    return Conv1D
+
+
+def adaptable_types() -> tuple[type, ...]:
+    """Module types a target may be: `nn.Linear`, and transformers' `Conv1D` (GPT-2's projections,
+    a linear layer whose weight is stored transposed: (in_features, out_features))."""
+    conv1d = _conv1d_type()
+    return (nn.Linear,) if conv1d is None else (nn.Linear, conv1d)
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """Whether `module` is transformers' `Conv1D` (y = x W + b, W of shape (in, out))."""
+    conv1d = _conv1d_type()
+    return conv1d is not None and isinstance(module, conv1d)
+
+
+def in_out_features(module: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of an `nn.Linear` or a `Conv1D` (whose weight is (in, out))."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if is_conv1d(module):
+        return module.weight.shape[0], module.nf
+    raise TypeError(f"{type(module).__name__} is neither nn.Linear nor transformers Conv1D")
 
 
 def family_of(model: nn.Module) -> str:
@@ -60,25 +132,143 @@ def family_of(model: nn.Module) -> str:
     family = getattr(getattr(model, "config", None), "model_type", None)
     if family not in ROLE_PATTERNS:
         raise ValueError(
-            f"model family {family!r} is not supported; supported families: {', '.join(SUPPORTED_FAMILIES)}"
+            f"model family {family!r} has no named target sets; supported families: "
+            f"{', '.join(SUPPORTED_FAMILIES)}. Any model takes targets as a list of module-name suffixes "
+            f"(targets=[q_proj,v_proj]) or a regex on the full module name"
         )
     return family
 
 
-def resolve_targets(model: nn.Module, targets: str) -> list[str]:
-    """Names of the `nn.Linear` modules a target set selects in `model` (pooler never included)."""
-    if targets not in TARGET_SETS:
-        raise ValueError(f"targets={targets!r} is not a target set; valid: {', '.join(TARGET_SETS)}")
+def check_targets(targets: Any) -> str | tuple[str, ...]:
+    r"""A target spec, checked without a model (bad input fails before any work):
+
+    * a set name of `TARGET_SETS` (`all`, `qk`, `qv`, `qkv`, `qkvo`: roles of paper Table 6);
+    * any other string: a regular expression matched against the full dotted module name with
+      `re.fullmatch` (as peft's `target_modules` string), e.g. `.*\.(q_proj|v_proj)`;
+    * a list / tuple of strings: module-name suffixes at a dot boundary (as peft's `target_modules`
+      list), e.g. `["query", "value"]` or `["attn.c_attn"]`.
+
+    Returns the set name or regex string, or the suffixes as a tuple."""
+    if isinstance(targets, str):
+        if targets in TARGET_SETS:
+            return targets
+        if not targets.strip():
+            raise ValueError(f"targets={targets!r} is empty; valid: a target set ({', '.join(TARGET_SETS)}), "
+                             f"a list of module-name suffixes, or a regex on the full module name")
+        try:
+            re.compile(targets)
+        except re.error as e:
+            raise ValueError(f"targets={targets!r} is neither a target set ({', '.join(TARGET_SETS)}) nor a valid "
+                             f"regular expression ({e}); for module-name suffixes pass a list: targets=[query,value]") from e
+        return targets
+    if isinstance(targets, Iterable) and not isinstance(targets, (bytes, Mapping)):
+        items = tuple(targets)
+        bad = [t for t in items if not isinstance(t, str) or not t.strip() or t != t.strip(".")]
+        if not items or bad:
+            raise ValueError(f"targets={list(items)!r}: a target list needs one or more module-name suffixes "
+                             f"(non-empty strings without leading or trailing dots); offending: {bad!r}")
+        return items
+    raise ValueError(f"targets={targets!r} ({type(targets).__name__}) is not a target spec; valid: a target set "
+                     f"({', '.join(TARGET_SETS)}), a list of module-name suffixes, or a regex string")
+
+
+def describe_targets(targets: Any) -> str:
+    """A short text for a target spec (messages, logs): `all`, `[query,value]` or `re:.*q_proj`."""
+    spec = check_targets(targets)
+    if isinstance(spec, tuple):
+        return "[" + ",".join(spec) + "]"
+    return spec if spec in TARGET_SETS else f"re:{spec}"
+
+
+def _set_regex(model: nn.Module, name: str) -> re.Pattern:
+    """The module-name regex of a target set in this model's family (fused roles checked)."""
+    family = family_of(model)
+    roles = TARGET_SETS[name]
+    for group in FUSED_ROLES.get(family, ()):
+        taken = [r for r in group if r in roles]
+        if taken and len(taken) != len(group):
+            valid = [s for s, rs in TARGET_SETS.items()
+                     if all(len([r for r in g if r in rs]) in (0, len(g)) for g in FUSED_ROLES[family])]
+            raise ValueError(
+                f"targets={name!r} would adapt only the {'/'.join(taken)} part of a matrix that {family} fuses "
+                f"({'/'.join(group)} in one layer, e.g. GPT-2's attn.c_attn); valid sets for {family}: "
+                f"{', '.join(valid)}, or a module list / regex such as targets=[attn.c_attn]")
+    patterns = ROLE_PATTERNS[family]
+    return re.compile("|".join(f"(?:{patterns[r]})" for r in dict.fromkeys(roles)))
+
+
+def _some_names(names: list[str], n: int = 6) -> str:
+    """A few distinct module-name endings, for error messages."""
+    tails = list(dict.fromkeys(".".join(x.split(".")[-2:]) for x in names))
+    return ", ".join(tails[:n]) + (" ..." if len(tails) > n else "")
+
+
+def peft_matches(targets: str | list[str], name: str) -> bool:
+    """Whether peft would adapt module `name` for `target_modules=targets` (peft's own matcher:
+    a string is a regex, fully matched; a list matches a name or a suffix at a dot)."""
+    from types import SimpleNamespace
+
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    return bool(check_target_module_exists(SimpleNamespace(target_modules=targets, target_parameters=None), name))
+
+
+def resolve_targets(model: nn.Module, targets: Any) -> list[str]:
+    """Names of the modules a target spec selects in `model`, in model order: `nn.Linear` or
+    transformers `Conv1D` only (`in_out_features` gives their sizes), never the task head.
+
+    `targets` is a set name (paper Table 6 roles, per family: `ROLE_PATTERNS`), a regex matched with
+    `re.fullmatch` on the full module name, or a list of module-name suffixes (see `check_targets`).
+    Sets need a family of `ROLE_PATTERNS`; regexes and lists work for any model. Raises `ValueError`
+    when nothing matches, when a list entry matches no adaptable module, or when a regex or list
+    reaches into the task head (which every method trains in full)."""
+    spec = check_targets(targets)
+    kinds = adaptable_types()
+    modules = [(n, m) for n, m in model.named_modules() if n]
+    adaptable = [n for n, m in modules if isinstance(m, kinds)]
+    backbone = [n for n in adaptable if not _HEAD_MODULE.search(n)]  # what error messages suggest
+    if isinstance(spec, str) and spec in TARGET_SETS:
+        regex = _set_regex(model, spec)
+        names = [n for n in adaptable if regex.search(n) and not _HEAD_MODULE.search(n)]
+        if not names:
+            raise ValueError(f"targets={spec!r} matched no linear layer in this {family_of(model)} model")
+        return names
+    if isinstance(spec, str):
+        hits = [n for n in adaptable if peft_matches(spec, n)]
+        what = (f"targets={spec!r} (not a target set of {', '.join(TARGET_SETS)}, so a regex, full match on the "
+                f"dotted module name)")
+    else:
+        hits = [n for n in adaptable if peft_matches(list(spec), n)]
+        unmatched = [s for s in spec if not any(peft_matches([s], n) for n in adaptable)]
+        if unmatched:
+            others = [n for n, m in modules if peft_matches(unmatched, n)]
+            why = (f"; it names {type(model.get_submodule(others[0])).__name__} modules, not linear layers "
+                   f"(e.g. {others[0]!r})" if others else "")
+            raise ValueError(f"targets={list(spec)!r}: {unmatched!r} matched no nn.Linear / Conv1D module{why}. "
+                             f"Linear layers of this model end in: {_some_names(backbone)}")
+        what = f"targets={list(spec)!r}"
+    head = [n for n in hits if _HEAD_MODULE.search(n)]
+    if head:
+        raise ValueError(f"{what} reaches the task head {head[:3]}: the head trains in full for every method "
+                         f"and is never adapted; narrow the targets to the backbone (e.g. a regex starting "
+                         f"with the backbone's prefix)")
+    if not hits:
+        raise ValueError(f"{what} matched no nn.Linear / Conv1D module. Linear layers of this model end in: "
+                         f"{_some_names(backbone)}")
+    return hits
+
+
+def role_modules(model: nn.Module, roles: Iterable[str]) -> list[str]:
+    """Names of the linear modules (nn.Linear or Conv1D) that play these roles (`ROLE_PATTERNS`)."""
     patterns = ROLE_PATTERNS[family_of(model)]
-    regex = re.compile("|".join(f"(?:{patterns[r]})" for r in TARGET_SETS[targets]))
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and regex.search(n)]
-    if not names:
-        raise ValueError(f"targets={targets!r} matched no linear layer in this {family_of(model)} model")
-    return names
+    regex = re.compile("|".join(f"(?:{patterns[r]})" for r in dict.fromkeys(roles)))
+    kinds = adaptable_types()
+    return [n for n, m in model.named_modules() if isinstance(m, kinds) and regex.search(n)]
 
 
 def head_parameter_names(model: nn.Module) -> list[str]:
-    """Classifier / QA head and pooler parameters (DeBERTa's pooler is new at load time)."""
+    """Task head parameters: classifier / QA head and pooler (DeBERTa's pooler is new at load time),
+    `score` for decoders."""
     return [n for n, _ in model.named_parameters() if _HEAD.search(n)]
 
 
@@ -141,7 +331,31 @@ def build_config(model_cfg: Mapping[str, Any], num_labels: int = 2, cls_dropout:
     from transformers import AutoConfig
 
     family = model_cfg["family"]
-    return AutoConfig.for_model(family, **_plain_arch(model_cfg), **head_config_kwargs(family, num_labels, cls_dropout))
+    config = AutoConfig.for_model(family, **_plain_arch(model_cfg), **head_config_kwargs(family, num_labels, cls_dropout))
+    if family in DECODER_FAMILIES and config.pad_token_id is None:
+        config.pad_token_id = first_id(config.eos_token_id)  # the tokenizer's rule too: pad = eos when missing
+    return config
+
+
+def first_id(token_id: Any) -> int | None:
+    """A token id, or the first of a list of ids (Llama 3 configs list several eos ids)."""
+    if isinstance(token_id, (list, tuple)):
+        return token_id[0] if token_id else None
+    return token_id
+
+
+def set_decoder_pad_token(config: Any, model_cfg: Mapping[str, Any]) -> None:
+    """A decoder classifies from its last non-pad token (transformers' *ForSequenceClassification),
+    so `config.pad_token_id` must be the id the tokenizer pads with: set it from the model's tokenizer
+    (whose pad token is its eos token when it has none, see `load_tokenizer`), in place."""
+    pad = load_tokenizer(model_cfg).pad_token_id
+    if config.pad_token_id is not None and config.pad_token_id != pad:
+        import warnings
+
+        warnings.warn(f"model {model_cfg.get('name')!r}: config.pad_token_id={config.pad_token_id} differs from "
+                      f"the tokenizer's pad id {pad}; the tokenizer's is used (it is what batches are padded with)",
+                      stacklevel=3)
+    config.pad_token_id = pad
 
 
 def build_model(model_cfg: Mapping[str, Any], head: str = "classification", num_labels: int = 2,
@@ -195,6 +409,8 @@ def load_model(model_cfg: Mapping[str, Any], head: str = "classification", num_l
         apply_arch_to_pretrained(config, _plain_arch(model_cfg), source)
         for key, value in head_config_kwargs(model_cfg["family"], num_labels, cls_dropout).items():
             setattr(config, key, value)
+        if model_cfg["family"] in DECODER_FAMILIES:
+            set_decoder_pad_token(config, model_cfg)
         return cls.from_pretrained(source, config=config)
     except OSError as e:
         raise FileNotFoundError(
@@ -232,14 +448,30 @@ def load_tokenizer(model_cfg: Mapping[str, Any]):
 
     spec = model_cfg.get("tokenizer") or resolve_path(model_cfg.get("path")) or model_cfg.get("hub_id")
     if spec == "bytes":
-        return byte_tokenizer()
-    try:
-        return AutoTokenizer.from_pretrained(resolve_path(spec))
-    except OSError as e:
-        raise FileNotFoundError(
-            f"could not load the tokenizer of model {model_cfg.get('name')!r} from {spec!r}. Without "
-            f"Hub access set model.path=/local/dir (or model.tokenizer=/local/dir)."
-        ) from e
+        tokenizer = byte_tokenizer()
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolve_path(spec))
+        except OSError as e:
+            raise FileNotFoundError(
+                f"could not load the tokenizer of model {model_cfg.get('name')!r} from {spec!r}. Without "
+                f"Hub access set model.path=/local/dir (or model.tokenizer=/local/dir)."
+            ) from e
+    if model_cfg.get("family") in DECODER_FAMILIES:
+        prepare_decoder_tokenizer(tokenizer, model_cfg.get("name"))
+    return tokenizer
+
+
+def prepare_decoder_tokenizer(tokenizer: Any, name: str | None = None) -> None:
+    """A decoder's tokenizer for classification batches, in place: its pad token is its eos token
+    when it has none (GPT-2, Llama 3), the transformers convention; no `token_type_ids` (decoders
+    have no segment embeddings; GPT-2 would add them through its token embedding)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the tokenizer of model {name!r} has neither a pad nor an eos token; a decoder "
+                             f"classifies from its last non-pad token and needs one (set model.tokenizer)")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.model_input_names = [k for k in tokenizer.model_input_names if k != "token_type_ids"]
 
 
 def byte_tokenizer():
@@ -263,11 +495,26 @@ def byte_tokenizer():
 
 
 def iter_linear(model: nn.Module, names: list[str]) -> Iterator[tuple[str, nn.Linear]]:
-    """The named linear modules, checked to be `nn.Linear`."""
+    """The named modules, checked to be `nn.Linear`: for methods whose layers subclass `nn.Linear`
+    (a `Conv1D` target, e.g. GPT-2's, is refused with a `ValueError` naming it)."""
     for n in names:
         m = model.get_submodule(n)
         if not isinstance(m, nn.Linear):
-            raise TypeError(f"module {n!r} is {type(m).__name__}, not nn.Linear")
+            raise ValueError(
+                f"module {n!r} is {type(m).__name__}, not nn.Linear; this method adapts nn.Linear layers only"
+                + (" (GPT-2 keeps its projections in transformers Conv1D; lora, adalora and lorafa take them)"
+                   if is_conv1d(m) else ""))
+        yield n, m
+
+
+def iter_targets(model: nn.Module, names: list[str]) -> Iterator[tuple[str, nn.Module]]:
+    """The named modules, checked to be `nn.Linear` or transformers `Conv1D` (what `resolve_targets`
+    returns); `in_out_features(module)` gives their sizes whichever it is."""
+    kinds = adaptable_types()
+    for n in names:
+        m = model.get_submodule(n)
+        if not isinstance(m, kinds):
+            raise ValueError(f"module {n!r} is {type(m).__name__}, neither nn.Linear nor transformers Conv1D")
         yield n, m
 
 

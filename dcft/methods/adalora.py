@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from dcft.methods.base import Method, ParamCount
-from dcft.methods.lora import (ADAPTER, PeftMerge, check_dropout, check_rank, check_targets_free,
+from dcft.methods.lora import (ADAPTER, PeftMerge, check_dropout, check_rank, check_targets_free, fan_in_fan_out,
                                params_with, peft_lora_layers, peft_target_check)
 from dcft.models import resolve_targets
 
@@ -45,7 +45,7 @@ class Config:
     """AdaLoRA (Zhang et al. 2023): SVD-form low-rank update with importance-driven rank pruning."""
 
     name: str = "adalora"  # registry key
-    targets: str = "all"  # target set: all, qk, qv, qkv, qkvo (dcft.models.TARGET_SETS)
+    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.models.resolve_targets)
     init_r: int = 2  # initial rank of every adapted matrix (reference --lora_r)
     target_r: int = 1  # final average rank per matrix; total budget = target_r x matrices (reference --target_rank)
     lora_alpha: float = 32.0  # scaling numerator: update scaled by lora_alpha / init_r (reference --lora_alpha)
@@ -93,7 +93,7 @@ class AdaLoRA(PeftMerge, Method):
             raise ValueError(f"beta1={c.beta1}, beta2={c.beta2}: must be in (0, 1)")
         if c.orth_reg_weight < 0:
             raise ValueError(f"orth_reg_weight={c.orth_reg_weight}: must be >= 0")
-        resolve_targets(model, targets)
+        fan_in_fan_out(model, resolve_targets(model, targets), self.name)  # raises on bad targets
 
     def inject(self, model: nn.Module, targets: str) -> None:
         from peft import AdaLoraConfig
@@ -106,6 +106,7 @@ class AdaLoRA(PeftMerge, Method):
             init_r=c.init_r, target_r=c.target_r, lora_alpha=c.lora_alpha, lora_dropout=c.dropout,
             tinit=c.tinit, tfinal=c.tfinal, deltaT=c.deltaT, beta1=c.beta1, beta2=c.beta2,
             orth_reg_weight=c.orth_reg_weight, target_modules=list(names), bias="none",
+            fan_in_fan_out=fan_in_fan_out(model, names, self.name),
             total_step=c.tinit + c.tfinal + 1,  # placeholder: prepare_training sets the run's value
         )
         self.tuner = AdaLoraModel(model, pc, ADAPTER)

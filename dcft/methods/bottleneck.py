@@ -30,7 +30,6 @@ The two methods share one module; the registry finds each one's schema through t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcft.methods.base import Method
-from dcft.models import ROLE_PATTERNS, family_of, get_submodule_parent, iter_linear
+from dcft.models import get_submodule_parent, iter_linear, role_modules
 
 ACTIVATIONS = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 # Where adapters go, as roles of dcft.models.ROLE_PATTERNS: o = attention output, f = FFN output.
@@ -110,9 +109,7 @@ class _BottleneckAdapter(Method):
 
     def sites(self, model: nn.Module) -> list[str]:
         """Names of the output projections that receive an adapter."""
-        patterns = ROLE_PATTERNS[family_of(model)]
-        regex = re.compile("|".join(f"(?:{patterns[r]})" for r in PLACEMENTS[self.cfg.placement]))
-        return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and regex.search(n)]
+        return role_modules(model, PLACEMENTS[self.cfg.placement])
 
     def validate(self, model: nn.Module, targets: str) -> None:
         c = self.cfg
@@ -127,8 +124,8 @@ class _BottleneckAdapter(Method):
         sites = self.sites(model)
         if not sites:
             raise ValueError(f"{self.name}: no {c.placement} output projection found in this model")
-        for n in sites:
-            if isinstance(model.get_submodule(n), AdaptedLinear):
+        for n, m in iter_linear(model, sites):  # a Conv1D site (GPT-2) is refused here, by name
+            if isinstance(m, AdaptedLinear):
                 raise ValueError(f"{self.name}: module {n!r} already carries an adapter; build a fresh model")
 
     def inject(self, model: nn.Module, targets: str) -> None:

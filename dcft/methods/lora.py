@@ -16,13 +16,13 @@ The helpers here (`inject_peft`, `peft_lora_layers`, ...) are shared with LoRA-F
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from dcft.methods.base import Method
-from dcft.models import resolve_targets
+from dcft.models import is_conv1d, resolve_targets
 
 ADAPTER = "default"  # the peft adapter name every peft-based method here uses
 
@@ -32,7 +32,7 @@ class Config:
     """LoRA (Hu et al. 2022): `y += (alpha / r) · B A x` on the target linear layers."""
 
     name: str = "lora"  # registry key
-    targets: str = "all"  # target set: all, qk, qv, qkv, qkvo (dcft.models.TARGET_SETS)
+    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.models.resolve_targets)
     r: int = 1  # rank of B A (the DCFT paper compares at rank 1)
     alpha: float = 2.0  # scaling numerator: the update is scaled by alpha / r
     dropout: float = 0.0  # dropout probability on the adapter's input x
@@ -115,6 +115,18 @@ class PeftMerge:
         return model
 
 
+def fan_in_fan_out(model: nn.Module, names: list[str], method: str) -> bool:
+    """peft's `fan_in_fan_out` for these targets: True for transformers `Conv1D` (GPT-2, weight stored
+    (in, out)), False for `nn.Linear`. One peft config holds one value, so a mix is refused (peft would
+    otherwise flip the shared config's value itself, with a warning)."""
+    kinds = {is_conv1d(model.get_submodule(n)) for n in names}
+    if len(kinds) > 1:
+        conv = [n for n in names if is_conv1d(model.get_submodule(n))]
+        raise ValueError(f"{method}: the targets mix nn.Linear and Conv1D modules (e.g. {conv[0]!r}); one peft "
+                         f"config takes one kind: choose targets of one kind")
+    return kinds == {True}
+
+
 def check_rank(r: int, what: str = "r") -> None:
     if not isinstance(r, int) or r < 1:
         raise ValueError(f"{what}={r!r}: must be a positive integer")
@@ -134,17 +146,18 @@ class LoRA(PeftMerge, Method):
     def validate(self, model: nn.Module, targets: str) -> None:
         check_rank(self.cfg.r)
         check_dropout(self.cfg.dropout)
-        resolve_targets(model, targets)  # raises on an unknown set or family
+        fan_in_fan_out(model, resolve_targets(model, targets), self.name)  # raises on bad targets
 
-    def lora_config(self, names: list[str]):
+    def lora_config(self, names: list[str], conv1d: bool = False):
         from peft import LoraConfig
 
         return LoraConfig(r=self.cfg.r, lora_alpha=self.cfg.alpha, lora_dropout=self.cfg.dropout,
-                          target_modules=list(names), bias="none", init_lora_weights=True)
+                          target_modules=list(names), bias="none", init_lora_weights=True,
+                          fan_in_fan_out=conv1d)
 
     def inject(self, model: nn.Module, targets: str) -> None:
         names = resolve_targets(model, targets)
-        inject_peft(model, self.lora_config(names), names, self.name)
+        inject_peft(model, self.lora_config(names, fan_in_fan_out(model, names, self.name)), names, self.name)
 
     def own_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
         return params_with(model, "lora_A", "lora_B")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ class Config:
     """SoRA (Ding et al. 2023): LoRA with a gate vector made sparse by a proximal step."""
 
     name: str = "sora"  # registry key
-    targets: str = "all"  # target set: all, qk, qv, qkv, qkvo (dcft.models.TARGET_SETS)
+    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.models.resolve_targets)
     r: int = 8  # maximal rank of every adapted matrix (reference --lora_r 8)
     alpha: float = 16.0  # scaling numerator: update scaled by alpha / r, r the initial rank (reference lora_alpha 16)
     dropout: float = 0.0  # dropout probability on the adapter's input x
