@@ -303,7 +303,9 @@ def write_figures(runs_dir: str | Path = "results/runs", out: str | Path = "resu
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m dcft.figures", description=__doc__.splitlines()[0])
+    from dcft.console import help_text
+
+    ap = argparse.ArgumentParser(prog="python -m dcft.figures", description=help_text(__doc__))
     ap.add_argument("--runs", default="results/runs", help="folder searched for result.json files")
     ap.add_argument("--out", default="results/figures", help="output folder (default results/figures)")
     ap.add_argument("--model", default=None, help="our model (default: the paper's, deberta-v3-base)")

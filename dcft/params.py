@@ -145,7 +145,9 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from dcft.console import help_text
+
+    ap = argparse.ArgumentParser(prog="python -m dcft.params", description=help_text(__doc__))
     ap.add_argument("--out", default="results/tables", help="output folder (default results/tables)")
     ap.add_argument("--only", choices=("dcft", "baselines"), help="only the DCFT or only the baseline cells")
     args = ap.parse_args(argv)

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,3 +163,323 @@ def load_all(root: str | Path = "results/runs", completed_only: bool = False):
     if completed_only and not df.empty:
         df = df[df["status"] == "completed"].reset_index(drop=True)
     return df
+
+
+# --- reading one result ---------------------------------------------------------------------------
+def _fmt_num(v: Any, spec: str = ".4f") -> str:
+    return format(v, spec) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def summary(rec: dict) -> str:
+    """A readable end-of-run summary of a result record: what ran (model, task, method and its
+    setting, seed, preset and its file, learning rate, smoke or not), parameter counts, best and
+    final scores, optimizer steps and epochs, times, and where the result, log and adapter are."""
+    cfg, m = rec.get("config") or {}, rec.get("metrics") or {}
+    best, final = m.get("best") or {}, m.get("final") or {}
+    p, t = rec.get("params") or {}, rec.get("train") or {}
+    choices = rec.get("choices") or {}
+    method = cfg.get("method") or {}
+    tcfg = cfg.get("train") or {}
+    setting = (f"kernel={method['kernel']} stride={method.get('stride') or method['kernel']} "
+               if "kernel" in method else "")
+    smoke = " [SMOKE: debug=smoke, a few steps on a few examples, not a result]" if choices.get("debug") == "smoke" else ""
+    preset = choices.get("preset", "-")
+    files = [f for f in (rec.get("hp_sources") or {}).values() if f]
+    lines = [
+        f"== {(cfg.get('model') or {}).get('name')} / {(cfg.get('task') or {}).get('name')} / {method.get('name')} "
+        f"{setting}targets={method.get('targets', '-')} seed={cfg.get('seed')}: {rec.get('status')}{smoke}",
+        f"   preset {preset} ({', '.join(files) if files else 'no preset file: conf/config.yaml defaults'})  "
+        f"lr {_fmt_num(tcfg.get('lr'), '.3g')}  batch {tcfg.get('batch_size', '-')}  max_len {tcfg.get('max_len', '-')}",
+        f"   params: method {p.get('method', 0):,}  head {p.get('head', 0):,}  total {p.get('total', 0):,}",
+    ]
+    if best:
+        keys = [k for k in best if "/" in k]
+        lines.append(f"   best (step {best.get('step')}): " + "  ".join(f"{k}={_fmt_num(best[k])}" for k in keys))
+        lines.append(f"   final (step {final.get('step')}): " +
+                     "  ".join(f"{k}={_fmt_num(final[k])}" for k in keys if isinstance(final.get(k), float)))
+    if t:
+        loss = (f"  final loss {_fmt_num(t.get('final_task_loss'))} task"
+                + (f" + {_fmt_num(t['final_loss'] - t['final_task_loss'])} regulariser"
+                   if isinstance(t.get("final_loss"), float) and isinstance(t.get("final_task_loss"), float)
+                   and t["final_loss"] != t["final_task_loss"] else "")) if t.get("final_task_loss") is not None else ""
+        lines.append(f"   trained {t.get('steps')} optimizer steps, {t.get('epochs')} full epoch(s){loss}")
+        lines.append(f"   time: train {_fmt_num(t.get('train_time_s', 0), '.1f')}s  eval "
+                     f"{_fmt_num(t.get('eval_time_s', 0), '.1f')}s  {_fmt_num(t.get('steps_per_s') or 0, '.2f')} steps/s")
+    if rec.get("error"):
+        lines.append(f"   error: {rec['error']['type']}: {rec['error']['message']}")
+    run_dir = Path(rec.get("run_dir") or ".")
+    kept = [f for f in (RESULT_FILE, "log.jsonl", "run.log", "tracking") if (run_dir / f).exists()]
+    lines.append(f"   folder: {run_dir}" + (f"  ({', '.join(kept)})" if kept else ""))
+    adapter = rec.get("adapter") or rec.get("adapter_dir")
+    if isinstance(adapter, dict):
+        adapter = adapter.get("path") or adapter.get("dir")
+    if adapter:
+        lines.append(f"   adapter saved to: {adapter}")
+    elif rec.get("status") == "completed":
+        ckpt = sorted(run_dir.glob("checkpoints/*"))
+        lines.append(f"   adapter: {'in the checkpoint ' + str(ckpt[-1]) if ckpt else 'not saved (train.checkpoint_steps=0)'}")
+    return "\n".join(lines)
+
+
+# --- the tidy view and the compact comparison (`python -m dcft.results`) ------------------------------
+# Tidy column -> where it comes from in the flat view of `load_all` (first present key wins).
+TIDY_SOURCES: dict[str, tuple[str, ...]] = {
+    "run_dir": ("run_dir",),                                  # the run's folder
+    "status": ("status",),                                    # completed | running | failed
+    "model": ("config.model.name", "choices.model"),          # backbone
+    "task": ("config.task.name", "choices.task"),             # GLUE task or SQuAD version
+    "method": ("config.method.name", "choices.method"),       # fine-tuning method
+    "preset": ("choices.preset",),                            # hyperparameter source (authors, paper, cpu, none)
+    "debug": ("choices.debug",),                              # debug profile (smoke) or empty
+    "seed": ("config.seed",),                                 # random seed
+    "kernel": ("config.method.kernel",),                      # DCFT kernel size d
+    "stride": ("config.method.stride",),                      # DCFT stride s (null in the config = kernel)
+    "rank": ("config.method.rank",),                          # DCFT subspace rank
+    "r": ("config.method.r",),                                # LoRA / SoRA rank; DCFT: scaling denominator
+    "init_r": ("config.method.init_r",),                      # AdaLoRA initial rank
+    "target_r": ("config.method.target_r",),                  # AdaLoRA final average rank
+    "bottleneck": ("config.method.bottleneck",),              # adapter bottleneck width
+    "targets": ("config.method.targets",),                    # target matrices
+    "lr": ("config.train.lr",),                               # peak learning rate
+    "batch_size": ("config.train.batch_size",),               # examples per device per micro-batch
+    "max_len": ("config.train.max_len",),                     # tokens
+    "score": ("metrics.best.score",),                         # best dev score (the task's main metric, result-file scale)
+    "best_step": ("metrics.best.step",),                      # optimizer step of the best score
+    "final_score": ("metrics.final.score",),                  # dev score at the end
+    "params_method": ("params.method",),                      # the method's own trainable parameters (paper's #Params)
+    "params_head": ("params.head",),                          # classifier / QA head parameters
+    "params_total": ("params.total",),                        # all parameters of the model
+    "steps": ("train.steps",),                                # optimizer steps done
+    "epochs": ("train.epochs",),                              # full passes over the training set
+    "final_loss": ("train.final_loss",),                      # objective of the last logged window
+    "final_task_loss": ("train.final_task_loss",),            # task loss alone, same window
+    "train_time_s": ("train.train_time_s",),                  # training loop time, evaluation excluded, seconds
+    "eval_time_s": ("train.eval_time_s",),                    # evaluation time, seconds
+    "steps_per_s": ("train.steps_per_s",),                    # optimizer steps per second of training time
+    "wall_time_s": ("wall_time_s",),                          # whole run, loading included, seconds
+    "peak_memory_bytes": ("memory.bytes",),                   # CUDA allocator peak or CPU peak RSS
+    "device": ("device",),                                    # cpu, cuda:0 ...
+    "processes": ("processes",),                              # Accelerate processes
+    "gpu": ("environment.gpu",),                              # GPU name or empty
+    "cpu": ("environment.cpu",),                              # CPU model
+    "host": ("environment.host",),                            # machine name
+    "git_commit": ("environment.git.commit",),                # code version
+    "finished_at": ("finished_at",),                          # local time the run ended
+    "error": ("error.message",),                              # why a failed run failed
+}
+SETTING_KEYS = {"dcft": ("kernel", "stride", "targets", "rank"), "lora": ("r", "targets"), "lorafa": ("r", "targets"),
+                "sora": ("r", "targets"), "adalora": ("init_r", "target_r", "targets"),
+                "hadapter": ("bottleneck",), "padapter": ("bottleneck",)}  # what tells two runs of a method apart
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def tidy(raw):
+    """The tidy view of a `load_all` frame: the `TIDY_SOURCES` columns (a null stride filled
+    with the kernel), plus `smoke` (bool) and `setting` (e.g. "kernel=8 stride=8 rank=1 targets=all")."""
+    import pandas as pd
+
+    cols = {}
+    for name, keys in TIDY_SOURCES.items():
+        col = pd.Series([None] * len(raw), index=raw.index, dtype=object)
+        for k in reversed(keys):
+            if k in raw:
+                col = raw[k].where(raw[k].map(_present), col)
+        cols[name] = col
+    df = pd.DataFrame(cols)
+    df["stride"] = df["stride"].where(df["stride"].map(_present), df["kernel"])
+    df["smoke"] = df["debug"] == "smoke"
+    for k in ("seed", "kernel", "stride", "rank", "r", "init_r", "target_r", "bottleneck", "steps", "epochs",
+              "best_step", "params_method", "params_head", "params_total", "batch_size", "max_len", "processes"):
+        df[k] = pd.Series([_as_int(v) for v in df[k]], index=df.index, dtype=object)  # json_normalize made them floats
+    df["setting"] = [_setting(r) for r in df.to_dict(orient="records")]
+    return df
+
+
+def _as_int(v: Any) -> Any:
+    if not _present(v):
+        return None
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _setting(r: dict[str, Any]) -> str:
+    """What tells a run apart from other runs of its method, e.g. "kernel=8 stride=4 targets=all";
+    DCFT's subspace rank only when it is not the paper's 1."""
+    keys = [k for k in SETTING_KEYS.get(r["method"], ()) if not (k == "rank" and r[k] == 1)]
+    return " ".join(f"{k}={r[k]}" for k in keys if _present(r[k]))
+
+
+def _setting_order(g) -> tuple:
+    """Numbers in their order (kernel 2 before 12), text after them."""
+    first = g.iloc[0]
+    keys = SETTING_KEYS.get(first["method"], ())
+    return tuple((0, float(first[k]), "") if isinstance(first[k], (int, float)) and _present(first[k])
+                 else (1, 0.0, str(first[k])) for k in keys)
+
+
+def load_tidy(root: str | Path = "results/runs", completed_only: bool = False):
+    """`tidy(load_all(root))`: one row per run, a few dozen named columns."""
+    return tidy(load_all(root, completed_only=completed_only))
+
+
+GROUP_KEYS = ("model", "task", "method", "setting", "preset", "lr", "steps", "smoke")  # all but the seed
+
+
+def parse_filters(items: list[str]) -> dict[str, list[str]]:
+    """`["task=rte", "method=dcft,lora"]` -> {"task": ["rte"], "method": ["dcft", "lora"]}."""
+    out: dict[str, list[str]] = {}
+    for it in items:
+        key, sep, val = it.partition("=")
+        if not sep or not key:
+            raise ValueError(f"filter {it!r}: write column=value or column=v1,v2 (e.g. task=rte method=dcft,lora)")
+        if key not in TIDY_SOURCES and key not in ("smoke", "setting"):
+            raise ValueError(f"filter {it!r}: no column {key!r}; columns: {', '.join(list(TIDY_SOURCES) + ['smoke', 'setting'])}")
+        out.setdefault(key, []).extend(v for v in val.split(",") if v != "")
+    return out
+
+
+def _matches(value: Any, wanted: list[str]) -> bool:
+    for w in wanted:
+        if str(value) == w:
+            return True
+        try:
+            if float(value) == float(w):
+                return True
+        except (TypeError, ValueError):
+            pass
+    return False
+
+
+def compare(df, filters: dict[str, list[str]] | None = None, include: str = "completed"):
+    """Runs grouped over seeds: one row per `GROUP_KEYS` with score mean, std (sample; None for
+    one seed), n, the seeds, #Params (method), mean steps, mean training time (s). `include`:
+    "completed" (non-smoke completed runs), "smoke" (completed, smoke too) or "all"."""
+    import pandas as pd
+
+    for key, wanted in (filters or {}).items():
+        df = df[df[key].map(lambda v, w=wanted: _matches(v, w))]
+    if include != "all":
+        df = df[df["status"] == "completed"]
+        if include != "smoke" and not (filters or {}).get("smoke"):
+            df = df[~df["smoke"]]
+    rows = []
+    for key, g in df.groupby(list(GROUP_KEYS), dropna=False, sort=True):
+        scores = [float(s) for s in g["score"] if _present(s)]
+        times = [float(t) for t in g["train_time_s"] if _present(t)]
+        rows.append({"_order": (key[0], key[1], key[2], _setting_order(g), str(key[4]), key[5] or 0, key[6] or 0),
+                     **dict(zip(GROUP_KEYS, key)),
+                     "score_mean": statistics.fmean(scores) if scores else None,
+                     "score_std": statistics.stdev(scores) if len(scores) > 1 else None,
+                     "n": len(g), "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna())),
+                     "params_method": g["params_method"].dropna().iloc[0] if g["params_method"].notna().any() else None,
+                     "train_time_s_mean": statistics.fmean(times) if times else None,
+                     "statuses": ",".join(sorted(set(map(str, g["status"]))))})
+    rows.sort(key=lambda r: r.pop("_order"))
+    return pd.DataFrame(rows, columns=list(GROUP_KEYS) + ["score_mean", "score_std", "n", "seeds", "params_method",
+                                                          "train_time_s_mean", "statuses"])
+
+
+def _score_scale(task: Any) -> float:
+    """GLUE scores shown ×100 as in the paper's tables; SQuAD's EM/F1 already are."""
+    return 1.0 if str(task).startswith("squad") else 100.0
+
+
+def _fmt_params(n: Any) -> str:
+    if not _present(n):
+        return "-"
+    n = float(n)
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else f"{int(n)}"
+
+
+def format_compare(table) -> str:
+    """The comparison as an aligned text table: score ×100 (GLUE) as mean ± std (n), #Params,
+    steps, training time in minutes."""
+    if table.empty:
+        return "no runs match"
+    lines = []
+    for r in table.to_dict(orient="records"):
+        sc = _score_scale(r["task"])
+        score = f"{r['score_mean'] * sc:.2f}" if _present(r["score_mean"]) else "-"
+        if _present(r["score_std"]):
+            score += f" ± {r['score_std'] * sc:.2f}"
+        name = r["method"] + (" [smoke]" if r["smoke"] else "")
+        lines.append({"model": r["model"], "task": r["task"], "method": name, "setting": r["setting"] or "-",
+                      "preset": r["preset"] or "-", "lr": f"{r['lr']:.3g}" if _present(r["lr"]) else "-",
+                      "score": score, "n": str(r["n"]), "#Params": _fmt_params(r["params_method"]),
+                      "steps": "-" if not _present(r["steps"]) else str(int(r["steps"])),
+                      "train min": f"{r['train_time_s_mean'] / 60:.2f}" if _present(r["train_time_s_mean"]) else "-"})
+    cols = list(lines[0])
+    width = {c: max(len(c), *(len(x[c]) for x in lines)) for c in cols}
+    right = {"score", "n", "#Params", "steps", "train min", "lr"}
+    fmt = lambda x: "  ".join(x[c].rjust(width[c]) if c in right else x[c].ljust(width[c]) for c in cols)  # noqa: E731
+    out = [fmt({c: c for c in cols}), "  ".join("-" * width[c] for c in cols)] + [fmt(x) for x in lines]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def _excluded_note(df, filters, include: str) -> str:
+    for key, wanted in (filters or {}).items():
+        df = df[df[key].map(lambda v, w=wanted: _matches(v, w))]
+    if include == "all" or df.empty:
+        return ""
+    parts = []
+    for label, mask in (("failed", df["status"] == "failed"), ("running or interrupted", df["status"] == "running"),
+                        ("smoke", (df["status"] == "completed") & df["smoke"] & (include != "smoke"))):
+        if mask.sum():
+            parts.append(f"{int(mask.sum())} {label}")
+    return f"not shown: {', '.join(parts)} (--all shows every run, --smoke adds smoke runs)" if parts else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dcft.results [RUNS] [column=value[,value] ...] [--csv FILE] [--all | --smoke]`."""
+    import argparse
+
+    from dcft.console import help_text
+
+    ap = argparse.ArgumentParser(
+        prog="python -m dcft.results",
+        description="Compare runs in one table: completed runs under RUNS grouped over seeds (score mean ± sample "
+                    "std and n; GLUE scores ×100), with #Params (the method's own), optimizer steps and "
+                    "training time. " + help_text(__doc__),
+        epilog="example: python -m dcft.results results/cpu-study/runs task=rte method=dcft,lora")
+    ap.add_argument("args", nargs="*", help="a runs folder (default results/runs) and filters column=value[,value]")
+    ap.add_argument("--csv", metavar="FILE", help="also write the grouped table as CSV (raw numbers; '-' = stdout)")
+    ap.add_argument("--tidy-csv", metavar="FILE", help="write the tidy per-run view (one row per run) as CSV")
+    ap.add_argument("--all", action="store_true", help="include failed, unfinished and smoke runs")
+    ap.add_argument("--smoke", action="store_true", help="include completed smoke runs (debug=smoke)")
+    a = ap.parse_args(argv)
+    roots = [x for x in a.args if "=" not in x]
+    if len(roots) > 1:
+        ap.error(f"one runs folder at most, got {roots}")
+    root = Path(roots[0] if roots else "results/runs")
+    if not root.is_dir():
+        ap.error(f"runs folder {str(root)!r} does not exist")
+    try:
+        filters = parse_filters([x for x in a.args if "=" in x])
+    except ValueError as e:
+        ap.error(str(e))
+    include = "all" if a.all else "smoke" if a.smoke else "completed"
+    df = load_tidy(root)
+    if df.empty:
+        print(f"no result files under {root}")
+        return 0
+    table = compare(df, filters, include)
+    if a.csv == "-":
+        print(table.to_csv(index=False), end="")
+        return 0
+    print(format_compare(table))
+    note = _excluded_note(df, filters, include)
+    if note:
+        print(note)
+    if a.csv:
+        atomic_write_text(a.csv, table.to_csv(index=False))
+        print(f"wrote {a.csv}")
+    if a.tidy_csv:
+        atomic_write_text(a.tidy_csv, df.to_csv(index=False))
+        print(f"wrote {a.tidy_csv} ({len(df)} runs, {len(df.columns)} columns)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -663,7 +663,9 @@ def _numbers(s: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m dcft.tables", description=__doc__.splitlines()[0])
+    from dcft.console import help_text
+
+    ap = argparse.ArgumentParser(prog="python -m dcft.tables", description=help_text(__doc__))
     ap.add_argument("--runs", default="results/runs", help="folder searched for result.json files")
     ap.add_argument("--out", default="results/tables", help="output folder (default results/tables)")
     ap.add_argument("--model", default=None,
