@@ -69,6 +69,37 @@ table3:  ## Table 3 (SQuAD v1.1/v2.0): run its sweeps, then build the table
 	$(RUN_SWEEP) +sweep=table3_baselines
 	$(MAKE_TABLES) --tables 3
 
+# Learning-rate tuning of the baselines (paper App. E; issue 13): each method's grid around its source's rate
+# (conf/sweep/<table>_lr_<model>_<method>.yaml, written by scripts/method_hp.py); the tables pick the best rate.
+.PHONY: table1-lr table2-lr table3-lr
+
+table1-lr:  ## Table 1 baselines: learning-rate grid sweeps (finished runs are skipped), then the table
+	$(RUN_SWEEP) +sweep=table1_lr_deberta-v3-base_full
+	$(RUN_SWEEP) +sweep=table1_lr_deberta-v3-base_bitfit
+	$(RUN_SWEEP) +sweep=table1_lr_deberta-v3-base_hadapter
+	$(RUN_SWEEP) +sweep=table1_lr_deberta-v3-base_padapter
+	$(RUN_SWEEP) +sweep=table1_lr_deberta-v3-base_lora
+	$(RUN_SWEEP) +sweep=table1_lr_deberta-v3-base_sora
+	$(RUN_SWEEP) +sweep=table1_lr_deberta-v3-base_lorafa
+	$(RUN_SWEEP) +sweep=table1_lr_roberta-large_full
+	$(RUN_SWEEP) +sweep=table1_lr_roberta-large_hadapter
+	$(RUN_SWEEP) +sweep=table1_lr_roberta-large_padapter
+	$(RUN_SWEEP) +sweep=table1_lr_roberta-large_lora
+	$(RUN_SWEEP) +sweep=table1_lr_roberta-large_lorafa
+	$(MAKE_TABLES) --tables 1
+
+table2-lr:  ## Table 2 baselines: learning-rate grid sweeps (finished runs are skipped), then the table
+	$(RUN_SWEEP) +sweep=table2_lr_deberta-v2-xxlarge_full
+	$(RUN_SWEEP) +sweep=table2_lr_deberta-v2-xxlarge_lora
+	$(MAKE_TABLES) --tables 2
+
+table3-lr:  ## Table 3 baselines: learning-rate grid sweeps (finished runs are skipped), then the table
+	$(RUN_SWEEP) +sweep=table3_lr_deberta-v3-base_full
+	$(RUN_SWEEP) +sweep=table3_lr_deberta-v3-base_hadapter
+	$(RUN_SWEEP) +sweep=table3_lr_deberta-v3-base_padapter
+	$(RUN_SWEEP) +sweep=table3_lr_deberta-v3-base_lora
+	$(MAKE_TABLES) --tables 3
+
 table4:  ## Table 4 (kernel size, score and time): run its sweeps, then build the table
 	$(RUN_SWEEP) +sweep=table4
 	$(RUN_SWEEP) +sweep=table4_full

@@ -40,6 +40,25 @@ EXPECTED_RUNS = {
     "cpu_baselines_rte": 6,  # adalora, sora, lorafa, bitfit, hadapter, padapter on RTE
     "cpu_squad_dcft": 2,  # SQuAD v1.1, v2.0 (synthetic set) x kernel 2
     "cpu_squad_baselines": 2,  # LoRA on both
+    # learning-rate tuning of the baselines (scripts/method_hp.py): rates x tasks
+    "table1_lr_deberta-v3-base_full": 4 * 8,  # 1e-05, 1.5e-05, 2e-05, 3e-05
+    "table1_lr_deberta-v3-base_bitfit": 3 * 8,  # 0.0005, 0.0008, 0.001
+    "table1_lr_deberta-v3-base_hadapter": 3 * 8,  # 0.0005, 0.0008, 0.001
+    "table1_lr_deberta-v3-base_padapter": 3 * 8,  # 0.0005, 0.0008, 0.001
+    "table1_lr_deberta-v3-base_lora": 3 * 8,  # 0.0002, 0.0003, 0.0005
+    "table1_lr_deberta-v3-base_sora": 3 * 8,  # 0.0005, 0.0008, 0.001
+    "table1_lr_deberta-v3-base_lorafa": 3 * 8,  # 0.0002, 0.0003, 0.0005
+    "table1_lr_roberta-large_full": 4 * 8,  # 8e-06, 1e-05, 2e-05, 3e-05
+    "table1_lr_roberta-large_hadapter": 3 * 8,  # 0.0002, 0.0003, 0.0005
+    "table1_lr_roberta-large_padapter": 3 * 8,  # 0.0002, 0.0003, 0.0005
+    "table1_lr_roberta-large_lora": 5 * 8,  # 0.0001, 0.0002, 0.0003, 0.0004, 0.0005
+    "table1_lr_roberta-large_lorafa": 5 * 8,  # 0.0001, 0.0002, 0.0003, 0.0004, 0.0005
+    "table2_lr_deberta-v2-xxlarge_full": 4 * 4,  # 2e-06, 2.5e-06, 3e-06, 5e-06
+    "table2_lr_deberta-v2-xxlarge_lora": 7 * 4,  # 5e-05, 6e-05, 8e-05, 0.0001, 0.00013, 0.0002, 0.0003
+    "table3_lr_deberta-v3-base_full": 3 * 2,  # 1e-05, 2e-05, 3e-05
+    "table3_lr_deberta-v3-base_hadapter": 3 * 2,  # 0.0008, 0.001, 0.002
+    "table3_lr_deberta-v3-base_padapter": 3 * 2,  # 0.0008, 0.001, 0.002
+    "table3_lr_deberta-v3-base_lora": 3 * 2,  # 0.0008, 0.001, 0.002
 }
 
 
