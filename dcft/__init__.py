@@ -24,6 +24,9 @@ __all__ = [*_API, *_TUNER, "register", "__version__"]
 
 def register() -> None:
     """Register DCFT with peft (idempotent; imports peft): peft_type "DCFT" -> `DcftConfig`, `DcftModel`."""
+    tuner = sys.modules.get("dcft.methods.dcft.tuner")
+    if tuner is not None and not hasattr(tuner, "register"):
+        return  # the tuner package is being imported (it imported peft): it registers at its end
     from dcft.methods.dcft.tuner import register as register_tuner
 
     register_tuner()

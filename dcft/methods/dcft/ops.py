@@ -65,21 +65,23 @@ def add_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Ten
                stride: int, scaling: float, impl: str = "fast") -> torch.Tensor:
     """`out + scaling * (x Delta)` for a base output `out` (..., dout) and input `x` (..., din).
 
-    The adapter tensors are cast to x's dtype (so a float32 adapter on a bf16 model computes in
-    bf16, like the base layer) and the result has out's dtype. `impl="reference"` builds Delta
-    (din x dout) with conv_transpose2d every call, as the authors; `impl="fast"` contracts x
-    with M then G (two gemms of rank k*d, `O(N k d (din + dout))`), accumulating onto the base
-    output with one `addmm`.
+    The update is computed in the adapter's dtype (x is cast to A's dtype, as peft's LoRA does, so
+    float32 adapters on a bf16 model add a float32-accurate update) and added in out's dtype; when
+    all dtypes agree (the harness) nothing is cast. `impl="reference"` builds Delta (din x dout)
+    with conv_transpose2d every call, as the authors; `impl="fast"` contracts x with M then G
+    (two gemms of rank k*d, `O(N k d (din + dout))`), accumulating onto the base output with one
+    `addmm`.
     """
+    x = x.to(A.dtype)
     if impl == "reference":
-        return out + (scaling * (x @ delta(A, B, C, stride).to(x.dtype))).to(out.dtype)
+        return out + (scaling * (x @ delta(A, B, C, stride))).to(out.dtype)
     m, g = factors(A, B, C, stride)
     dout = out.shape[-1]
     lead = out.shape[:-1]
-    u = x.reshape(-1, m.shape[0]) @ m.to(x.dtype)  # (N, k*d): x contracted with A, times C
+    u = x.reshape(-1, m.shape[0]) @ m  # (N, k*d): x contracted with A, times C
     if u.dtype == out.dtype:
-        return torch.addmm(out.reshape(-1, dout), u, g.to(u.dtype), alpha=scaling).view(*lead, dout)
-    return out + (scaling * (u @ g.to(u.dtype))).to(out.dtype).view(*lead, dout)
+        return torch.addmm(out.reshape(-1, dout), u, g, alpha=scaling).view(*lead, dout)
+    return out + (scaling * (u @ g)).to(out.dtype).view(*lead, dout)
 
 
 @torch.no_grad()

@@ -36,3 +36,6 @@ def register() -> None:
         raise KeyError(f"the adapter prefix {DcftModel.prefix!r} is already used by peft method {taken[0]!r}")
     for mapping, value in entries:
         mapping[PEFT_TYPE] = value
+
+
+register()  # importing the tuner is enough to use it with peft (dcft.register does the same on peft's import)

@@ -74,6 +74,23 @@ class DcftModel(BaseTuner):
             raise ValueError(f"DCFT does not fit {len(errors)} target module(s); nothing was changed:\n"
                              + "\n".join(errors[:10]) + ("\n..." if len(errors) > 10 else ""))
 
+    def _replace_module(self, parent, child_name, new_module, child) -> None:
+        """Put `new_module` in place of `child` and move its DCFT tensors to the base weight's device.
+        (peft's default also copies `child.weight` onto modules without a base layer, which breaks
+        unloading a `modules_to_save` head that has no `weight`, e.g. RoBERTa's classification head
+        or DeBERTa's pooler; LoRA overrides it the same way.)"""
+        setattr(parent, child_name, new_module)
+        if hasattr(child, "base_layer"):
+            child = child.base_layer
+        weight = getattr(child, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            weight = next(child.parameters(), None)
+        if weight is None:
+            return
+        for name, module in new_module.named_modules():
+            if self.prefix in name and not any(p.is_meta for p in module.parameters()):
+                module.to(weight.device)
+
     @staticmethod
     def _module_config(config, key: str):
         """The harness `Config` for module `key`: kernel / stride from the patterns, else global."""
