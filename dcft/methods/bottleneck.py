@@ -14,6 +14,14 @@ Parameters (backbone names unchanged) and applies the adapter to its result, so 
   DeBERTaV3-base: 24 × 13,064 = 313,536 parameters (paper 0.31M); RoBERTa-large 835,968 (0.8M).
 * PAdapter: after the FFN output only (one per layer), ReLU, m = 16.
   DeBERTaV3-base: 12 × 25,360 = 304,320 parameters (paper 0.3M); RoBERTa-large 811,392 (0.8M).
+  Its input is the block's LayerNorm of (h + input), as in the AdaLoRA reference the DCFT authors forked
+  (QingruZhang/AdaLoRA@d10f5eb, NLU/src/transformers/models/deberta_v2/modeling_deberta_v2.py,
+  `DebertaV2Output.forward` with adapter_type 'pfeiffer') and AdapterHub's Pfeiffer configuration:
+  with h = dropout(dense(x)) and z = h + input, the block computes
+  `LayerNorm(h + up(act(down(LayerNorm(z)))) + input) = LayerNorm(z + adapter_delta(LayerNorm(z)))`,
+  one LayerNorm module (the block's own, same weights) applied twice. It is realised by replacing the
+  block's LayerNorm with an `nn.LayerNorm` subclass that keeps its Parameters. `input=dense` is the
+  other choice: the adapter on the raw dense output, as the Houlsby adapter (this harness before issue 13).
 
 Initialisation is the identity: `up` is zero (weight and bias), `down` is N(0, init_std) with zero
 bias. Not mergeable (the adapter is non-linear).
@@ -65,6 +73,7 @@ class PAdapterConfig:
     activation: str = "relu"  # non-linearity between down and up projection: relu, silu (= swish), gelu, tanh
     placement: str = "ffn"  # ffn = after FFN output only (Pfeiffer); attn_ffn = after attention output and FFN output (Houlsby)
     init_std: float = 0.02  # standard deviation of the down-projection's normal init (up-projection starts at zero)
+    input: str = "layernorm"  # layernorm = adapter reads LayerNorm(h + input) (AdaLoRA/DCFT code, AdapterHub); dense = the raw dense output
 
 
 Config = HAdapterConfig  # the module-level schema the registry falls back to
@@ -84,8 +93,12 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
+    def delta(self, h: torch.Tensor) -> torch.Tensor:
+        """`up(act(down(h)))`: what the adapter adds."""
+        return self.up(self.act(self.down(h)))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.up(self.act(self.down(h)))
+        return h + self.delta(h)
 
 
 class AdaptedLinear(nn.Linear):
@@ -100,6 +113,27 @@ class AdaptedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.adapter(F.linear(x, self.weight, self.bias))
+
+
+class AdaptedLayerNorm(nn.LayerNorm):
+    """A block's residual `nn.LayerNorm` (same `weight` / `bias` Parameters) with a Pfeiffer adapter:
+    `LN(z + up(act(down(LN(z)))))` for the sum `z = h + input` it receives."""
+
+    def __init__(self, base: nn.LayerNorm, adapter: Bottleneck):
+        nn.Module.__init__(self)
+        self.normalized_shape, self.eps = base.normalized_shape, base.eps
+        self.elementwise_affine = base.elementwise_affine
+        self.weight, self.bias = base.weight, base.bias
+        self.adapter = adapter
+
+    def _norm(self, z: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(z, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self._norm(z + self.adapter.delta(self._norm(z)))
+
+
+ADAPTED = (AdaptedLinear, AdaptedLayerNorm)
 
 
 class _BottleneckAdapter(Method):
@@ -127,6 +161,22 @@ class _BottleneckAdapter(Method):
         for n, m in iter_linear(model, sites):  # a Conv1D site (GPT-2) is refused here, by name
             if isinstance(m, AdaptedLinear):
                 raise ValueError(f"{self.name}: module {n!r} already carries an adapter; build a fresh model")
+            if self._input() == "layernorm":
+                parent, _ = get_submodule_parent(model, n)
+                ln = getattr(parent, "LayerNorm", None)
+                if isinstance(ln, AdaptedLayerNorm):
+                    raise ValueError(f"{self.name}: the LayerNorm after {n!r} already carries an adapter; "
+                                     f"build a fresh model")
+                if not isinstance(ln, nn.LayerNorm):
+                    raise ValueError(f"{self.name}: input=layernorm needs an nn.LayerNorm named 'LayerNorm' beside "
+                                     f"{n!r} (the block's residual LayerNorm); found {type(ln).__name__}. "
+                                     f"Use method.input=dense for this model")
+
+    def _input(self) -> str:
+        value = getattr(self.cfg, "input", "dense")
+        if value not in ("dense", "layernorm"):
+            raise ValueError(f"input={value!r}; valid: layernorm (adapter reads LayerNorm(h + input)), dense")
+        return value
 
     def inject(self, model: nn.Module, targets: str) -> None:
         c = self.cfg
@@ -135,11 +185,14 @@ class _BottleneckAdapter(Method):
             adapter = Bottleneck(base.out_features, c.bottleneck, c.activation, c.init_std,
                                  device=w.device, dtype=w.dtype)
             parent, child = get_submodule_parent(model, n)
-            setattr(parent, child, AdaptedLinear(base, adapter))
+            if self._input() == "layernorm":
+                parent.LayerNorm = AdaptedLayerNorm(parent.LayerNorm, adapter)
+            else:
+                setattr(parent, child, AdaptedLinear(base, adapter))
 
     def own_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
         for n, m in model.named_modules():
-            if isinstance(m, AdaptedLinear):
+            if isinstance(m, ADAPTED):
                 for pn, p in m.adapter.named_parameters():
                     yield f"{n}.adapter.{pn}", p
 
@@ -152,7 +205,7 @@ class HAdapter(_BottleneckAdapter):
 
 
 class PAdapter(_BottleneckAdapter):
-    """Pfeiffer adapter: after the FFN output only, ReLU, m = 16."""
+    """Pfeiffer adapter: after the FFN output only, ReLU, m = 16, reading the block's LayerNorm(h + input)."""
 
     name = "padapter"
     config_class = PAdapterConfig

@@ -26,7 +26,7 @@ EXPECTED = {
     "sora": lambda n: bool(re.search(r"\.sora_(A|B|gate)$", n)),
     "bitfit": lambda n: "bias" in n,
     "hadapter": lambda n: bool(re.search(LAYER + r"(attention\.)?output\.dense\.adapter\.(down|up)\.(weight|bias)$", n)),
-    "padapter": lambda n: bool(re.search(LAYER + r"output\.dense\.adapter\.(down|up)\.(weight|bias)$", n)),
+    "padapter": lambda n: bool(re.search(LAYER + r"output\.LayerNorm\.adapter\.(down|up)\.(weight|bias)$", n)),
     "full": lambda n: True,
 }
 METHODS = tuple(EXPECTED)
