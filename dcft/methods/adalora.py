@@ -199,6 +199,14 @@ class AdaLoRA(PeftMerge, Method):
         ra.ipt, ra.exp_avg_ipt, ra.exp_avg_unc = (dict(state[k]) for k in ("ipt", "exp_avg_ipt", "exp_avg_unc"))
         self.peft_config.rank_pattern = dict(state["rank_pattern"]) or None
 
+    def rank_report(self, model: nn.Module) -> dict[str, Any]:
+        """Nominal (`init_r` per matrix), target (`target_r` per matrix) and live (non-zero singular
+        values) ranks; parameters allocated and kept (`count_effective`)."""
+        live = self.live_ranks(model)
+        return {"nominal_ranks": self.cfg.init_r * len(live), "target_ranks": self.cfg.target_r * len(live),
+                "live_ranks": sum(live.values()), "nominal_params": self.count(model).method,
+                "live_params": self.count_effective(model).method}
+
     def live_ranks(self, model: nn.Module) -> dict[str, int]:
         """Non-zero singular values per adapted module (the ranks the allocator has kept)."""
         return {mod_name: int((layer.lora_E[ADAPTER] != 0).sum()) for mod_name, layer in peft_lora_layers(model)}

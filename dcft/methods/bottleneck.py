@@ -209,3 +209,4 @@ class PAdapter(_BottleneckAdapter):
 
     name = "padapter"
     config_class = PAdapterConfig
+    revision = 2  # issue 13: the adapter reads the block's LayerNorm(h + input) (method.input=layernorm)

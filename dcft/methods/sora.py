@@ -202,6 +202,16 @@ class SoRA(Method):
         method = sum(live[n] * (m.in_features + m.out_features + 1) for n, m in self.layers(model))
         return ParamCount(method=method, head=base.head, total=base.total)
 
+    def rank_report(self, model: nn.Module) -> dict[str, Any]:
+        """Nominal (`r` per matrix, as configured) and live (non-zero gate) ranks and parameters; the
+        paper's SoRA cell (0.12M) is the live count after training."""
+        layers = dict(self.layers(model))
+        live = self.live_ranks(model)
+        r = self.cfg.r
+        return {"nominal_ranks": r * len(layers), "live_ranks": sum(live.values()),
+                "nominal_params": sum(r * (m.in_features + m.out_features + 1) for m in layers.values()),
+                "live_params": self.count(model).method}
+
     def count_nominal(self, model: nn.Module) -> ParamCount:
         """Every allocated rank, dead or alive: `r · (din + dout) + r` per matrix."""
         return super().count(model)
