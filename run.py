@@ -3,9 +3,14 @@
     python run.py task=rte method=dcft kernel=8
     python run.py -m task=rte,mrpc method=dcft kernel=2,4,8 stride=1,2,8
     accelerate launch --num_processes 2 run.py task=rte method=dcft
+
+A user error prints one line and exits 1 (HYDRA_FULL_ERROR=1 shows the traceback); in a sweep each
+job's outcome goes to the end-of-sweep summary (`dcft.sweep.SweepReport`) instead.
 """
 
 import logging
+import os
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,17 +24,26 @@ log = logging.getLogger("dcft")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict:
     from dcft.experiment import run
+    from dcft.reuse import RunRefused
 
     hc = HydraConfig.get()
+    run_dir = hc.runtime.output_dir
     try:
-        run(cfg, hc.runtime.output_dir, choices=dict(hc.runtime.choices))
+        rec = run(cfg, run_dir, choices=dict(hc.runtime.choices),
+                  overridden=[o.split("=", 1)[0] for o in hc.overrides.task])
+        return {"run_dir": run_dir, "outcome": rec["outcome"]}
     except Exception as e:
-        if hc.mode != RunMode.MULTIRUN:
+        reason = f"{type(e).__name__}: {e}"
+        if hc.mode == RunMode.MULTIRUN:  # one failed point must not stop the others
+            log.error("run %s: %s", run_dir, reason)
+            return {"run_dir": run_dir, "outcome": "refused" if isinstance(e, RunRefused) else "failed",
+                    "reason": reason.splitlines()[0]}
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        # In a sweep, one failed point (its result.json says why) must not stop the others.
-        log.error("run %s failed: %s: %s", hc.runtime.output_dir, type(e).__name__, e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ its last checkpoint left off and ends with the metrics of an uninterrupted run.
 A checkpoint holds the method's trainable state only (adapter and head: kilobytes for adapter
 methods; everything for full fine-tuning), the optimizer and scheduler, every RNG state, the
 loop's `TrainState` (step, epoch position, best score, eval history) and a fingerprint of the
-configuration. Files are written atomically (temporary file, then rename): `last.pt` is replaced
+effective configuration (`dcft.identity`). Files are written atomically (temporary file, then rename): `last.pt` is replaced
 at every save, `best.pt` (trainable state only) whenever the best score improves.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -23,25 +22,16 @@ import torch
 from dcft.results import atomic_write
 from dcft.train import TrainState
 
-# Config keys that do not change a run's trajectory: a checkpoint stays valid across them.
-NEUTRAL_KEYS = {("train", "overwrite"), ("train", "progress"), ("train", "checkpoint_steps"), ("output_root",),
-                ("data", "glue_dir"), ("data", "squad_dir"), ("model", "path")}
-
-
 class CheckpointMismatch(ValueError):
-    """A checkpoint was written by a run with another configuration."""
+    """A checkpoint was written by a run with another effective configuration."""
 
 
-def fingerprint(config: dict[str, Any]) -> str:
-    """A hash of the resolved config, without the keys that do not change the trajectory."""
-    cfg = json.loads(json.dumps(config, default=str))
-    for path in NEUTRAL_KEYS:
-        node = cfg
-        for k in path[:-1]:
-            node = node.get(k, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+def fingerprint(ident: dict[str, Any]) -> str:
+    """A hash of a run's effective configuration (`dcft.identity.effective_config`): the same rule
+    that decides whether a completed result may be reused decides whether a checkpoint may be resumed."""
+    from dcft.identity import canonical
+
+    return hashlib.sha256(canonical({k: v for k, v in ident.items() if k != "hash"}).encode()).hexdigest()[:16]
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -69,10 +59,11 @@ def set_rng_states(states: dict[str, Any]) -> None:
 class Checkpointer:
     """Saves (`__call__`) and restores (`restore`) a run's state under `<run_dir>/checkpoints/`."""
 
-    def __init__(self, run_dir: str | Path, method, config: dict[str, Any], is_main: bool = True):
+    def __init__(self, run_dir: str | Path, method, ident: dict[str, Any], is_main: bool = True):
         self.dir = Path(run_dir) / "checkpoints"
         self.method = method
-        self.fingerprint = fingerprint(config)
+        self.identity = ident
+        self.fingerprint = fingerprint(ident)
         self.is_main = is_main
         self._best_saved: int | None = None
 
@@ -89,6 +80,7 @@ class Checkpointer:
             return
         payload = {
             "fingerprint": self.fingerprint,
+            "identity": self.identity,
             "state": dataclasses.asdict(state),
             "trainable": self.method.state_dict(model),
             "optimizer": optimizer.state_dict(),
@@ -112,10 +104,15 @@ class Checkpointer:
             raise CheckpointMismatch(f"checkpoint {self.last} cannot be read ({type(e).__name__}: {e}); "
                                      f"delete it to start the run from scratch") from e
         if payload.get("fingerprint") != self.fingerprint:
+            from dcft.identity import differences
+
+            stored = payload.get("identity")
+            diff = differences(stored, self.identity) if stored else [
+                f"fingerprint {payload.get('fingerprint')} != {self.fingerprint} (checkpoint of an older version)"]
             raise CheckpointMismatch(
-                f"checkpoint {self.last} was written by a run with another configuration "
-                f"(fingerprint {payload.get('fingerprint')} != {self.fingerprint}); delete {self.dir} or set "
-                f"output_root elsewhere to start this configuration from scratch")
+                f"checkpoint {self.last} was written by a run of another configuration; it differs in:\n  "
+                + "\n  ".join(diff) + f"\nTo start this configuration from scratch use train.overwrite=true "
+                f"(deletes {self.dir}) or write it elsewhere (output_root=DIR).")
         self.method.load_state_dict(model, payload["trainable"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])

@@ -43,6 +43,8 @@ class DataConf:
     squad_dir: Optional[str] = None
     limit_train: Optional[int] = None
     limit_eval: Optional[int] = None
+    holdout: float = 0.0
+    pad_to_max_length: bool = False
 
 
 @dataclass
@@ -73,6 +75,14 @@ class TrainConf:
 
 
 @dataclass
+class LoggerConf:  # conf/logger/ (dcft.tracking)
+    name: str = "auto"
+    project: str = "dcft"
+    dir: Optional[str] = None
+    init_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class DCFTHp:
     alpha: float = 32.0
     r: float = 2.0
@@ -87,9 +97,10 @@ class RunConf:
     data: DataConf = field(default_factory=DataConf)
     train: TrainConf = field(default_factory=TrainConf)
     dcft_hp: DCFTHp = field(default_factory=DCFTHp)
+    logger: LoggerConf = field(default_factory=LoggerConf)
     kernel: int = 2
     stride: Optional[int] = None
-    targets: str = "all"
+    targets: Any = "all"  # target set name, list of module-name suffixes, or regex (dcft.models.check_targets)
     seed: int = 6
     output_root: str = "results/runs"
 
@@ -109,13 +120,9 @@ def load_group_file(group: str, name: str) -> dict[str, Any]:
     return data
 
 
-def run_key(override_dirname: str) -> str:
-    """The last level of a run folder, from the job's overrides (`default` when none)."""
-    return override_dirname.replace("/", "_") or "default"
-
-
 def register() -> None:
-    """Store the schemas in Hydra's ConfigStore and register the `run_key` resolver."""
+    """Store the schemas in Hydra's ConfigStore and register the `run_subdir` resolver (the run
+    folder of a composed config, `dcft.identity`)."""
     from hydra.core.config_store import ConfigStore
 
     from dcft.methods import REGISTRY, config_class
@@ -124,7 +131,10 @@ def register() -> None:
     cs.store(name="schema", node=RunConf)
     cs.store(group="model", name="model_schema", node=ModelConf)
     cs.store(group="task", name="task_schema", node=TaskConf)
+    cs.store(group="logger", name="logger_schema", node=LoggerConf)
     for name in REGISTRY:
         cs.store(group="method", name=f"{name}_schema", node=config_class(name))
-    if not OmegaConf.has_resolver("run_key"):
-        OmegaConf.register_new_resolver("run_key", run_key)
+    if not OmegaConf.has_resolver("run_subdir"):
+        from dcft.identity import resolve_run_subdir
+
+        OmegaConf.register_new_resolver("run_subdir", resolve_run_subdir)

@@ -22,31 +22,46 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dcft import results
+from dcft import results, tracking
+from dcft.console import RunConsole
 from dcft.methods import build_method
-from dcft.models import build_model, get_model, load_tokenizer
+from dcft.models import build_model, check_model_dir, get_model, load_tokenizer
 from dcft.tasks import build_task
 
 
-def make_accelerator(tcfg):
-    """The Accelerator of a run (device, precision, accumulation, seedable sampler)."""
+def make_accelerator(tcfg, **tracker_kwargs):
+    """The Accelerator of a run (device, precision, accumulation, seedable sampler); `tracker_kwargs`
+    (`log_with`, `project_config`) from `dcft.tracking.accelerator_kwargs`."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
-    if tcfg.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"train.device={tcfg.device!r}; valid: auto, cpu, cuda")
-    if tcfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    if tcfg.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ValueError(f"train.mixed_precision={tcfg.mixed_precision!r}; valid: no, fp16, bf16")
-    if tcfg.nan_policy not in ("fail", "skip"):
-        raise ValueError(f"train.nan_policy={tcfg.nan_policy!r}; valid: fail, skip")
+    check_train(tcfg)
     on_cpu = tcfg.device == "cpu" or (tcfg.device == "auto" and not torch.cuda.is_available())
     accelerator = Accelerator(cpu=on_cpu, mixed_precision=tcfg.mixed_precision,
                               gradient_accumulation_steps=tcfg.grad_accum,
-                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+                              **tracker_kwargs)
     leave_process_group_at_exit()
     return accelerator
+
+
+POSITIVE_TRAIN_KEYS = ("batch_size", "eval_batch_size", "grad_accum", "max_len")
+CHOICES = {"device": ("auto", "cpu", "cuda"), "mixed_precision": ("no", "fp16", "bf16"), "nan_policy": ("fail", "skip")}
+
+
+def check_train(tcfg) -> None:
+    """The `train.*` settings that can be checked without any work (a clear error naming key, value
+    and what is valid), including whether a requested GPU exists."""
+    for key in POSITIVE_TRAIN_KEYS:
+        if tcfg[key] < 1:
+            raise ValueError(f"train.{key}={tcfg[key]}; it must be a positive integer")
+    for key, valid in CHOICES.items():
+        if tcfg[key] not in valid:
+            raise ValueError(f"train.{key}={tcfg[key]!r}; valid: {', '.join(valid)}")
+    if tcfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
+    if tcfg.lr <= 0:
+        raise ValueError(f"train.lr={tcfg.lr}; it must be positive")
 
 
 def _destroy_process_group() -> None:
@@ -68,7 +83,11 @@ def leave_process_group_at_exit() -> None:
 
 
 def precheck(cfg: DictConfig):
-    """Validate method, task and the method-on-architecture fit without loading anything."""
+    """Validate training settings, method, task, the model directory and the method-on-architecture
+    fit without loading any weights or data."""
+    check_train(cfg.train)
+    if cfg.model.get("source", "pretrained") == "pretrained":
+        check_model_dir(cfg.model)
     method = build_method(cfg.method)
     task = build_task(cfg.task, cfg.data)
     if cfg.model.arch:
@@ -77,31 +96,65 @@ def precheck(cfg: DictConfig):
     return method, task
 
 
-def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = None) -> dict:
-    """Run one configuration and write `<run_dir>/result.json`; returns the result record.
+def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = None,
+        overridden: list[str] | tuple[str, ...] = ()) -> dict:
+    """Run one configuration and write `<run_dir>/result.json`; returns the result record, with
+    `outcome` "trained" or "reused" (not stored in the file).
 
-    Raises after writing a `failed` result, so a single run exits non-zero.
+    Before anything is written: the config is validated (method, task, the method on the model's
+    meta-device architecture, the preset file), the effective configuration is fingerprinted
+    (`dcft.identity`: the data files and weights are read here, so a missing file fails now) and the
+    folder is locked (`dcft.reuse.RunLock`). A completed result is returned unchanged only when its
+    effective configuration is this one; a different one is refused (`dcft.reuse.RunRefused`), a
+    rejected launch leaves no folder behind. A run that fails after it started writes a `failed`
+    result and re-raises, so a single run exits non-zero. `overridden`: the command line's override
+    keys, to name method inputs (kernel, stride, ...) the chosen method does not read.
     """
-    run_dir = Path(run_dir)
-    existing = results.read_result(run_dir)
-    if existing and existing.get("status") == "completed" and not cfg.train.overwrite:
-        print(f"[dcft] {run_dir} is already completed (set train.overwrite=true to re-run):")
-        print(summary_text(existing))
-        return existing
+    from dcft import identity, reuse
 
+    run_dir = Path(run_dir)
+    try:
+        method, task = precheck(cfg)
+        sources = reuse.hp_sources(choices)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        ident = identity.effective_config(resolved, task, method.revision)
+    except BaseException:
+        reuse.remove_unstarted(run_dir, root=cfg.get("output_root"))
+        raise
+    unused = identity.unused_method_inputs(cfg, overridden)
+    if unused:
+        print(f"[dcft] method={cfg.method.name} does not use {', '.join(unused)}: ignored (this run is the same "
+              f"run as without {'it' if len(unused) == 1 else 'them'})")
+    main_rank = identity.env_rank() == 0
+    with reuse.RunLock(run_dir, enabled=main_rank):
+        existing = results.read_result(run_dir)
+        decision = reuse.decide(existing, ident, bool(cfg.train.overwrite), run_dir)
+        if decision == "reuse":
+            print(f"[dcft] {run_dir} is already completed with this configuration (reused; "
+                  f"train.overwrite=true re-runs it):")
+            print(summary_text(existing))
+            return {**existing, "outcome": "reused"}
+        with RunConsole(run_dir if main_rank else None, progress=cfg.train.progress):  # quiet; run.log
+            return _train(cfg, run_dir, choices, method, task, ident, sources)
+
+
+def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, method, task,
+           ident: dict[str, Any], sources: dict[str, str | None]) -> dict:
+    """Train a validated, locked run and write its result file (see `run`)."""
     record: dict[str, Any] = {
         "schema_version": results.SCHEMA_VERSION,
         "status": "running",
         "run_dir": str(run_dir),
         "choices": dict(choices or {}),
+        "hp_sources": sources,
+        "identity": ident,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     accelerator = None
     t0 = time.perf_counter()
     try:
-        method, task = precheck(cfg)
-        accelerator = make_accelerator(cfg.train)
+        accelerator = make_accelerator(cfg.train, **tracking.accelerator_kwargs(cfg.logger, run_dir))
         main = accelerator.is_main_process
         record.update(device=str(accelerator.device), precision=cfg.train.mixed_precision,
                       processes=accelerator.num_processes, environment=results.environment())
@@ -117,6 +170,7 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         counts = method.count(model)
         record["params"] = {"method": counts.method, "head": counts.head, "total": counts.total,
                             "trainable": counts.trainable}
+        tracking.start(accelerator, cfg.logger, record, tracking.run_name(run_dir))
 
         tokenizer = load_tokenizer(cfg.model)
         with accelerator.main_process_first():
@@ -133,7 +187,7 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         accelerator.wait_for_everyone()  # no rank looks for a checkpoint before they are gone
         checkpointer = None
         if cfg.train.checkpoint_steps > 0:
-            checkpointer = Checkpointer(run_dir, method, record["config"], is_main=main)
+            checkpointer = Checkpointer(run_dir, method, ident, is_main=main)
         state = fit(model, method, task, data, cfg.train, accelerator, run_dir if main else None,
                     checkpointer=checkpointer, seed=cfg.seed)
         final = state.history[-1]
@@ -145,6 +199,7 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
                 "history": state.history,
             },
             train={"steps": state.step, "epochs": state.epoch, "final_loss": state.last_loss,
+                   "final_task_loss": state.last_task_loss,
                    "skipped_steps": state.skipped_steps,
                    "train_time_s": state.train_time_s, "eval_time_s": state.eval_time_s,
                    "steps_per_s": state.step / state.train_time_s if state.train_time_s > 0 else None},
@@ -160,35 +215,15 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if accelerator is None or accelerator.is_main_process:
             results.atomic_write_json(run_dir / results.RESULT_FILE, record)
+        tracking.finish(accelerator)
     if accelerator.is_main_process:
         print(summary_text(record))
-    return record
+    return {**record, "outcome": "trained"}
 
 
 def summary_text(rec: dict) -> str:
-    """A readable end-of-run summary of a result record."""
-    cfg, m = rec.get("config", {}), rec.get("metrics", {})
-    best, final = m.get("best", {}), m.get("final", {})
-    p, t = rec.get("params", {}), rec.get("train", {})
-    method = cfg.get("method", {}) or {}
-    setting = f"kernel={method['kernel']} stride={method.get('stride') or method['kernel']} " \
-        if "kernel" in method else ""
-    lines = [
-        f"== {cfg.get('model', {}).get('name')} / {cfg.get('task', {}).get('name')} / {method.get('name')} "
-        f"{setting}targets={method.get('targets', '-')} seed={cfg.get('seed')}: {rec.get('status')}",
-        f"   params: method {p.get('method', 0):,}  head {p.get('head', 0):,}  total {p.get('total', 0):,}",
-    ]
-    if best:
-        keys = [k for k in best if "/" in k]
-        lines.append(f"   best (step {best.get('step')}): " + "  ".join(f"{k}={best[k]:.4f}" for k in keys))
-        lines.append(f"   final (step {final.get('step')}): " +
-                     "  ".join(f"{k}={final[k]:.4f}" for k in keys if isinstance(final.get(k), float)))
-        lines.append(f"   time: train {t.get('train_time_s', 0):.1f}s  eval {t.get('eval_time_s', 0):.1f}s  "
-                     f"{t.get('steps_per_s') or 0:.2f} steps/s  ({t.get('steps')} steps)")
-    if rec.get("error"):
-        lines.append(f"   error: {rec['error']['type']}: {rec['error']['message']}")
-    lines.append(f"   result: {rec.get('run_dir')}/{results.RESULT_FILE}")
-    return "\n".join(lines)
+    """A readable end-of-run summary of a result record (`dcft.results.summary`)."""
+    return results.summary(rec)
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -57,8 +57,11 @@ SQUAD_ONLY_TASK_KEYS = ("doc_stride", "n_best", "max_answer_length", "null_thres
 CODE_REVISION = 1
 HASH_LEN = 8
 
-# Method settings shown in a run folder's readable label, in this order (others go in the hash only).
-LABEL_KEYS = ("kernel", "stride", "rank", "r", "init_r", "target_r", "bottleneck", "targets", "variant", "init", "impl")
+# Method settings shown in a run folder's readable label, per method, in this order (every other
+# setting is in the hash only); a method not listed shows `targets` when it has one.
+LABEL_KEYS = {"dcft": ("kernel", "stride", "targets"), "lora": ("r", "targets"), "lorafa": ("r", "targets"),
+              "sora": ("r", "targets"), "adalora": ("init_r", "target_r", "targets"),
+              "hadapter": ("bottleneck",), "padapter": ("bottleneck",)}
 
 
 def _pop(d: dict, dotted: str) -> None:
@@ -114,7 +117,8 @@ def _fmt(v: Any) -> str:
 def run_label(declared: Mapping[str, Any]) -> str:
     """A readable folder label: the method's main settings, the learning rate and the seed."""
     method = declared.get("method") or {}
-    parts = [f"{k}={_fmt(method[k])}" for k in LABEL_KEYS if method.get(k) is not None]
+    keys = LABEL_KEYS.get(str(method.get("name")), ("targets",))
+    parts = [f"{k}={_fmt(method[k])}" for k in keys if method.get(k) is not None]
     lr = (declared.get("train") or {}).get("lr")
     if lr is not None:
         parts.append(f"lr={_fmt(lr)}")

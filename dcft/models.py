@@ -430,6 +430,16 @@ def _check_local_dir(path: Path) -> None:
         raise FileNotFoundError(f"model.path={str(path)!r} has no weights (looked for {', '.join(weights)})")
 
 
+def check_model_dir(model_cfg: Mapping[str, Any]) -> None:
+    """Before anything loads: a pretrained model needs `model.path` (a transformers directory with
+    weights) or a Hub id. Reads no weights."""
+    path = resolve_path(model_cfg.get("path"))
+    if path is not None:
+        _check_local_dir(Path(path))
+    elif not model_cfg.get("hub_id"):
+        raise ValueError(f"model {model_cfg.get('name')!r}: set model.path=/local/dir or model.hub_id")
+
+
 def get_model(model_cfg: Mapping[str, Any], head: str = "classification", num_labels: int = 2,
               cls_dropout: float | None = None, seed: int | None = None) -> nn.Module:
     """Dispatch on `model.source`: `pretrained` (weights) or `config` (random init)."""

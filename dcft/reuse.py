@@ -117,13 +117,23 @@ class RunLock:
             self._fd = None
 
 
-def remove_unstarted(run_dir: str | Path) -> bool:
+def remove_unstarted(run_dir: str | Path, root: str | Path | None = None) -> bool:
     """Remove a run folder that holds only what Hydra wrote before the run was rejected (no result,
-    no lock, no checkpoint); True if removed. Anything else in the folder keeps it."""
+    no lock, no checkpoint), and its parents up to `root` that this leaves empty; True if removed.
+    Anything else in the folder keeps it."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= HYDRA_ONLY:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
+    if root is not None:
+        root = Path(root).resolve()
+        parent = run_dir.resolve().parent
+        while parent != root and root in parent.parents:
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                break
+            parent = parent.parent
     return True
 
 
@@ -140,14 +150,15 @@ def _files(conf_dir: Path, group: str, choice: str) -> Path:
 
 def hp_sources(choices: Mapping[str, Any] | None, conf_dir: str | Path | None = None) -> dict[str, str | None]:
     """`{group: file used, or None}` for every hyperparameter layer of the defaults list (groups named
-    `hp...`). Raises `PresetMissing` when the main preset layer names a file that does not exist
+    `hp` or `..._hp`, e.g. the per-method layer `method_hp`). Raises `PresetMissing` when the main preset layer names a file that does not exist
     (unless `preset=none`): the message names the preset, the missing file and the choices."""
     from dcft.config import CONF_DIR
 
     conf_dir = Path(conf_dir or CONF_DIR)
     out: dict[str, str | None] = {}
     for group, choice in (choices or {}).items():
-        if not str(group).startswith("hp") or choice is None:
+        name = str(group).split("@")[0]
+        if not (name == "hp" or name.endswith("_hp")) or choice is None:
             continue
         path = _files(conf_dir, group, str(choice))
         out[group] = path.relative_to(conf_dir.parent).as_posix() if path.exists() else None

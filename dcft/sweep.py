@@ -23,6 +23,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from dcft.config import CONF_DIR
@@ -38,8 +39,8 @@ class PlannedRun:
     index: int
     overrides: list[str]
     run_dir: str
-    status: str  # completed | failed | started | new | invalid
-    detail: str = ""  # composition error of an invalid job, or the failure of a failed run
+    status: str  # completed | failed | started | new | invalid | duplicate
+    detail: str = ""  # why a job is invalid, the failure of a failed run, or the job it duplicates
 
 
 def _status(run_dir: Path) -> tuple[str, str]:
@@ -57,9 +58,37 @@ def _status(run_dir: Path) -> tuple[str, str]:
     return "started", f"status {st!r}: running now or interrupted"
 
 
-def plan(overrides: list[str], multirun: bool = False, config_dir: str | Path = CONF_DIR,
+def check_job(cfg) -> str:
+    """Why a composed job would be rejected at launch ("" if it would start): the checks `run()`
+    makes before it writes anything and that need no data or weights (method and task settings,
+    kernel/stride on the model's meta-device architecture, the preset file)."""
+    from dcft.experiment import precheck
+    from dcft.reuse import hp_sources
+
+    try:
+        precheck(cfg)
+        hp_sources(OmegaConf.to_container(cfg.hydra.runtime.choices) if "hydra" in cfg else None)
+    except Exception as e:  # noqa: BLE001 - every rejection is reported, none is fatal to the plan
+        return f"{type(e).__name__}: {e}".splitlines()[0]
+    return ""
+
+
+def _planned(idx: int, job: list[str], cfg, run_dir: Path, seen: dict[str, int], validate: bool) -> PlannedRun:
+    reason = check_job(cfg) if validate else ""
+    if reason:
+        return PlannedRun(idx, job, str(run_dir), "invalid", reason)
+    if str(run_dir) in seen:
+        return PlannedRun(idx, job, str(run_dir), "duplicate", f"same run as job {seen[str(run_dir)]}")
+    seen[str(run_dir)] = idx
+    return PlannedRun(idx, job, str(run_dir), *_status(run_dir))
+
+
+def plan(overrides: list[str], multirun: bool = False, validate: bool = True, config_dir: str | Path = CONF_DIR,
          config_name: str = "config") -> list[PlannedRun]:
-    """The runs `python run.py <overrides>` (with `-m` if `multirun`) would launch, in launch order."""
+    """The runs `python run.py <overrides>` (with `-m` if `multirun`) would launch, in launch order.
+    Each job is checked as `run()` checks it before writing anything (`validate`): a job that would
+    be rejected is `invalid` with the reason; a job whose effective configuration another job of
+    the sweep already has (e.g. LoRA crossed with DCFT kernels) is a `duplicate` of it."""
     from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
@@ -84,7 +113,7 @@ def plan(overrides: list[str], multirun: bool = False, config_dir: str | Path = 
                 cfg = hydra.compose_config(config_name, overrides, run_mode=RunMode.RUN)
                 HydraConfig.instance().set_config(cfg)
                 run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
-                return [PlannedRun(0, list(cfg.hydra.overrides.task), str(run_dir), *_status(run_dir))]
+                return [_planned(0, list(cfg.hydra.overrides.task), cfg, run_dir, {}, validate)]
 
             cfg = hydra.compose_config(config_name, overrides, run_mode=RunMode.MULTIRUN)
             target = OmegaConf.select(cfg, "hydra.sweeper._target_")
@@ -94,7 +123,8 @@ def plan(overrides: list[str], multirun: bool = False, config_dir: str | Path = 
             task_overrides = list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
             parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + task_overrides)
             jobs = BasicSweeper.split_arguments(parsed, None)[0]
-            out = []
+            out: list[PlannedRun] = []
+            seen: dict[str, int] = {}
             for idx, job in enumerate(jobs):
                 job = list(job)
                 try:
@@ -108,10 +138,64 @@ def plan(overrides: list[str], multirun: bool = False, config_dir: str | Path = 
                 except Exception as e:  # noqa: BLE001 - a job that cannot compose is reported, not fatal
                     out.append(PlannedRun(idx, job, "", "invalid", f"{type(e).__name__}: {e}".splitlines()[0]))
                     continue
-                out.append(PlannedRun(idx, job, str(run_dir), *_status(run_dir)))
+                out.append(_planned(idx, job, job_cfg, run_dir, seen, validate))
             return out
     finally:
         GlobalHydra.instance().clear()
+
+
+class SweepReport(Callback):
+    """Hydra callback (`hydra.callbacks.sweep_report` in conf/config.yaml): at the end of a multirun,
+    a summary of every job — trained, reused, refused, failed with its one-line reason — and a
+    non-zero exit when any job failed or was refused. `run.py` returns each job's outcome; jobs run
+    by a remote launcher (SLURM) report from their own processes, so for those the summary reads
+    the run folders instead (`plan`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = False
+        self.jobs: list[dict] = []
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self.active, self.jobs = True, []
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        if not self.active:
+            return
+        from hydra.core.utils import JobStatus
+
+        overrides = " ".join(config.hydra.overrides.task) if "hydra" in config else ""
+        if job_return.status == JobStatus.COMPLETED and isinstance(job_return._return_value, dict):
+            self.jobs.append({"overrides": overrides, **job_return._return_value})
+        else:  # an exception that escaped run.py's handler
+            err = job_return._return_value
+            self.jobs.append({"overrides": overrides, "outcome": "failed", "run_dir": "",
+                              "reason": f"{type(err).__name__}: {err}".splitlines()[0]})
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self.active = False
+        jobs = self.jobs
+        if not jobs:  # a remote launcher: read the folders
+            runs = plan(list(config.hydra.overrides.task), multirun=True, validate=False)
+            jobs = [{"overrides": " ".join(r.overrides), "run_dir": r.run_dir, "reason": r.detail,
+                     "outcome": {"completed": "completed", "failed": "failed", "duplicate": "reused"}.get(
+                         r.status, "not finished")} for r in runs]
+        text, ok = sweep_summary(jobs)
+        print(text, flush=True)
+        if not ok:
+            raise SystemExit(1)
+
+
+def sweep_summary(jobs: list[dict]) -> tuple[str, bool]:
+    """The end-of-sweep text and whether every job trained, was reused or completed."""
+    order = ("trained", "completed", "reused", "refused", "failed", "not finished")
+    counts = {o: sum(j.get("outcome") == o for j in jobs) for o in order}
+    lines = [f"== sweep: {len(jobs)} jobs: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)]
+    for j in jobs:
+        if j.get("outcome") not in ("trained", "completed", "reused"):
+            lines.append(f"   {j.get('outcome')}: {j.get('overrides')}: {j.get('reason', '')}")
+    ok = counts["refused"] + counts["failed"] + counts["not finished"] == 0
+    return "\n".join(lines), ok
 
 
 def sweep_files(sweep_dir: str | Path = SWEEP_DIR) -> list[Path]:
@@ -140,10 +224,13 @@ def _command(path: Path) -> str:
 def print_plan(runs: list[PlannedRun], todo: bool = False, file=None) -> None:
     """The plan as text: a summary line, then one line per run (`todo`: only those a launch runs)."""
     file = file or sys.stdout
-    counts = {s: sum(r.status == s for r in runs) for s in ("completed", "failed", "started", "new", "invalid")}
+    counts = {s: sum(r.status == s for r in runs)
+              for s in ("completed", "failed", "started", "new", "duplicate", "invalid")}
+    trains = counts["failed"] + counts["started"] + counts["new"]
     print(f"{len(runs)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-          + (f"; a launch runs {len(runs) - counts['completed'] - counts['invalid']} and skips "
-             f"{counts['completed']} completed" if runs else ""), file=file)
+          + (f"; a launch runs {trains}, skips {counts['completed']} completed"
+             + (f" and {counts['duplicate']} duplicate" if counts["duplicate"] else "")
+             + (f", rejects {counts['invalid']} invalid" if counts["invalid"] else "") if runs else ""), file=file)
     shown = [r for r in runs if not (todo and r.status == "completed")]
     if not shown:
         return

@@ -16,8 +16,16 @@ from dcft.experiment import run
 from test_experiment import TINY_RUN, write_learnable_rte
 
 
+def _rejected(tmp_path, overrides, exc=Exception) -> str:
+    """Run, expect `exc` before the run starts, and check nothing was written; returns the message."""
+    with pytest.raises(exc) as e:
+        run(compose_cfg(TINY_RUN + overrides), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    return str(e.value)
+
+
 def _fails(tmp_path, overrides, exc=Exception):
-    """Run, expect `exc`, and return (message, the failed result record on disk)."""
+    """Run, expect `exc` after the run started, and return (message, the failed result record on disk)."""
     with pytest.raises(exc) as e:
         run(compose_cfg(TINY_RUN + overrides), tmp_path / "run")
     rec = results.read_result(tmp_path / "run")
@@ -40,25 +48,32 @@ def glue(tmp_path):
     (["train.device=tpu"], ["train.device", "cpu"]),
     (["train.mixed_precision=fp8"], ["mixed_precision", "bf16"]),
     (["train.nan_policy=ignore"], ["nan_policy", "skip"]),
+    (["train.batch_size=0"], ["train.batch_size", "0"]),
+    (["train.grad_accum=0"], ["train.grad_accum", "0"]),
 ])
-def test_bad_settings_fail_before_any_data_is_read(tmp_path, overrides, words):
+def test_bad_settings_are_rejected_before_any_data_is_read(tmp_path, overrides, words):
     # The data folder does not exist: reaching the data would give a different error.
-    msg, rec = _fails(tmp_path, overrides + [f"data.glue_dir={tmp_path / 'missing'}"], ValueError)
+    msg = _rejected(tmp_path, overrides + [f"data.glue_dir={tmp_path / 'missing'}"], ValueError)
     for w in words:
         assert w in msg, (w, msg)
-    assert "data" not in rec  # stopped before loading data
+
+
+def test_missing_data_file_is_rejected_naming_it(tmp_path, glue):
+    (glue / "RTE" / "dev.tsv").unlink()
+    msg = _rejected(tmp_path, ["method=dcft", "kernel=8", f"data.glue_dir={glue}"])
+    assert "dev.tsv" in msg
 
 
 def test_model_directory_without_weights(tmp_path, glue):
     d = tmp_path / "model"
     d.mkdir()
     (d / "config.json").write_text("{}")
-    msg, _ = _fails(tmp_path, ["model=minilm", f"model.path={d}", f"data.glue_dir={glue}"], FileNotFoundError)
+    msg = _rejected(tmp_path, ["model=minilm", f"model.path={d}", f"data.glue_dir={glue}"], FileNotFoundError)
     assert str(d) in msg and "no weights" in msg
 
 
 def test_model_path_that_is_not_a_directory(tmp_path, glue):
-    msg, _ = _fails(tmp_path, ["model=minilm", f"model.path={tmp_path / 'nope'}", f"data.glue_dir={glue}"],
+    msg = _rejected(tmp_path, ["model=minilm", f"model.path={tmp_path / 'nope'}", f"data.glue_dir={glue}"],
                     FileNotFoundError)
     assert "is not a directory" in msg
 

@@ -81,9 +81,15 @@ def test_unknown_names_list_the_valid_ones(group, name):
     assert "Available options" in str(e.value) or "options" in str(e.value).lower()
 
 
-def test_run_folder_is_built_from_overrides_not_the_clock(tmp_path):
+def test_run_folder_is_built_from_the_configuration_not_the_clock_or_the_override_order(tmp_path):
+    import re
+
     from dcft.sweep import plan
 
     a = plan(["task=rte", "method=dcft", "kernel=8", "seed=1", f"output_root={tmp_path}"])
     b = plan(["seed=1", "kernel=8", "method=dcft", "task=rte", f"output_root={tmp_path}"])
-    assert a[0].run_dir == b[0].run_dir == str(tmp_path / "deberta-v3-base" / "rte" / "dcft" / "kernel=8,seed=1")
+    assert a[0].run_dir == b[0].run_dir
+    parent, name = a[0].run_dir.rsplit("/", 1)
+    assert parent == str(tmp_path / "deberta-v3-base" / "rte" / "dcft")
+    # the authors' DeBERTaV3-base RTE learning rate (conf/hp/authors/deberta-v3-base/rte.yaml) is in the label
+    assert re.fullmatch(r"kernel=8,stride=8,targets=all,lr=0\.0012,seed=1-[0-9a-f]{8}", name), name

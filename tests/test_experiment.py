@@ -34,7 +34,7 @@ def write_learnable_rte(root: Path, n_train: int = 192, n_dev: int = 64, seed: i
     return root
 
 
-TINY_RUN = ["model=tiny-bert", "task=rte", "train.max_steps=40", "train.batch_size=16", "train.lr=1e-2",
+TINY_RUN = ["model=tiny-bert", "preset=none", "task=rte", "train.max_steps=40", "train.batch_size=16", "train.lr=1e-2",
             "train.eval_steps=20", "train.max_len=48", "train.progress=false", "train.max_grad_norm=1.0"]
 
 
@@ -70,21 +70,30 @@ def test_same_seed_twice_gives_the_same_metrics(glue_dir, tmp_path):
     assert a["train"]["final_loss"] == b["train"]["final_loss"]
 
 
-def test_bad_kernel_fails_before_data_and_still_writes_a_failed_result(tmp_path):
+def test_bad_kernel_is_rejected_before_data_and_leaves_no_run_folder(tmp_path):
     cfg = compose_cfg(TINY_RUN + ["method=dcft", "kernel=7", "data.glue_dir=/nonexistent/glue"])
     with pytest.raises(ValueError) as e:
         run(cfg, tmp_path / "run")
     assert "kernel" in str(e.value)  # the adapter's error, not the missing data
+    assert not (tmp_path / "run").exists()  # rejected before it started: nothing written
+
+
+def test_a_run_that_fails_after_it_started_keeps_a_failed_result(glue_dir, tmp_path):
+    """Past the checks, a failure (here a NaN loss) writes `failed` with the reason and re-raises."""
+    cfg = compose_cfg(TINY_RUN + ["method=dcft", "kernel=8", "debug=smoke", "train.lr=1e30",
+                                  f"data.glue_dir={glue_dir}"])
+    with pytest.raises(Exception):
+        run(cfg, tmp_path / "run")
     rec = results.read_result(tmp_path / "run")
-    assert rec["status"] == "failed" and rec["error"]["type"] == "ValueError"
+    assert rec["status"] == "failed" and rec["error"]["message"]
 
 
 def test_missing_data_says_how_to_point_at_a_local_copy(tmp_path):
     cfg = compose_cfg(TINY_RUN + ["method=dcft", "kernel=8", f"data.glue_dir={tmp_path / 'nowhere'}"])
     with pytest.raises(Exception) as e:
         run(cfg, tmp_path / "run")
-    assert "glue_dir" in str(e.value)
-    assert results.read_result(tmp_path / "run")["status"] == "failed"
+    assert "glue_dir" in str(e.value) or "nowhere" in str(e.value)
+    assert not (tmp_path / "run").exists()  # rejected before any weights or data were loaded
 
 
 def test_completed_run_is_not_rerun_unless_asked(glue_dir, tmp_path):
@@ -106,13 +115,14 @@ def _run_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_run_py_sweep_writes_one_result_per_point(glue_dir, tmp_path):
     out = tmp_path / "runs"
-    p = _run_py(["-m", "model=tiny-bert", "task=rte", "method=dcft", "kernel=4,8", "stride=null,2", "debug=smoke",
+    p = _run_py(["-m", "model=tiny-bert", "preset=none", "task=rte", "method=dcft", "kernel=4,8", "stride=null,2", "debug=smoke",
                  f"data.glue_dir={glue_dir}", f"output_root={out}", "train.progress=false"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     recs = [json.loads(f.read_text()) for f in out.rglob("result.json")]
     assert len(recs) == 4 and all(r["status"] == "completed" for r in recs)
     settings = {(r["config"]["method"]["kernel"], r["config"]["method"]["stride"]) for r in recs}
     assert settings == {(4, None), (4, 2), (8, None), (8, 2)}
+    assert "== sweep: 4 jobs: 4 trained" in p.stdout
     df = results.load_all(out)
     assert len(df) == 4 and "metrics.best.score" in df.columns
 

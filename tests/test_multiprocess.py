@@ -17,7 +17,7 @@ from conftest import ROOT
 from test_experiment import write_learnable_rte
 
 # Dropout off: ranks draw different dropout masks than a single process would.
-COMMON = ["model=tiny-bert", "task=rte", "method=dcft", "kernel=4", "train.max_steps=12", "train.eval_steps=6",
+COMMON = ["model=tiny-bert", "preset=none", "task=rte", "method=dcft", "kernel=4", "train.max_steps=12", "train.eval_steps=6",
           "train.lr=1e-2", "train.max_len=48", "train.progress=false", "train.checkpoint_steps=12",
           "+model.arch.hidden_dropout_prob=0.0", "+model.arch.attention_probs_dropout_prob=0.0",
           "train.cls_dropout=0.0"]

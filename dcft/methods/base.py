@@ -47,6 +47,9 @@ class Method:
 
     name: str = "base"
     can_merge: bool = False  # whether `merge` folds the method into the backbone weights
+    # Bumped by hand when a change alters what this method computes: part of a run's identity
+    # (`dcft.identity`), so results of an older revision are not reused as current.
+    revision: int = 1
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
@@ -122,6 +125,12 @@ class Method:
 
     def prepare_training(self, model: nn.Module, total_steps: int) -> None:
         """Told the run's total number of optimizer steps before training. Default: nothing."""
+
+    def rank_report(self, model: nn.Module) -> dict[str, Any] | None:
+        """For methods whose rank changes while training (SoRA's gates, AdaLoRA's allocator): the
+        nominal (allocated) and live rank and parameter counts of the model as it is now, for the
+        result record after training. Default: None (the count does not change)."""
+        return None
 
     def training_state(self) -> dict[str, Any]:
         """State the method keeps outside the parameters and the optimizer (e.g. AdaLoRA's

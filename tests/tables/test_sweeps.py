@@ -117,9 +117,10 @@ def test_sweep_composes_every_job(name: str, tmp_path: Path):
 
 def test_plan_folders_are_those_of_table4(tmp_path: Path):
     runs = S.plan(["+sweep=table4", "task=rte", f"output_root={tmp_path}"])
-    assert [r.run_dir for r in runs] == [
-        str(tmp_path / "deberta-v3-base" / "rte" / "dcft" / f"kernel={k},seed=6,stride=null,targets=all")
-        for k in (2, 4, 6, 8, 12)]
+    for r, k in zip(runs, (2, 4, 6, 8, 12), strict=True):
+        parent, name = r.run_dir.rsplit("/", 1)
+        assert parent == str(tmp_path / "deberta-v3-base" / "rte" / "dcft")
+        assert re.fullmatch(rf"kernel={k},stride={k},targets=all,lr=0\.0012,seed=6-[0-9a-f]{{8}}", name), name
 
 
 def test_shared_setting_has_one_folder(tmp_path: Path):
@@ -129,7 +130,25 @@ def test_shared_setting_has_one_folder(tmp_path: Path):
         runs = S.plan([f"+sweep={name}", "task=rte", "model=minilm", f"output_root={tmp_path}"])
         folders[name] = {r.run_dir for r in runs}
     shared = set.intersection(*folders.values())
-    assert shared == {str(tmp_path / "minilm" / "rte" / "dcft" / "kernel=8,seed=6,stride=null,targets=all")}
+    assert len(shared) == 1
+    assert re.fullmatch(r".*/minilm/rte/dcft/kernel=8,stride=8,targets=all,lr=[0-9.e-]+,seed=6-[0-9a-f]{8}",
+                        shared.pop())
+
+
+def _completed(run_dir: Path, cfg, **extra) -> dict:
+    """A completed result.json for `cfg` in `run_dir`, carrying the effective configuration `run()`
+    computes for it (so only the reuse decision is under test here; tests/test_identity.py tests it)."""
+    from omegaconf import OmegaConf
+
+    from dcft.experiment import precheck
+    from dcft.identity import effective_config
+
+    method, task = precheck(cfg)
+    ident = effective_config(OmegaConf.to_container(cfg, resolve=True), task, method.revision)
+    rec = {"status": "completed", "run_dir": str(run_dir), "identity": ident, **extra}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "result.json").write_text(json.dumps(rec), encoding="utf-8")
+    return rec
 
 
 def test_plan_reports_completed_and_run_skips_them(tmp_path: Path):
@@ -140,25 +159,25 @@ def test_plan_reports_completed_and_run_skips_them(tmp_path: Path):
     overrides = ["+sweep=table5", "task=rte", f"output_root={tmp_path}"]
     runs = S.plan(overrides)
     done, failed = Path(runs[0].run_dir), Path(runs[1].run_dir)
-    done.mkdir(parents=True)
-    (done / "result.json").write_text(json.dumps({"status": "completed", "run_dir": str(done)}), encoding="utf-8")
+    cfg = compose_cfg(runs[0].overrides)
+    stored = _completed(done, cfg)
     failed.mkdir(parents=True)
     (failed / "result.json").write_text(json.dumps({"status": "failed", "error": {"type": "ValueError",
                                                                                   "message": "x"}}), encoding="utf-8")
     again = S.plan(overrides)
     assert [r.status for r in again] == ["completed", "failed", "new", "new"]
     assert again[1].detail == "ValueError: x"
-    cfg = compose_cfg(runs[0].overrides)
-    assert run(cfg, done) == {"status": "completed", "run_dir": str(done)}
+    assert run(cfg, done) == {**stored, "outcome": "reused"}
 
 
 def test_plan_single_run_and_cli(tmp_path: Path, capsys):
     runs = S.plan(["task=rte", "kernel=8", f"output_root={tmp_path}"])
-    assert [r.run_dir for r in runs] == [str(tmp_path / "deberta-v3-base" / "rte" / "dcft" / "kernel=8")]
+    assert len(runs) == 1 and runs[0].run_dir.startswith(
+        str(tmp_path / "deberta-v3-base" / "rte" / "dcft" / "kernel=8,stride=8,targets=all,lr=0.0012,seed=6-"))
     assert S.main(["plan", "+sweep=table3_dcft", f"output_root={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("2 runs: 2 new; a launch runs 2 and skips 0 completed")
-    assert str(tmp_path / "deberta-v3-base" / "squad_v2" / "dcft" / "kernel=2,seed=6,stride=null,targets=all") in out
+    assert out.startswith("2 runs: 2 new; a launch runs 2, skips 0 completed")
+    assert str(tmp_path / "deberta-v3-base" / "squad_v2" / "dcft" / "kernel=2,stride=2,targets=all,lr=") in out
     assert S.main(["list"]) == 0
     assert re.search(r"table4\s+30 runs\s+python run.py \+sweep=table4", capsys.readouterr().out)
 
@@ -178,11 +197,10 @@ def test_slurm_launcher_config():
 
 
 def _precomplete(tmp_path: Path, overrides: list[str]) -> list[Path]:
-    dirs = [Path(r.run_dir) for r in S.plan(overrides)]
-    for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "result.json").write_text(json.dumps({"status": "completed", "run_dir": str(d)}), encoding="utf-8")
-    return dirs
+    runs = S.plan(overrides)
+    for r in runs:
+        _completed(Path(r.run_dir), compose_cfg(r.overrides))
+    return [Path(r.run_dir) for r in runs]
 
 
 @pytest.mark.slow
@@ -203,6 +221,6 @@ def test_relaunch_skips_completed_runs_end_to_end(tmp_path: Path, launcher: str)
         logs = "".join(p.read_text() for p in (tmp_path / ".submitit").rglob("*_log.out"))
     assert logs.count("is already completed") == len(dirs) == 4
     for d in dirs:
-        assert json.loads((d / "result.json").read_text()) == {"status": "completed", "run_dir": str(d)}
+        assert json.loads((d / "result.json").read_text())["run_dir"] == str(d)
     found = {p.parent for p in tmp_path.rglob("result.json")}
     assert found == set(dirs)  # no other run folder was created
