@@ -251,7 +251,7 @@ def test_applying_twice_is_an_error():
     ("stride", 0, ">= 1"), ("stride", 9, "1..8"), ("rank", 0, ">= 1"), ("alpha", float("nan"), "finite"),
     ("r", -1e-5, "r >= 0"), ("dropout", 1.0, "0 <= dropout < 1"), ("dropout", -0.1, "0 <= dropout < 1"),
     ("init", "zeros", "normal, zero"), ("init_std", 0.0, "> 0"), ("reg_orth_coef", -0.1, ">= 0"),
-    ("impl", "slow", "fast, reference"), ("targets", "qkvf", "all, qk, qv, qkv, qkvo"),
+    ("impl", "slow", "fast, reference"), ("targets", "q[kv", "all, qk, qv, qkv, qkvo"), ("targets", [], "suffixes"),
 ])
 def test_config_errors_name_key_value_and_valid_values(key, value, valid):
     with pytest.raises(ValueError) as e:

@@ -27,7 +27,7 @@ from dcft.methods.base import ParamCount
 from dcft.methods.dcft.config import Config
 from dcft.methods.dcft.layer import subspace_size
 from dcft.methods.dcft.method import DCFT, dcft_layers, merge_and_unload
-from dcft.models import head_parameter_names, iter_linear, resolve_targets
+from dcft.models import head_parameter_names, in_out_features, iter_targets, resolve_targets
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -35,7 +35,7 @@ FORMAT = "dcft-adapter"
 FORMAT_VERSION = 1
 
 
-def apply_dcft(model: nn.Module, targets: str = "all", kernel: int = 8, stride: int | None = None,
+def apply_dcft(model: nn.Module, targets: Any = "all", kernel: int = 8, stride: int | None = None,
                **config: Any) -> DCFT:
     """Adapt `model` in place with DCFT and return the method object.
 
@@ -149,9 +149,10 @@ def load_adapter(base_model: nn.Module, directory: str | Path) -> DCFT:
                          f"{sorted(saved - set(names))[:3]}, not in the adapter {sorted(set(names) - saved)[:3]}")
     expected: dict[str, tuple[int, ...]] = {}
     k, d, s = cfg.rank, cfg.kernel, cfg.step
-    for n, m in iter_linear(base_model, names):
-        expected[f"{n}.A"] = (k, subspace_size(m.in_features, d, s))
-        expected[f"{n}.B"] = (subspace_size(m.out_features, d, s), k)
+    for n, m in iter_targets(base_model, names):
+        din, dout = in_out_features(m)
+        expected[f"{n}.A"] = (k, subspace_size(din, d, s))
+        expected[f"{n}.B"] = (subspace_size(dout, d, s), k)
         expected[f"{n}.C"] = (d, d)
     params = dict(base_model.named_parameters())
     if meta.get("include_head"):

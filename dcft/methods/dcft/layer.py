@@ -105,21 +105,14 @@ def shape_error(name: str, din: int, dout: int, kernel: int, stride: Optional[in
 def base_sizes(base: nn.Module, name: str = "<module>") -> tuple[int, int, bool]:
     """(din, dout, transposed) of a layer DCFT can adapt: `nn.Linear` (weight dout x din) or
     transformers' `Conv1D` (GPT-2; weight din x dout, `transposed=True`). Decided per layer."""
-    if isinstance(base, nn.Linear):
-        return base.in_features, base.out_features, False
-    if _is_conv1d(base):
-        din, dout = base.weight.shape
-        return din, dout, True
-    raise TypeError(f"DCFT adapts nn.Linear and transformers' Conv1D layers; module {name!r} is "
-                    f"{type(base).__name__}")
+    from dcft.models import in_out_features, is_conv1d
 
-
-def _is_conv1d(module: nn.Module) -> bool:
     try:
-        from transformers.pytorch_utils import Conv1D
-    except ImportError:  # transformers absent: no Conv1D can exist
-        return False
-    return isinstance(module, Conv1D)
+        din, dout = in_out_features(base)
+    except TypeError:
+        raise TypeError(f"DCFT adapts nn.Linear and transformers' Conv1D layers; module {name!r} is "
+                        f"{type(base).__name__}") from None
+    return din, dout, is_conv1d(base)
 
 
 def oriented(delta: torch.Tensor, transposed: bool) -> torch.Tensor:

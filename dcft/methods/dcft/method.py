@@ -13,7 +13,7 @@ from torch import nn
 from dcft.methods.base import Method
 from dcft.methods.dcft.config import Config
 from dcft.methods.dcft.layer import DCFTLinear, shape_error
-from dcft.models import get_submodule_parent, iter_linear, resolve_targets
+from dcft.models import get_submodule_parent, in_out_features, iter_targets, resolve_targets
 
 
 def dcft_layers(model: nn.Module) -> list[tuple[str, DCFTLinear]]:
@@ -39,16 +39,17 @@ class DCFT(Method):
         self.target_names: list[str] = []  # module names adapted by `inject`
 
     # --- building ---------------------------------------------------------------------------------
-    def validate(self, model: nn.Module, targets: str) -> None:
+    def validate(self, model: nn.Module, targets: Any) -> None:
         """Every target's shape is checked before anything is injected; all failing modules are
         reported in one `ValueError` (module name, (din, dout), kernel, stride, working values)."""
         if dcft_layers(model):
             raise ValueError("this model already has DCFT layers: apply DCFT to a fresh base model")
         cfg = self.cfg
         failing: dict[tuple[int, int], list[str]] = {}  # (din, dout) -> names of modules that do not fit
-        for n, m in iter_linear(model, resolve_targets(model, targets)):
-            if shape_error(n, m.in_features, m.out_features, cfg.kernel, cfg.stride):
-                failing.setdefault((m.in_features, m.out_features), []).append(n)
+        for n, m in iter_targets(model, resolve_targets(model, targets)):
+            din, dout = in_out_features(m)
+            if shape_error(n, din, dout, cfg.kernel, cfg.stride):
+                failing.setdefault((din, dout), []).append(n)
         if failing:
             lines = []
             for (din, dout), names in failing.items():
@@ -60,10 +61,10 @@ class DCFT(Method):
             raise ValueError(f"method=dcft kernel={cfg.kernel} stride={cfg.step} does not fit {n_bad} of the "
                              f"target modules (targets={targets!r}); nothing was changed:\n" + "\n".join(lines))
 
-    def inject(self, model: nn.Module, targets: str) -> None:
-        """Replace each target `nn.Linear` by a `DCFTLinear` wrapping it (in place)."""
+    def inject(self, model: nn.Module, targets: Any) -> None:
+        """Replace each target `nn.Linear` / `Conv1D` by a `DCFTLinear` wrapping it (in place)."""
         names = resolve_targets(model, targets)
-        for name, linear in list(iter_linear(model, names)):
+        for name, linear in list(iter_targets(model, names)):
             parent, child = get_submodule_parent(model, name)
             setattr(parent, child, DCFTLinear.from_config(linear, self.cfg, name=name))
         self.target_names = names
