@@ -6,7 +6,8 @@ Units: the paper's DCFT cells use binary units (M = 2^20, K = 2^10; dcft-method.
 reproduces them), its baseline cells decimal ones (M = 10^6). A cell `matches` when the printed
 value equals the exact count in those units rounded or truncated to the printed decimals (the
 paper does both: 0.0406 Mi is printed 0.041M, 24.75 Ki is printed 24k). Cells where the paper
-contradicts its own formula keep `match=false`: the count is never bent.
+contradicts its own formula keep `match=false`: the count is never bent. Decoder LLMs the paper
+does not run (GPT-2, Llama-3.2-1B, Qwen2.5-0.5B) get rows of ours, without a paper cell.
 
     python -m dcft.params [--out results/tables]
 """
@@ -33,14 +34,15 @@ class Cell:
     table: str  # paper table, e.g. "1"
     model: str  # conf/model name
     method: str  # method registry name
-    paper: str  # the cell as printed, e.g. "0.024M"
+    paper: str | None  # the cell as printed, e.g. "0.024M"; None for our rows without a paper cell (decoder LLMs)
     units: str = "binary"  # "binary" (DCFT cells) or "decimal" (baseline cells)
     overrides: dict[str, Any] = field(default_factory=dict)  # method config values (kernel, stride, targets, r...)
     note: str = ""  # why this setting, where the paper does not state it
 
 
-def _dcft(table: str, model: str, paper: str, kernel: int, stride: int | None = None, targets: str = "all") -> Cell:
-    return Cell(table, model, "dcft", paper, "binary", {"kernel": kernel, "stride": stride, "targets": targets})
+def _dcft(table: str, model: str, paper: str | None, kernel: int, stride: int | None = None, targets: str = "all",
+          note: str = "") -> Cell:
+    return Cell(table, model, "dcft", paper, "binary", {"kernel": kernel, "stride": stride, "targets": targets}, note)
 
 
 V3, RL, XXL = "deberta-v3-base", "roberta-large", "deberta-v2-xxlarge"
@@ -78,6 +80,20 @@ BASELINE_CELLS: list[Cell] = [
 ]
 
 
+# Decoder LLMs (issue 14): not in the paper, so no printed cell and no `match`; the count is rendered in
+# the units of the method's paper cells (DCFT binary, LoRA decimal). `all` is every linear layer of a block
+# (Llama / Qwen2: q, k, v, o, gate, up, down; GPT-2: the fused c_attn, attn.c_proj, c_fc, mlp.c_proj).
+OURS = "-"  # the `table` of rows without a paper table
+DECODER_MODELS = ("gpt2", "llama-3.2-1b", "qwen2.5-0.5b")
+DECODER_CELLS: list[Cell] = [
+    # GPT-2's DCFT rows need the DCFT method to take Conv1D targets (dcft.models.iter_targets).
+    *[_dcft(OURS, m, None, k, note="no paper cell (decoder LLM); ALL = every linear layer of a block")
+      for m in DECODER_MODELS if m != "gpt2" for k in (8, 2)],
+    *[_base(OURS, m, "lora", None, "no paper cell (decoder LLM); r = 1 on ALL, the paper's LoRA comparison",
+            r=1, targets="all") for m in DECODER_MODELS],
+]
+
+
 def parse_printed(cell: str) -> tuple[Decimal, str, int]:
     """`"0.024M"` -> (Decimal("0.024"), "M", 3 decimals)."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.([0-9]+))?)\s*([MKkB])\s*", cell)
@@ -94,6 +110,11 @@ def in_paper_units(count: int, cell: str, units: str) -> tuple[str, bool]:
     q = Decimal(1).scaleb(-decimals)
     rounded, truncated = exact.quantize(q, ROUND_HALF_UP), exact.quantize(q, ROUND_DOWN)
     return f"{rounded}{unit}", printed in (rounded, truncated)
+
+
+def in_units(count: int, units: str, decimals: int = 4) -> str:
+    """A count in M of these units (binary or decimal), for rows without a printed cell."""
+    return f"{Decimal(count) / Decimal(UNIT_BASE[units]['M']):.{decimals}f}M"
 
 
 def count_cell(cell: Cell) -> int:
@@ -113,7 +134,7 @@ def build_rows(cells: list[Cell]) -> list[dict[str, Any]]:
     rows = []
     for c in cells:
         n = count_cell(c)
-        rendered, match = in_paper_units(n, c.paper, c.units)
+        rendered, match = in_paper_units(n, c.paper, c.units) if c.paper is not None else (in_units(n, c.units), None)
         kernel = c.overrides.get("kernel")
         targets = c.overrides.get("targets", "all") if c.method not in ("full", "bitfit", "hadapter", "padapter") else None
         rows.append({"table": c.table, "model": c.model, "method": c.method, "kernel": kernel,
@@ -128,7 +149,14 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     fmt = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))  # noqa: E731
     body = "".join("| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |\n" for r in rows)
-    notes = "".join(f"\n- Table {r['table']} {r['model']} {r['method']}: {r['note']}" for r in rows if r["note"])
+    notes = "".join(f"\n- Table {r['table']} {r['model']} {r['method']}: {r['note']}"
+                    for r in rows if r["note"] and r["table"] != OURS)
+    ours: dict[tuple[str, str], list[str]] = {}  # (method, note) -> models: one line per note, not per row
+    for r in rows:
+        if r["note"] and r["table"] == OURS:
+            ours.setdefault((r["method"], r["note"]), []).append(r["model"])
+    notes += "".join(f"\n- Ours, {method} ({', '.join(dict.fromkeys(models))}): {note}"
+                     for (method, note), models in ours.items())
     return (
         "# #Params: the paper's cells, recomputed\n\n"
         "Generated by `make params` (`python -m dcft.params`): each model built from `conf/model/` on the meta "
@@ -138,7 +166,9 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
         "cells in decimal units as the paper prints them (M = 10^6). `match` is true when the printed value "
         "equals the exact count rounded or truncated to the printed decimals. `match=false` cells are where "
         "the paper's printed number does not follow from its own formula (Table 5's 24.6K is 24.75 Ki; Table 6's "
-        "18.4k for Q,K,V,O is 12 Ki), or, for baselines, where the setting had to be chosen." + notes + "\n"
+        "18.4k for Q,K,V,O is 12 Ki), or, for baselines, where the setting had to be chosen. Rows with table "
+        "`-` are ours only (decoder LLMs the paper does not run): no paper cell, no match; their count is "
+        "shown in M of the method's units (DCFT binary, LoRA decimal)." + notes + "\n"
     )
 
 
@@ -149,9 +179,11 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="python -m dcft.params", description=help_text(__doc__))
     ap.add_argument("--out", default="results/tables", help="output folder (default results/tables)")
-    ap.add_argument("--only", choices=("dcft", "baselines"), help="only the DCFT or only the baseline cells")
+    ap.add_argument("--only", choices=("dcft", "baselines", "decoders"),
+                    help="only the DCFT cells, only the baseline cells, or only the decoder LLM rows (ours)")
     args = ap.parse_args(argv)
-    cells = {"dcft": DCFT_CELLS, "baselines": BASELINE_CELLS}.get(args.only, DCFT_CELLS + BASELINE_CELLS)
+    cells = {"dcft": DCFT_CELLS, "baselines": BASELINE_CELLS, "decoders": DECODER_CELLS}.get(
+        args.only, DCFT_CELLS + BASELINE_CELLS + DECODER_CELLS)
     rows = build_rows(cells)
     out = Path(args.out)
     from dcft.results import atomic_write_text
@@ -159,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_text(out / "params.csv", pd.DataFrame(rows)[COLUMNS + ["units", "note"]].to_csv(index=False))
     atomic_write_text(out / "params.md", to_markdown(rows))
     print(to_markdown(rows))
-    print(f"{sum(r['match'] for r in rows)}/{len(rows)} cells match; wrote {out}/params.csv and params.md")
+    paper = [r for r in rows if r["match"] is not None]
+    print(f"{sum(r['match'] for r in paper)}/{len(paper)} paper cells match ({len(rows) - len(paper)} rows of ours "
+          f"without a paper cell); wrote {out}/params.csv and params.md")
 
 
 if __name__ == "__main__":

@@ -43,3 +43,44 @@ def test_main_writes_csv_in_the_issue_column_order(tmp_path, capsys):
     df = pd.read_csv(tmp_path / "params.csv")
     assert list(df.columns[:10]) == P.COLUMNS
     assert (tmp_path / "params.md").read_text().startswith("# #Params")
+
+
+# Hand counts for the decoder rows. DCFT (stride = kernel d) per matrix: din/d + dout/d + d^2; LoRA r=1: din + dout.
+# Llama-3.2-1B block: q, o 2048->2048; k, v 2048->512; gate, up 2048->8192; down 8192->2048; 16 blocks.
+# Qwen2.5-0.5B block: q, o 896->896; k, v 896->128; gate, up 896->4864; down 4864->896; 24 blocks.
+# GPT-2 block: c_attn 768->2304, attn.c_proj 768->768, c_fc 768->3072, mlp.c_proj 3072->768; 12 blocks.
+DECODER_COUNTS = {
+    ("llama-3.2-1b", "dcft", 8): 16 * (2 * (256 + 256 + 64) + 2 * (256 + 64 + 64) + 3 * (256 + 1024 + 64)),
+    ("llama-3.2-1b", "dcft", 2): 16 * (2 * (1024 + 1024 + 4) + 2 * (1024 + 256 + 4) + 3 * (1024 + 4096 + 4)),
+    ("qwen2.5-0.5b", "dcft", 8): 24 * (2 * (112 + 112 + 64) + 2 * (112 + 16 + 64) + 3 * (112 + 608 + 64)),
+    ("qwen2.5-0.5b", "dcft", 2): 24 * (2 * (448 + 448 + 4) + 2 * (448 + 64 + 4) + 3 * (448 + 2432 + 4)),
+    ("gpt2", "dcft", 8): 12 * ((96 + 288 + 64) + (96 + 96 + 64) + 2 * (96 + 384 + 64)),
+    ("gpt2", "dcft", 2): 12 * ((384 + 1152 + 4) + (384 + 384 + 4) + 2 * (384 + 1536 + 4)),
+    ("llama-3.2-1b", "lora", None): 16 * (2 * 4096 + 2 * 2560 + 3 * 10240),
+    ("qwen2.5-0.5b", "lora", None): 24 * (2 * 1792 + 2 * 1024 + 3 * 5760),
+    ("gpt2", "lora", None): 12 * ((768 + 2304) + 1536 + 2 * 3840),
+}
+
+
+def test_decoder_rows_are_ours_only_with_hand_counted_parameters():
+    rows = P.build_rows(P.DECODER_CELLS)
+    got = {(r["model"], r["method"], r["kernel"]): r["params"] for r in rows}
+    assert got == {k: v for k, v in DECODER_COUNTS.items() if k in got}
+    assert set(DECODER_COUNTS) - set(got) <= {("gpt2", "dcft", 8), ("gpt2", "dcft", 2)}  # see DECODER_CELLS
+    assert all(r["table"] == P.OURS and r["paper"] is None and r["match"] is None for r in rows)
+    llama8 = next(r for r in rows if r["model"] == "llama-3.2-1b" and r["kernel"] == 8)
+    assert llama8["params"] == 95_232 and llama8["params_paper_units"] == "0.0908M"  # 95232 / 2^20 (binary)
+    lora = next(r for r in rows if r["model"] == "llama-3.2-1b" and r["method"] == "lora")
+    assert lora["params_paper_units"] == "0.7045M"  # 704512 / 10^6 (decimal, as the paper's baselines)
+
+
+def test_main_writes_decoder_rows_without_paper_cells(tmp_path, monkeypatch):
+    import pandas as pd
+
+    qwen = [c for c in P.DECODER_CELLS if c.model == "qwen2.5-0.5b"]  # the smallest decoder: a fast test
+    monkeypatch.setattr(P, "DECODER_CELLS", qwen)
+    P.main(["--out", str(tmp_path), "--only", "decoders"])
+    df = pd.read_csv(tmp_path / "params.csv")
+    assert len(df) == len(qwen) and df["paper"].isna().all() and df["match"].isna().all()
+    assert (df["table"] == P.OURS).all()
+    assert "- Ours, dcft (qwen2.5-0.5b): no paper cell" in (tmp_path / "params.md").read_text()
