@@ -53,3 +53,25 @@ def test_target_sets_resolve_per_family_and_never_the_pooler(name):
 def test_unknown_target_set_lists_the_valid_ones():
     with pytest.raises(ValueError, match="qkvo"):
         resolve_targets(tiny_model("tiny-bert"), "qz")
+
+
+def test_describe_targets_names_the_kind_of_spec():
+    from dcft.models import describe_targets
+
+    assert describe_targets("qv") == "qv"
+    assert describe_targets(["query", "value"]) == "[query,value]"
+    assert describe_targets(r".*\.q_proj") == r"re:.*\.q_proj"
+
+
+def test_in_out_features_reads_conv1d_weights_transposed():
+    from transformers.pytorch_utils import Conv1D
+
+    from dcft.models import in_out_features, iter_linear, iter_targets
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), Conv1D(7, 3))  # Conv1D(nf=out, nx=in): weight (3, 7)
+    assert [in_out_features(m) for m in model] == [(3, 5), (3, 7)]
+    assert [n for n, _ in iter_targets(model, ["0", "1"])] == ["0", "1"]
+    with pytest.raises(ValueError, match="'1' is Conv1D, not nn.Linear"):
+        list(iter_linear(model, ["0", "1"]))
+    with pytest.raises(TypeError, match="ReLU"):
+        in_out_features(torch.nn.ReLU())
