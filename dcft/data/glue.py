@@ -303,6 +303,25 @@ def subsample(ds: datasets.Dataset, limit: int | None, seed: int = 0) -> dataset
     return ds.select(picked.tolist(), keep_in_memory=True)
 
 
+def split_holdout(ds: datasets.Dataset, fraction: float, seed: int = 0) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(rest, held out): a seeded random `fraction` of `ds` set aside, both parts in their original order.
+
+    For selecting hyperparameters on data the model never trained on and that is not the dev set
+    (issue 13: `data.holdout=FRACTION`). The held-out rows are the first `round(fraction x n)` (at least
+    one) indices of a permutation drawn with `numpy.random.default_rng(seed)`; the same seed always holds
+    out the same rows, whatever the learning rate or method."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"data.holdout={fraction!r}: must be a fraction of the training set in (0, 1), "
+                         f"or 0 for none")
+    n = len(ds)
+    k = max(1, round(fraction * n))
+    if k >= n:
+        raise ValueError(f"data.holdout={fraction!r} would hold out all {n} training examples")
+    perm = np.random.default_rng(seed).permutation(n)
+    held, rest = np.sort(perm[:k]), np.sort(perm[k:])
+    return ds.select(rest.tolist(), keep_in_memory=True), ds.select(held.tolist(), keep_in_memory=True)
+
+
 _TOKENIZER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
