@@ -86,9 +86,8 @@ BASELINE_CELLS: list[Cell] = [
 OURS = "-"  # the `table` of rows without a paper table
 DECODER_MODELS = ("gpt2", "llama-3.2-1b", "qwen2.5-0.5b")
 DECODER_CELLS: list[Cell] = [
-    # GPT-2's DCFT rows need the DCFT method to take Conv1D targets (dcft.models.iter_targets).
     *[_dcft(OURS, m, None, k, note="no paper cell (decoder LLM); ALL = every linear layer of a block")
-      for m in DECODER_MODELS if m != "gpt2" for k in (8, 2)],
+      for m in DECODER_MODELS for k in (8, 2)],
     *[_base(OURS, m, "lora", None, "no paper cell (decoder LLM); r = 1 on ALL, the paper's LoRA comparison",
             r=1, targets="all") for m in DECODER_MODELS],
 ]

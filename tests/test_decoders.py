@@ -167,13 +167,15 @@ def test_named_sets_need_a_known_family_but_lists_and_regexes_work_for_any_model
     assert resolve_targets(opt, r".*\.fc[12]") == [f"{layer}.fc1", f"{layer}.fc2"]
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("targets=[query,value]", 2 * 2 * (48 + 48)),  # LoRA r=1: r (din + dout) per matrix, 2 matrices x 2 layers
-    (r"targets='.*layer\.0\..*(query|key)'", 2 * (48 + 48)),
-    ("targets=all", 2 * (4 * 96 + (48 + 96) + (96 + 48))),
+@pytest.mark.parametrize("method,override,expected", [
+    ("lora", "targets=[query,value]", 2 * 2 * (48 + 48)),  # LoRA r=1: r (din + dout) per matrix, 2 x 2 layers
+    ("lora", r"targets='.*layer\.0\..*(query|key)'", 2 * (48 + 48)),
+    ("lora", "targets=all", 2 * (4 * 96 + (48 + 96) + (96 + 48))),
+    ("dcft", "targets=[query,value]", 2 * 2 * (6 + 6 + 64)),  # DCFT kernel 8: din/8 + dout/8 + 8^2 per matrix
+    ("dcft", r"targets='.*layer\.1\.intermediate\.dense'", 6 + 12 + 64),
 ])
-def test_hydra_targets_take_a_list_or_a_regex(override, expected):
-    cfg = compose_cfg(["model=tiny-bert", "method=lora", override])
+def test_hydra_targets_take_a_list_or_a_regex(method, override, expected):
+    cfg = compose_cfg(["model=tiny-bert", f"method={method}", "kernel=8", override])
     method = build_method(cfg.method)
     model = tiny_model("tiny-bert")
     method.apply(model)
@@ -234,7 +236,9 @@ def glue_dir(tmp_path):
 # q, o 48->48: 76 each; k, v 48->24: 73 each; gate, up 48->96 and down 96->48: 82 each -> 544 x 2 layers.
 # LoRA r=1 on tiny-gpt2 per layer: c_attn 48+144, attn.c_proj 48+48, c_fc 48+96, mlp.c_proj 96+48 -> 576 x 2.
 # BitFit on tiny-gpt2: every bias (c_attn 144, c_proj 48, c_fc 96, c_proj 48, ln_1 48, ln_2 48 per layer, ln_f 48).
-SMOKE = [("tiny-llama", "dcft", 1088), ("tiny-gpt2", "lora", 1152), ("tiny-gpt2", "bitfit", 2 * 432 + 48)]
+# DCFT kernel 8 on tiny-gpt2 per layer: c_attn 48->144: 6+18+64; attn.c_proj 76; c_fc and mlp.c_proj 82 each.
+SMOKE = [("tiny-llama", "dcft", 1088), ("tiny-gpt2", "dcft", 2 * (88 + 76 + 82 + 82)), ("tiny-gpt2", "lora", 1152),
+         ("tiny-gpt2", "bitfit", 2 * 432 + 48)]
 
 
 @pytest.mark.parametrize("model,method,count", SMOKE)
