@@ -1,0 +1,177 @@
+"""What a harness run trained, written as a peft adapter directory that leaves the harness.
+
+`save_peft_adapter(model, method, dir)` writes `adapter_config.json` + `adapter_model.safetensors`
+as peft's `save_pretrained` does, so `PeftModel.from_pretrained(fresh_base_model, dir)` rebuilds
+the trained model (adapter and task head) with plain peft:
+
+* DCFT (the harness's `DCFTLinear` layers): a `DcftConfig` (the run's hyperparameters, the exact
+  adapted module names as `target_modules`) and the tensors under the tuner's names (`dcft_A`...).
+* methods whose layers are peft's own (LoRA, LoRA-FA, AdaLoRA): their peft config and state dict.
+* every other method (BitFit, bottleneck adapters, SoRA, full fine-tuning) has no peft format:
+  `NotSavable` says so, and a run records the reason instead of files.
+
+The task head (classifier / QA outputs / pooler, trained by every method) goes in as
+`modules_to_save`, so a reloaded model reproduces the run's outputs. `RunAdapters` keeps a run's
+best (at the best dev evaluation) and final adapters in `<run_dir>/adapter/{best,final}`.
+In-house because this converts the harness's own layers; peft only saves models it built.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+ADAPTER_DIR = "adapter"  # <run_dir>/adapter/{best,final}: the run's adapters in peft format
+PEFT_PREFIX = "base_model.model."  # how peft's save_pretrained names a PeftModel's tensors
+
+
+class NotSavable(NotImplementedError):
+    """The method has no peft adapter format (the message says why)."""
+
+
+def head_modules(model: nn.Module, method) -> list[str]:
+    """Names of the modules holding the task head's trained parameters (peft `modules_to_save`)."""
+    return sorted({n.rpartition(".")[0] for n, _ in method.head_parameters(model)})
+
+
+def peft_export(model: nn.Module, method) -> tuple[Any, dict[str, torch.Tensor]]:
+    """(peft config, state dict with peft's saved names) of a harness-trained `model`."""
+    from dcft.methods.dcft import DCFT, dcft_layers
+
+    head = head_modules(model, method)
+    params = dict(model.named_parameters())
+    state = {PEFT_PREFIX + n: params[n].detach() for n, _ in method.head_parameters(model)}
+    if isinstance(method, DCFT):
+        from dcft.methods.dcft.tuner import DcftConfig
+
+        cfg = method.cfg
+        layers = dcft_layers(model)
+        config = DcftConfig(kernel=cfg.kernel, stride=cfg.stride, rank=cfg.rank, alpha=cfg.alpha, r=cfg.r,
+                            dropout=cfg.dropout, init=cfg.init, init_std=cfg.init_std, impl=cfg.impl,
+                            reg_orth_coef=cfg.reg_orth_coef, target_modules=[n for n, _ in layers],
+                            modules_to_save=head or None)
+        for name, layer in layers:
+            for x in "ABC":
+                state[f"{PEFT_PREFIX}{name}.dcft_{x}"] = getattr(layer, x).detach()
+        return config, state
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    configs = getattr(model, "peft_config", None)
+    if configs and any(isinstance(m, BaseTunerLayer) for m in model.modules()):
+        from peft import get_peft_model_state_dict
+
+        from dcft.methods.lora import ADAPTER
+
+        config = copy.deepcopy(configs[ADAPTER])
+        config.modules_to_save = head or None
+        config.inference_mode = True
+        adapter = get_peft_model_state_dict(model, adapter_name=ADAPTER)
+        state.update({PEFT_PREFIX + k: v.detach() for k, v in adapter.items()})
+        return config, state
+    raise NotSavable(f"method {method.name!r} has no peft adapter format (peft has no such tuner); its trained "
+                     f"weights are not exported")
+
+
+def save_peft_adapter(model: nn.Module, method, directory: str | Path) -> Path:
+    """Write `adapter_config.json` and `adapter_model.safetensors` to `directory` (replaced
+    whole, so a reader never sees a mix of two saves). Raises `NotSavable`."""
+    from safetensors.torch import save_file
+
+    config, state = peft_export(model, method)
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config.save_pretrained(str(tmp))
+    save_file({k: v.to("cpu").contiguous() for k, v in state.items()}, str(tmp / "adapter_model.safetensors"),
+              metadata={"format": "pt"})
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return directory
+
+
+class RunAdapters:
+    """A run's best and final adapters, `<run_dir>/adapter/best` and `.../final` (main process only)."""
+
+    def __init__(self, method, run_dir: Path | str | None, enabled: bool = True):
+        self.method = method
+        self.root = Path(run_dir) / ADAPTER_DIR if run_dir is not None else None
+        self.enabled = enabled and self.root is not None
+        self.reason: Optional[str] = None  # why nothing is saved, for result.json
+        self.saved: dict[str, str] = {}
+
+    def _save(self, which: str, model: nn.Module) -> None:
+        if not self.enabled or self.reason is not None:
+            return
+        try:
+            save_peft_adapter(model, self.method, self.root / which)
+        except NotSavable as e:
+            self.reason = str(e)
+            return
+        self.saved[which] = f"{ADAPTER_DIR}/{which}"
+
+    def save_best(self, model: nn.Module) -> None:
+        """Called at each new best dev evaluation."""
+        self._save("best", model)
+
+    def save_final(self, model: nn.Module) -> None:
+        """Called once training ends."""
+        self._save("final", model)
+
+    def info(self) -> dict[str, Any]:
+        """For result.json: where the adapters are (relative to the run folder) or why there are none."""
+        if self.reason is not None:
+            return {"format": None, "reason": self.reason}
+        return {"format": "peft", **self.saved}
+
+
+def load_run_adapter(run_dir: str | Path, which: str = "best"):
+    """The model a run trained, rebuilt from its result.json config and `adapter/<which>` with plain
+    peft (`PeftModel.from_pretrained`), in eval mode; also returns the task. The backbone is loaded
+    (or, for `model.source=config`, rebuilt with the run's seed) exactly as the run built it."""
+    import dcft  # noqa: F401  (registers DCFT with peft)
+    from omegaconf import OmegaConf
+    from peft import PeftModel
+
+    from dcft import results
+    from dcft.models import get_model
+    from dcft.tasks import build_task
+
+    run_dir = Path(run_dir)
+    record = results.read_result(run_dir)
+    if record is None:
+        raise FileNotFoundError(f"{run_dir} has no result file")
+    adapter = run_dir / ADAPTER_DIR / which
+    if not (adapter / "adapter_config.json").is_file():
+        why = (record.get("adapter") or {}).get("reason") or "no adapter was saved"
+        raise FileNotFoundError(f"{adapter} holds no adapter ({why})")
+    cfg = OmegaConf.create(record["config"])
+    task = build_task(cfg.task, cfg.data)
+    base = get_model(cfg.model, head=task.head, num_labels=task.num_labels, cls_dropout=cfg.train.cls_dropout,
+                     seed=cfg.seed)
+    return PeftModel.from_pretrained(base, str(adapter)).eval(), task
+
+
+def evaluate_run_adapter(run_dir: str | Path, which: str = "best") -> tuple[float, dict[str, float]]:
+    """(score, metrics) of a run's saved adapter on the run's evaluation data, through the same
+    `dcft.train.evaluate` the run used: reproduces the recorded best (or final) dev score."""
+    from accelerate import Accelerator
+    from omegaconf import OmegaConf
+
+    from dcft import results
+    from dcft.models import load_tokenizer
+    from dcft.train import evaluate, make_loaders
+
+    model, task = load_run_adapter(run_dir, which)
+    cfg = OmegaConf.create(results.read_result(run_dir)["config"])
+    data = task.load(load_tokenizer(cfg.model), cfg.train.max_len, limit=cfg.data.limit_train, seed=cfg.seed,
+                     limit_eval=cfg.data.limit_eval)
+    _, loaders = make_loaders(data, cfg.train.batch_size, cfg.train.eval_batch_size, cfg.seed)
+    accelerator = Accelerator(cpu=True)
+    metrics = evaluate(model, task, data, loaders, accelerator, None)
+    return task.score(metrics), metrics
