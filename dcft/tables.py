@@ -24,11 +24,14 @@ import argparse
 import csv
 import io
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from dcft.identity import canonical
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIR = ROOT / "results" / "paper"
@@ -188,6 +191,7 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
             if k.startswith("metrics.best.") and "/" in k and isinstance(v, (int, float)) and not
             (isinstance(v, float) and math.isnan(v))}
     t = _get(rec, "train.train_time_s")
+    declared = _declared(rec)
     return {
         "run": rel,
         "path": run_dir.as_posix(),
@@ -212,7 +216,52 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
         "finished_at": _get(rec, "finished_at") or "",
         "error": _get(rec, "error.type"),
         "limited": any(_get(rec, k) not in (None, -1) for k in ("config.data.limit_train", "config.train.max_steps")),
+        "declared": declared,
+        "setting": _setting_key(declared),  # the declared configuration without the seed
+        "identity": canonical({"declared": declared, "inputs": _nested(rec, "identity.inputs")}),
+        "lr": _get(rec, "config.train.lr"),
+        "selection_score": _get(rec, "metrics.best.score"),
+        "holdout": bool(_get(rec, "config.data.holdout")),
+        "params_total": _get(rec, "params.total"),
+        "params_head": _get(rec, "params.head"),
     }
+
+
+def _nested(rec: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    """A nested dict back from the flat `prefix.a.b` columns of `load_all` (None if absent)."""
+    out: dict[str, Any] = {}
+    for k, v in rec.items():
+        if k.startswith(prefix + ".") and not (isinstance(v, float) and math.isnan(v)):
+            node = out
+            *parents, last = k[len(prefix) + 1:].split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[last] = v
+    return out or None
+
+
+def _declared(rec: dict[str, Any]) -> dict[str, Any]:
+    """The run's declared configuration (`dcft.identity`): stored in new result files; computed from
+    the stored resolved config for files written before run identities existed."""
+    from dcft.identity import declared_config
+
+    stored = _nested(rec, "identity.declared")
+    return stored if stored is not None else declared_config(_nested(rec, "config") or {})
+
+
+def _setting_key(declared: dict[str, Any]) -> str:
+    return canonical({k: v for k, v in declared.items() if k != "seed"})
+
+
+def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """`key a vs b, ...`: where two declared configurations differ (the seed aside)."""
+    from dcft.identity import _flatten
+
+    fa = {k: v for k, v in _flatten(a).items() if k != "seed"}
+    fb = {k: v for k, v in _flatten(b).items() if k != "seed"}
+    diff = [f"{k} {fa.get(k, '(absent)')} vs {fb.get(k, '(absent)')}" for k in sorted(set(fa) | set(fb))
+            if fa.get(k, "(absent)") != fb.get(k, "(absent)")]
+    return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
 
 
 def load_runs(root: str | Path = "results/runs") -> Runs:
@@ -235,14 +284,14 @@ def load_runs(root: str | Path = "results/runs") -> Runs:
         elif r["status"] != "completed":
             out.unfinished.append(r)
         else:
-            key = (r["model"], r["task"], r["method"], r["kernel"], r["stride"], r["targets"], r["seed"], r["preset"])
+            key = r["identity"]  # the whole effective configuration (seed included)
             old = latest.get(key)
             if old is None:
                 latest[key] = r
-            else:  # the same setting and seed twice: keep the newest
+            else:  # one configuration and seed in two folders: keep the newest
                 keep, drop = (r, old) if r["finished_at"] >= old["finished_at"] else (old, r)
                 latest[key] = keep
-                out.duplicates.append(drop)
+                out.duplicates.append({**drop, "reason": f"same effective configuration as {keep['run']} (newer)"})
     out.usable = sorted(latest.values(), key=lambda r: r["run"])
     return out
 
@@ -268,12 +317,41 @@ class Cell:
     paper: float | None = None
     printed: str = ""
     match: bool | None = None  # #Params only: printed value follows from our count
+    lrs: list[float] = field(default_factory=list)  # learning rate(s) of the runs used
+    not_selected: list[str] = field(default_factory=list)  # runs that could fill the cell, with the reason
 
     @property
     def diff(self) -> float | None:
         if self.ours is None or self.paper is None or self.metric == "params":
             return None
         return self.ours - self.paper
+
+
+def select_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runs that fill one cell, and the runs not used with the reason. Runs are grouped by
+    setting (the declared configuration without the seed); seeds of one setting are averaged.
+    Where several settings could fill the cell (e.g. one method at several learning rates), the
+    setting with the best mean selection score wins — `metrics.best.score`: the dev score, or the
+    held-out training slice's score for runs with `data.holdout > 0` (paper Appendix E: "We tune the
+    learning rate and pick the best learning rate for every method"); ties go to more seeds, then the
+    newer run."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(r["setting"], []).append(r)
+    if len(groups) <= 1:
+        return list(runs), []
+
+    def mean_score(g: list[dict[str, Any]]) -> float:
+        vals = [r["selection_score"] for r in g if r["selection_score"] is not None]
+        return statistics.fmean(vals) if vals else -math.inf
+
+    ranked = sorted(groups.values(), key=lambda g: (mean_score(g), len(g), max(r["finished_at"] for r in g)),
+                    reverse=True)
+    chosen, best = ranked[0], mean_score(ranked[0])
+    unused = [{**r, "reason": f"not selected: mean score {mean_score(g):.4f} < {best:.4f} of the selected setting "
+                              f"({setting_differences(r['declared'], chosen[0]['declared'])})"}
+              for g in ranked[1:] for r in g]
+    return chosen, unused
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None, int]:
@@ -291,9 +369,25 @@ def _params_lookup(params_csv: Path | None) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def percent_matches(count: int, backbone: int, printed: str) -> bool:
+    """Whether a printed percentage ("0.08%") equals `count / backbone x 100` rounded (half up) or
+    truncated to the printed decimals (the PEFT papers' "% of the backbone's parameters")."""
+    from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.([0-9]+))?)\s*%\s*", printed)
+    if not m:
+        raise ValueError(f"cannot parse printed percentage {printed!r}")
+    exact = Decimal(count) * 100 / Decimal(backbone)
+    q = Decimal(1).scaleb(-len(m.group(2) or ""))
+    return Decimal(m.group(1)) in (exact.quantize(q, ROUND_HALF_UP), exact.quantize(q, ROUND_DOWN))
+
+
 def _params_cell(model: str, row: Row, paper: dict[str, str] | None, matched: list[dict[str, Any]],
-                 params_rows: list[dict[str, str]], table_number: int = 0) -> tuple[Cell, str]:
-    """The #Params cell of a row and where our count came from ("params.csv", "runs" or "")."""
+                 params_rows: list[dict[str, str]], table_number: int = 0) -> tuple[Cell, str, str]:
+    """The #Params cell of a row, where our count came from ("runs", "params.csv" or ""), and a
+    cross-check note where the runs' own count differs from `make params`'. The count is that of the
+    runs that fill the row (`params.method` in their result files: the setting that actually ran);
+    `make params` (the paper's settings counted on the meta device) fills rows without runs."""
     from dcft.params import in_paper_units
 
     cell = Cell(model, row.model, row, "", "params", printed=(paper or {}).get("printed", ""),
@@ -303,25 +397,28 @@ def _params_cell(model: str, row: Row, paper: dict[str, str] | None, matched: li
         or (_int(p["kernel"]), _int(p["stride"]), p["targets"]) == (row.kernel, row.stride, row.targets))]
     # several settings of one method (e.g. LoRA r=1 and r=8): the row of this table and printed cell first
     candidates.sort(key=lambda p: (p.get("table") != str(table_number), p.get("paper") != cell.printed))
-    for p in candidates:
-        cell.ours, cell.n = float(p["params"]), 1
-        if model == row.model and p["paper"] == cell.printed:
-            cell.match = p["match"].strip().lower() == "true"
-        source = "params.csv"
-        break
+    listed = int(candidates[0]["params"]) if candidates else None
+    counts = sorted({int(r["params_method"]) for r in matched if r["params_method"] is not None})
+    crosscheck = ""
+    if counts:
+        cell.ours, cell.n, source = float(counts[0]), len(counts), "runs"
+        if listed is not None and counts != [listed]:
+            crosscheck = (f"{row.setting}: the runs count {', '.join(f'{c:,}' for c in counts)}, "
+                          f"`make params` {listed:,} for the paper's setting")
+    elif listed is not None:
+        cell.ours, cell.n, source = float(listed), 1, "params.csv"
     else:
-        counts = sorted({int(r["params_method"]) for r in matched if r["params_method"] is not None})
-        if not counts:
-            return cell, ""
-        cell.ours, cell.n = float(counts[0]), len(counts)
-        source = "runs"
-    if cell.match is None and model == row.model and cell.printed and cell.printed != MISSING:
-        try:
+        return cell, "", ""
+    if model == row.model and cell.printed and cell.printed != MISSING and cell.n == 1:
+        if cell.printed.strip().endswith("%"):
+            backbones = {int(r["params_total"]) - int(r["params_method"]) - int(r["params_head"]) for r in matched
+                         if None not in (r["params_total"], r["params_method"], r["params_head"])}
+            if len(backbones) == 1:
+                cell.match = percent_matches(int(cell.ours), backbones.pop(), cell.printed)
+        else:
             units = "binary" if row.method == "dcft" else "decimal"
             _, cell.match = in_paper_units(int(cell.ours), cell.printed, units)
-        except ValueError:  # "0.08%": not a count
-            cell.match = None
-    return cell, source
+    return cell, source, crosscheck
 
 
 def build_cells(table: PaperTable, runs: Runs, model: str | None = None,
@@ -332,23 +429,33 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None,
     paper_models = table.models if model is None else table.models[:1]
     params_rows = _params_lookup(params_csv)
     cells: list[Cell] = []
-    info: dict[str, Any] = {"used": [], "params_source": set(), "pairs": []}
+    info: dict[str, Any] = {"used": [], "params_source": set(), "pairs": [], "unused": [], "contested": 0}
     for pm in paper_models:
         ours_model = pm if model is None else model
         info["pairs"].append((ours_model, pm))
         for row in (r for r in table.rows if r.model == pm):
-            matched = [r for r in runs.usable if r["model"] == ours_model and row.matches(r)]
-            pcell, source = _params_cell(ours_model, row, table.paper(pm, row.setting, "", "params"), matched,
-                                         params_rows, table.number)
+            candidates = [r for r in runs.usable if r["model"] == ours_model and row.matches(r)]
+            selected: dict[str, list[dict[str, Any]]] = {}
+            passed_over: dict[str, list[dict[str, Any]]] = {}
+            for task in table.tasks():
+                chosen, unused = select_setting([r for r in candidates if r["task"] == task])
+                selected[task], passed_over[task] = chosen, unused
+                info["unused"].extend({**u, "cell": f"{row.setting} / {TASK_LABEL.get(task, task)}"} for u in unused)
+                info["contested"] += bool(unused)
+            matched = [r for task in table.tasks() for r in selected[task]]
+            pcell, source, crosscheck = _params_cell(ours_model, row, table.paper(pm, row.setting, "", "params"),
+                                                     matched, params_rows, table.number)
             if source:
                 info["params_source"].add(source)
+            if crosscheck:
+                info.setdefault("crosscheck", []).append(crosscheck)
             cells.append(pcell)
             metrics = list(table.columns) + ([(t, "time_h") for t in table.tasks()] if table.has_time else [])
             for task, metric in metrics:
                 paper = table.paper(pm, row.setting, task, metric)
                 cell = Cell(ours_model, pm, row, task, metric, paper=paper_value(paper),
                             printed=(paper or {}).get("printed", ""))
-                use = [r for r in matched if r["task"] == task]
+                use = selected[task]
                 if metric == "time_h":
                     use = [r for r in use if r["time_h"] is not None]
                     values = [r["time_h"] for r in use]
@@ -357,6 +464,8 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None,
                     values = [r["best"][metric] * scale(task) for r in use]
                 cell.ours, cell.std, cell.n = _stats(values)
                 cell.runs = [r["run"] for r in use]
+                cell.lrs = sorted({r["lr"] for r in use if r["lr"] is not None})
+                cell.not_selected = [f"{u['run']} ({u['reason']})" for u in passed_over[task]]
                 info["used"].extend(use)
                 cells.append(cell)
             if table.has_avg:
@@ -478,7 +587,8 @@ def _excluded_note(runs: Runs, table: PaperTable, pairs: list[tuple[str, str]]) 
         parts.append(f"{len(failed)} failed run{'s' if len(failed) > 1 else ''} excluded: {shown}{more}")
     for lst, what, why in ((runs.unfinished, "unfinished", " (running or interrupted)"),
                            (runs.debug, "debug/smoke", ""),
-                           (runs.duplicates, "duplicate", " (same setting and seed twice; the newest kept)")):
+                           (runs.duplicates, "duplicate", " (one effective configuration in two folders; the "
+                                                          "newest kept)")):
         k = sum(1 for r in lst if relevant(r))
         if k:
             parts.append(f"{k} {what} run{'s' if k > 1 else ''} excluded{why}")
@@ -537,18 +647,35 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
                      f"excluded) on {_hardware(used)}. Paper: {hw}.")
     src = info["params_source"]
     notes.append("#Params: the method's own trainable parameters (head excluded), ours exact "
-                 + ("from `results/tables/params.csv` (`make params`)" if src == {"params.csv"} else
-                    "from the runs' `params.method`" if src == {"runs"} else
-                    "from `params.csv` where present, else the runs' `params.method`" if src else
+                 + ("from the runs' recorded `params.method` (the setting that ran)" if src == {"runs"} else
+                    "from `results/tables/params.csv` (`make params`: the paper's setting on the meta device; "
+                    "no runs)" if src == {"params.csv"} else
+                    "from the runs' recorded `params.method`, rows without runs from `make params`" if src else
                     "(no count available)")
                  + "; ✓/✗: the printed value does (not) follow from the count in the paper's units "
-                 "(binary for DCFT, decimal for baselines).")
+                 "(binary for DCFT, decimal for baselines; a printed % against the run's backbone size).")
+    for note in info.get("crosscheck", []):
+        notes.append(f"#Params cross-check: {note}.")
+    holdout = any(r["holdout"] for r in info["used"])
+    notes.append("Selection: runs are grouped by their effective configuration (`dcft.identity`), seeds averaged. "
+                 "Where several settings could fill one cell (e.g. one method at several learning rates), the "
+                 "setting with the best mean "
+                 + ("score on the held-out slice of the training set (`data.holdout`; dev reported for that "
+                    "setting only)" if holdout else "dev score (as the paper: \"we tune the learning rate and pick "
+                                                    "the best learning rate for every method\", Appendix E)")
+                 + " fills it; the CSV names its runs and learning rate (`runs`, `lr`) and every run passed over "
+                 f"(`not_selected`). Cells with a choice: {info['contested']}.")
+    unused = info["unused"]
+    if unused:
+        shown = "; ".join(f"{u['run']} [{u['cell']}]: {u['reason']}" for u in unused[:6])
+        more = f"; and {len(unused) - 6} more (see the CSV)" if len(unused) > 6 else ""
+        notes.append(f"Not used ({len(unused)}): {shown}{more}.")
     excl = _excluded_note(runs, table, pairs)
     if excl:
         notes.append(excl)
     presets = sorted({str(r["preset"]) for r in info["used"]})
     if len(presets) > 1:
-        notes.append(f"Warning: cells mix hyperparameter presets ({', '.join(presets)}).")
+        notes.append(f"Cells come from runs of several hyperparameter presets ({', '.join(presets)}).")
     limited = sorted({r["run"] for r in info["used"] if r["limited"]})
     if limited:
         notes.append(f"{len(limited)} run{'s' if len(limited) > 1 else ''} used a shortened schedule or data "
@@ -599,7 +726,7 @@ def to_latex(g: Grid) -> str:
 
 
 CSV_COLUMNS = ["table", "model", "paper_model", "setting", "method", "kernel", "stride", "targets", "task", "metric",
-               "ours", "ours_std", "n", "paper", "paper_printed", "diff", "match", "runs"]
+               "ours", "ours_std", "n", "paper", "paper_printed", "diff", "match", "lr", "runs", "not_selected"]
 
 
 def to_csv(number: int, cells: list[Cell]) -> str:
@@ -613,7 +740,8 @@ def to_csv(number: int, cells: list[Cell]) -> str:
         w.writerow([number, c.model, c.paper_model, c.row.setting, c.row.method, c.row.kernel or "",
                     c.row.stride or "", c.row.targets or "", c.task, c.metric, ours, fmt(c.std), c.n,
                     "" if c.paper is None else f"{c.paper:g}", c.printed, fmt(c.diff),
-                    "" if c.match is None else str(c.match).lower(), ";".join(c.runs)])
+                    "" if c.match is None else str(c.match).lower(), ";".join(f"{v:g}" for v in c.lrs),
+                    ";".join(c.runs), ";".join(c.not_selected)])
     return f.getvalue()
 
 

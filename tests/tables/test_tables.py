@@ -17,23 +17,27 @@ GLUE_METRIC = {"cola": "validation/matthews_correlation", "stsb": "validation/pe
 def write_run(root: Path, model: str, task: str, method: str, *, seed: int = 6, kernel: int | None = None,
               stride: int | None = None, targets: str = "all", status: str = "completed",
               metrics: dict | None = None, time_s: float = 1800.0, params: int = 0, debug: str | None = None,
-              finished: str = "2026-01-01T00:00:00") -> Path:
+              finished: str = "2026-01-01T00:00:00", lr: float | None = None, score: float | None = None,
+              holdout: float | None = None, folder: str | None = None, method_cfg: dict | None = None) -> Path:
     """A result file shaped like `dcft.experiment.run` writes it, in the folder a sweep would use."""
     if method == "dcft":
         name = f"kernel={kernel},seed={seed},stride={'null' if stride is None else stride},targets={targets}"
         mcfg = {"name": "dcft", "kernel": kernel, "stride": stride, "targets": targets, "rank": 1}
     else:
-        name, mcfg = f"seed={seed}", {"name": method}
-    run_dir = root / model / task / method / name
+        name, mcfg = f"seed={seed}", {"name": method, **(method_cfg or {})}
+    if lr is not None:
+        name += f",lr={lr:g}"
+    run_dir = root / model / task / method / (folder or name)
     run_dir.mkdir(parents=True, exist_ok=True)
     rec = {"schema_version": 1, "status": status, "run_dir": str(run_dir),
            "choices": {"model": model, "task": task, "method": method, "preset": "authors", "debug": debug},
            "config": {"model": {"name": model}, "task": {"name": task}, "method": mcfg, "seed": seed,
-                      "data": {"limit_train": None}, "train": {"max_steps": -1}},
+                      "data": {"limit_train": None, "holdout": holdout}, "train": {"max_steps": -1, "lr": lr}},
            "device": "cuda:0", "environment": {"host": "node1", "platform": "Linux-x86_64"},
            "params": {"method": params}, "finished_at": finished}
     if status == "completed":
-        best = {"score": 0.0, "step": 100, **(metrics or {})}
+        best = {"score": next(iter((metrics or {0: 0.0}).values())) if score is None else score, "step": 100,
+                **(metrics or {})}
         rec["metrics"] = {"best": best, "final": {"step": 200, **(metrics or {})}, "history": [{"step": 100, **best}]}
         rec["train"] = {"steps": 200, "train_time_s": time_s}
     elif status == "failed":
@@ -77,7 +81,8 @@ def test_table6_markdown_exact(table6_runs: Path, tmp_path: Path):
 - Each cell: ours vs paper (ours − paper). Ours: deberta-v3-base runs under `{root}`; paper: DeBERTaV3-base (paper Table 6, `results/paper/table6.csv`).
 - Scores: the metric of the best dev evaluation (the paper reports the best), ×100 (CoLA Matthews correlation, STS-B Pearson, accuracy otherwise; SQuAD EM / F1). Where several seeds ran: mean±std (sample std) and n; a single run shows its value.
 - —: no completed run (ours) or not printed (paper); nothing is filled in.
-- #Params: the method's own trainable parameters (head excluded), ours exact from the runs' `params.method`; ✓/✗: the printed value does (not) follow from the count in the paper's units (binary for DCFT, decimal for baselines).
+- #Params: the method's own trainable parameters (head excluded), ours exact from the runs' recorded `params.method` (the setting that ran); ✓/✗: the printed value does (not) follow from the count in the paper's units (binary for DCFT, decimal for baselines; a printed % against the run's backbone size).
+- Selection: runs are grouped by their effective configuration (`dcft.identity`), seeds averaged. Where several settings could fill one cell (e.g. one method at several learning rates), the setting with the best mean dev score (as the paper: "we tune the learning rate and pick the best learning rate for every method", Appendix E) fills it; the CSV names its runs and learning rate (`runs`, `lr`) and every run passed over (`not_selected`). Cells with a choice: 0.
 - 1 failed run excluded: {failed} (ValueError); 1 debug/smoke run excluded.
 - Paper (DeBERTaV3-base, Q,K,V,O, #Params): formula gives 12,288 = 12.0 Ki.
 - Paper (DeBERTaV3-base, ALL, CoLA): Tables 1/4 print 71.07 for the same setting.
@@ -101,21 +106,21 @@ def test_table6_csv_exact(table6_runs: Path, tmp_path: Path):
         s = f'"{setting}"' if "," in setting else setting
         pre = f"{lead},{s},dcft,8,8,{tg}"
         if setting == "Q,K":
-            lines.append(f"{pre},,params,6144,,1,{pv},{pp},,true,")
+            lines.append(f"{pre},,params,6144,,1,{pv},{pp},,true,,,")
         elif setting == "ALL":
-            lines.append(f"{pre},,params,25344,,1,{pv},{pp},,true,")
+            lines.append(f"{pre},,params,25344,,1,{pv},{pp},,true,,,")
         else:
-            lines.append(f"{pre},,params,,,0,{pv},{pp},,,")
+            lines.append(f"{pre},,params,,,0,{pv},{pp},,,,,")
         for task, metric, p in (("cola", "validation/matthews_correlation", cola), ("mrpc", "validation/accuracy", mrpc),
                                 ("stsb", "validation/pearson", stsb), ("rte", "validation/accuracy", rte)):
             pnum = f"{float(p):g}"
             if setting == "Q,K" and task == "rte":
-                lines.append(f"{pre},{task},{metric},81.0000,1.4142,2,{pnum},{p},-2.0300,,{rte_runs}")
+                lines.append(f"{pre},{task},{metric},81.0000,1.4142,2,{pnum},{p},-2.0300,,,{rte_runs},")
             elif setting == "ALL" and task == "cola":
                 run = "deberta-v3-base/cola/dcft/kernel=8,seed=6,stride=null,targets=all"
-                lines.append(f'{pre},{task},{metric},70.0000,,1,{pnum},{p},-1.0600,,"{run}"')
+                lines.append(f'{pre},{task},{metric},70.0000,,1,{pnum},{p},-1.0600,,,"{run}",')
             else:
-                lines.append(f"{pre},{task},{metric},,,0,{pnum},{p},,,")
+                lines.append(f"{pre},{task},{metric},,,0,{pnum},{p},,,,,")
     assert T.to_csv(6, cells) == "\n".join(lines) + "\n"
 
 
@@ -215,7 +220,7 @@ def test_duplicates_keep_the_newest_and_are_counted(tmp_path: Path):
     grid, cells = T.build(5, runs, model="minilm")
     rte = next(c for c in cells if c.row.setting == "stride=8" and c.task == "rte" and c.metric != "time_h")
     assert (rte.ours, rte.n) == (pytest.approx(65.0), 1)
-    assert "1 duplicate run excluded (same setting and seed twice; the newest kept)." in grid.notes
+    assert "1 duplicate run excluded (one effective configuration in two folders; the newest kept)." in grid.notes
 
 
 def test_time_rows_hours_and_hardware(tmp_path: Path):
