@@ -29,8 +29,11 @@ bias. Not mergeable (the adapter is non-linear).
 Decision: written in-house rather than with the `adapters` library (AdapterHub 1.3.0 has both as
 "double_seq_bn" / "seq_bn"), because that library pins transformers ~=4.57.6 and this project runs
 transformers 5. The in-house version is a few dozen lines and keeps the model a plain transformers model.
-(AdapterHub applies the adapter after the sub-layer's dropout; here it sits before it, inside the
-projection, a difference only while dropout is active.)
+Where the adapter reads (`input`): HAdapter `dropout` (default) applies it to dropout(dense(x)), as the
+AdaLoRA reference (`DebertaV2SelfOutput` / `DebertaV2Output`, adapter_type 'houlsby') and AdapterHub, by
+wrapping the block's `dropout` module; PAdapter `layernorm` (default, above). `input=dense` puts either
+inside the dense projection, before the dropout (this harness before issue 13; the same function in
+evaluation, where dropout is off).
 
 The two methods share one module; the registry finds each one's schema through the class attribute
 `config_class` (`HAdapter.config_class = HAdapterConfig`).
@@ -62,6 +65,7 @@ class HAdapterConfig:
     activation: str = "silu"  # non-linearity between down and up projection: silu (= swish), relu, gelu, tanh
     placement: str = "attn_ffn"  # attn_ffn = after attention output and FFN output (Houlsby); ffn = after FFN output only (Pfeiffer)
     init_std: float = 0.02  # standard deviation of the down-projection's normal init (up-projection starts at zero)
+    input: str = "dropout"  # dropout = adapter on dropout(dense(x)) (AdaLoRA/DCFT code, AdapterHub); dense = inside the projection, before dropout
 
 
 @dataclass
@@ -133,7 +137,20 @@ class AdaptedLayerNorm(nn.LayerNorm):
         return self._norm(z + self.adapter.delta(self._norm(z)))
 
 
-ADAPTED = (AdaptedLinear, AdaptedLayerNorm)
+class AdaptedDropout(nn.Module):
+    """A block's dropout module followed by an adapter: `adapter(dropout(h))` (no Parameters of its own)."""
+
+    def __init__(self, base: nn.Module, adapter: Bottleneck):
+        super().__init__()
+        self.base = base
+        self.adapter = adapter
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.base(h))
+
+
+ADAPTED = (AdaptedLinear, AdaptedLayerNorm, AdaptedDropout)
+INPUTS = {"dense": "the raw dense output", "dropout": "dropout(dense(x))", "layernorm": "LayerNorm(h + input)"}
 
 
 class _BottleneckAdapter(Method):
@@ -161,21 +178,22 @@ class _BottleneckAdapter(Method):
         for n, m in iter_linear(model, sites):  # a Conv1D site (GPT-2) is refused here, by name
             if isinstance(m, AdaptedLinear):
                 raise ValueError(f"{self.name}: module {n!r} already carries an adapter; build a fresh model")
-            if self._input() == "layernorm":
-                parent, _ = get_submodule_parent(model, n)
-                ln = getattr(parent, "LayerNorm", None)
-                if isinstance(ln, AdaptedLayerNorm):
-                    raise ValueError(f"{self.name}: the LayerNorm after {n!r} already carries an adapter; "
-                                     f"build a fresh model")
-                if not isinstance(ln, nn.LayerNorm):
-                    raise ValueError(f"{self.name}: input=layernorm needs an nn.LayerNorm named 'LayerNorm' beside "
-                                     f"{n!r} (the block's residual LayerNorm); found {type(ln).__name__}. "
-                                     f"Use method.input=dense for this model")
+            where = self._input()
+            if where == "dense":
+                continue
+            parent, _ = get_submodule_parent(model, n)
+            attr, kind = ("LayerNorm", nn.LayerNorm) if where == "layernorm" else ("dropout", nn.Module)
+            mod = getattr(parent, attr, None)
+            if isinstance(mod, ADAPTED):
+                raise ValueError(f"{self.name}: the {attr} after {n!r} already carries an adapter; build a fresh model")
+            if not isinstance(mod, kind):
+                raise ValueError(f"{self.name}: input={where} needs a module named {attr!r} beside {n!r} (the block's "
+                                 f"{attr}); found {type(mod).__name__}. Use method.input=dense for this model")
 
     def _input(self) -> str:
         value = getattr(self.cfg, "input", "dense")
-        if value not in ("dense", "layernorm"):
-            raise ValueError(f"input={value!r}; valid: layernorm (adapter reads LayerNorm(h + input)), dense")
+        if value not in INPUTS:
+            raise ValueError(f"input={value!r}; valid: " + ", ".join(f"{k} (adapter reads {v})" for k, v in INPUTS.items()))
         return value
 
     def inject(self, model: nn.Module, targets: str) -> None:
@@ -187,6 +205,8 @@ class _BottleneckAdapter(Method):
             parent, child = get_submodule_parent(model, n)
             if self._input() == "layernorm":
                 parent.LayerNorm = AdaptedLayerNorm(parent.LayerNorm, adapter)
+            elif self._input() == "dropout":
+                parent.dropout = AdaptedDropout(parent.dropout, adapter)
             else:
                 setattr(parent, child, AdaptedLinear(base, adapter))
 
@@ -202,6 +222,7 @@ class HAdapter(_BottleneckAdapter):
 
     name = "hadapter"
     config_class = HAdapterConfig
+    revision = 2  # issue 13: the adapter reads dropout(dense(x)) (method.input=dropout)
 
 
 class PAdapter(_BottleneckAdapter):

@@ -25,7 +25,7 @@ EXPECTED = {
     "adalora": lambda n: bool(re.search(r"\.lora_[AEB]\.default$", n)),
     "sora": lambda n: bool(re.search(r"\.sora_(A|B|gate)$", n)),
     "bitfit": lambda n: "bias" in n,
-    "hadapter": lambda n: bool(re.search(LAYER + r"(attention\.)?output\.dense\.adapter\.(down|up)\.(weight|bias)$", n)),
+    "hadapter": lambda n: bool(re.search(LAYER + r"(attention\.)?output\.dropout\.adapter\.(down|up)\.(weight|bias)$", n)),
     "padapter": lambda n: bool(re.search(LAYER + r"output\.LayerNorm\.adapter\.(down|up)\.(weight|bias)$", n)),
     "full": lambda n: True,
 }
@@ -92,7 +92,7 @@ def test_method_trains_exactly_its_parameters(name, family, tokens):
     if family == "tiny-deberta":
         assert {"pooler.dense.weight", "pooler.dense.bias"} <= trainable  # peft issue #2171
     if name == "hadapter":
-        assert any("attention.output.dense.adapter" in n for n in own)
+        assert any("attention.output.dropout.adapter" in n for n in own)
     if name == "padapter":
         assert not any("attention.output" in n for n in own)
     with torch.no_grad():  # LoRA-family updates start at zero (B = 0, E = 0), adapters at identity

@@ -102,3 +102,34 @@ def test_padapter_input_is_validated():
     with pytest.raises(ValueError, match="input='post'"):
         method = build_method({"name": "padapter", "input": "post"})
         method.apply(tiny_model("tiny-deberta"))
+
+
+class _HalfDropout(torch.nn.Module):
+    """A fixed stand-in for one dropout draw (every unit kept and scaled by 0.5), so the order of dropout
+    and adapter shows in the output."""
+
+    def forward(self, h):
+        return 0.5 * h
+
+
+@pytest.mark.parametrize("family", ["tiny-deberta", "tiny-roberta"])
+@pytest.mark.parametrize("block_name", ["attention.output", "output"])
+def test_hadapter_reads_the_dropped_out_dense_output(family, block_name):
+    """AdaLoRA reference (`DebertaV2SelfOutput` / `DebertaV2Output`, adapter_type 'houlsby'):
+    h = dropout(dense(x)); h = h + up(swish(down(h))); out = LayerNorm(h + input)."""
+    model = tiny_model(family)
+    build_method({"name": "hadapter", "bottleneck": 3}).apply(model)
+    _randomise_adapters(model)
+    block = model.base_model.encoder.layer[1].get_submodule(block_name)
+    block.dropout.base = _HalfDropout()
+    adapter = {k: v.detach() for k, v in block.dropout.adapter.named_parameters()}
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, block.dense.in_features, generator=g)
+    inp = torch.randn(2, 4, block.dense.out_features, generator=g)
+    with torch.no_grad():
+        got = block(x, inp)
+        h = 0.5 * (x @ block.dense.weight.T + block.dense.bias)
+        h = h + torch.nn.functional.silu(h @ adapter["down.weight"].T + adapter["down.bias"]) @ adapter["up.weight"].T \
+            + adapter["up.bias"]
+        want = _layer_norm(h + inp, block.LayerNorm.weight, block.LayerNorm.bias, block.LayerNorm.eps)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
