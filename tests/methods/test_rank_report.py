@@ -53,3 +53,10 @@ def test_adalora_live_count_follows_the_singular_values():
         first.view(-1)[:2] = 0.0  # the allocator masked two singular values
     assert method.rank_report(model)["live_ranks"] == 3 * MATRICES - 2
 
+
+
+def test_methods_with_a_fixed_rank_report_none():
+    model = tiny_model("tiny-deberta")
+    method = build_method({"name": "lora", "r": 2})
+    method.apply(model)
+    assert method.rank_report(model) is None
