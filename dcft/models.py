@@ -304,8 +304,11 @@ CLS_DROPOUT_KEY = {"deberta-v2": "cls_dropout", "bert": "classifier_dropout", "r
 
 
 def head_config_kwargs(family: str, num_labels: int, cls_dropout: float | None) -> dict[str, Any]:
-    """Config overrides for the task head: label count and the family's classifier dropout key."""
+    """Config overrides for the task head: label count and the family's classifier dropout key;
+    decoders keep no key/value cache (a classifier never generates: the cache would only cost memory)."""
     kw: dict[str, Any] = {"num_labels": num_labels}
+    if family in DECODER_FAMILIES:
+        kw["use_cache"] = False
     if num_labels == 1:
         kw["problem_type"] = "regression"
     if cls_dropout is not None:

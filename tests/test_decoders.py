@@ -27,6 +27,7 @@ def test_tiny_decoder_pads_with_the_tokenizers_pad_id_and_has_a_score_head(name)
     assert model.config.pad_token_id == tok.pad_token_id == 0  # [PAD] of the byte tokenizer
     assert "token_type_ids" not in tok(*PAIRS[0])  # decoders take no segment ids
     assert head_parameter_names(model) == ["score.weight"]
+    assert model.config.use_cache is False  # a classifier never generates: no key/value cache kept
 
 
 @pytest.mark.parametrize("name", DECODERS)
@@ -249,6 +250,16 @@ def test_tiny_decoder_smoke_run_completes(model, method, count, glue_dir, tmp_pa
     assert rec["status"] == "completed"
     assert rec["params"]["method"] == count and rec["params"]["head"] == 48 * 2  # score: hidden x labels, no bias
     assert rec["train"]["steps"] == 4
+
+
+def test_bad_targets_fail_before_data_and_write_a_failed_result(tmp_path):
+    cfg = compose_cfg(["model=tiny-llama", "task=rte", "method=dcft", "kernel=8", "targets=[q_projj]",
+                       "data.glue_dir=/nonexistent/glue", "train.progress=false"])
+    with pytest.raises(ValueError, match=r"\['q_projj'\] matched no nn.Linear / Conv1D module.*self_attn.q_proj"):
+        run(cfg, tmp_path / "run")  # the targets' error, not the missing data
+    from dcft import results
+
+    assert results.read_result(tmp_path / "run")["status"] == "failed"
 
 
 def test_tiny_llama_dcft_learns_the_task_from_its_last_token(glue_dir, tmp_path):
