@@ -9,6 +9,11 @@ settings are
   stride 4, 2 and 1;
 * the same five DCFT settings with `impl="reference"` (Delta built by conv_transpose2d every
   forward pass, as the authors);
+* DCFT kernel 8 = stride through the peft tuner (`get_peft_model`'s layers, `-peft`) and through
+  the harness layer over GPT-2-style `Conv1D` targets (the same weights transposed, `-conv1d`),
+  each against the harness `nn.Linear` row of the same run;
+* the floor: the backbone frozen, only the classifier head and pooler training (`head-only`),
+  what no adapter can beat; every row reports its overhead above it;
 * full fine-tuning, for scale;
 
 and, for inference (forward only, no grad, eval mode), the plain base model beside the merged
@@ -58,6 +63,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from dcft.methods.base import Method
 from dcft.results import cpu_model, git_commit
 
 DEFAULT_MODEL = "deberta-v3-base"
@@ -74,6 +80,8 @@ LIMIT_STRIDE_EQ_KERNEL = 1.05  # DCFT fast, stride = kernel: step time and peak 
 LIMIT_OVERLAP = 1.25  # DCFT fast, kernel 8 with stride 4, 2, 1
 LIMIT_MERGED = 1.05  # merged DCFT inference against the base model
 LOSS_RTOL = 1e-4  # fast and reference settings must give the same loss on the same batch
+LIMIT_PEFT = 1.03  # DCFT through the peft tuner against the harness layer (step time)
+LIMIT_CONV1D = 1.05  # DCFT on Conv1D targets against the same on nn.Linear (step time)
 
 
 # --- settings ------------------------------------------------------------------------------------------
@@ -86,6 +94,7 @@ class Setting:
     stride: Optional[int] = None
     impl: Optional[str] = None  # "fast" / "reference" for DCFT, else None
     phase: str = "train"  # "train" or "inference"
+    via: str = "harness"  # DCFT layers: "harness" (DCFTLinear), "peft" (the peft tuner), "conv1d" (harness on Conv1D)
 
     @property
     def label(self) -> str:
@@ -93,7 +102,9 @@ class Setting:
             return "lora-r1"
         if self.method == "dcft":
             tail = "merged" if self.phase == "inference" else self.impl
-            return f"dcft-k{self.kernel}s{self.stride}-{tail}"
+            return f"dcft-k{self.kernel}s{self.stride}-{tail}" + ("" if self.via == "harness" else f"-{self.via}")
+        if self.method == "head":
+            return "head-only"
         return self.method
 
     def method_config(self) -> dict[str, Any]:
@@ -107,16 +118,60 @@ class Setting:
             return {"name": "full"}
         raise ValueError(f"setting {self.label!r} has no method to apply")
 
+    def build_method(self):
+        """The `Method` this setting applies (the base `Method` trains the head alone)."""
+        from dcft.methods import build_method
+
+        if self.method == "head":
+            return Method(None)
+        if self.via == "peft":
+            return PeftDcft(self.kernel, self.stride, self.impl or "fast")
+        return build_method(self.method_config())
+
+
+class PeftDcft(Method):
+    """DCFT through the peft tuner (`DcftLinear`, injected by `peft.inject_adapter_in_model` on the
+    same targets as the harness), in the harness `Method` interface so the benchmark's step (AdamW
+    over adapter and head, orthogonal regulariser) is the harness row's step."""
+
+    name = "dcft-peft"
+
+    def __init__(self, kernel: int, stride: Optional[int], impl: str = "fast"):
+        super().__init__(None)
+        self.kernel, self.stride, self.impl = kernel, stride, impl
+
+    def inject(self, model: nn.Module, targets: Any) -> None:
+        from peft import inject_adapter_in_model
+
+        from dcft.methods.dcft.tuner import DcftConfig
+        from dcft.models import resolve_targets
+
+        inject_adapter_in_model(DcftConfig(kernel=self.kernel, stride=self.stride, impl=self.impl,
+                                           target_modules=resolve_targets(model, targets)), model)
+
+    def own_parameters(self, model: nn.Module):
+        return ((n, p) for n, p in model.named_parameters() if ".dcft_" in n)
+
+    def extra_loss(self, model: nn.Module):
+        from dcft.methods.dcft.tuner import orthogonal_loss
+
+        return orthogonal_loss(model, "default")
+
 
 DCFT_SHAPES = ((2, 2), (8, 8), (8, 4), (8, 2), (8, 1))  # (kernel, stride)
 LORA = Setting("lora")
 
 
+HEAD_ONLY = Setting("head")  # the floor
+VIA = (Setting("dcft", 8, 8, "fast", via="peft"), Setting("dcft", 8, 8, "fast", via="conv1d"))
+
+
 def train_settings() -> list[Setting]:
-    """LoRA r=1, DCFT fast, DCFT reference, full fine-tuning: the training rows, in table order."""
+    """LoRA r=1, DCFT fast, DCFT reference, DCFT via peft and on Conv1D, the head-only floor,
+    full fine-tuning: the training rows, in table order."""
     fast = [Setting("dcft", k, s, "fast") for k, s in DCFT_SHAPES]
     ref = [Setting("dcft", k, s, "reference") for k, s in DCFT_SHAPES]
-    return [LORA, *fast, *ref, Setting("full")]
+    return [LORA, *fast, *ref, *VIA, HEAD_ONLY, Setting("full")]
 
 
 def inference_settings() -> list[Setting]:
@@ -228,14 +283,18 @@ def maybe_compile(module: nn.Module, compile: bool) -> nn.Module:
 def make_trainer(base: nn.Module, setting: Setting, seed: int, lr: float, compile: bool) -> Runner:
     """The setting's model (PEFT: sharing the frozen backbone of `base`, own copy of the head;
     full: an own copy of everything), adapted with adapter parameters drawn from `seed`."""
-    from dcft.methods import build_method
-    from dcft.models import head_parameter_names
+    from dcft.models import head_parameter_names, resolve_targets
 
     if setting.method == "full":
         module = copy.deepcopy(base)
+    elif setting.via == "conv1d":
+        targets = resolve_targets(base, "all")
+        module = clone_sharing(base, set(head_parameter_names(base)) | {f"{n}.{w}" for n in targets
+                                                                       for w in ("weight", "bias")})
+        to_conv1d(module, targets)
     else:
         module = clone_sharing(base, set(head_parameter_names(base)))
-    method = build_method(setting.method_config())
+    method = setting.build_method()
     torch.manual_seed(seed)  # same A, B, C for the fast and the reference path of one (kernel, stride)
     method.apply(module)
     module.train()
@@ -244,6 +303,23 @@ def make_trainer(base: nn.Module, setting: Setting, seed: int, lr: float, compil
                     trainable=count.trainable)
     runner.optimizer = runner.new_optimizer(lr)
     return runner
+
+
+def to_conv1d(model: nn.Module, names: list[str]) -> None:
+    """Replace each named `nn.Linear` by the transformers `Conv1D` computing the same function
+    (weight transposed, as GPT-2 stores it), in place."""
+    from transformers.pytorch_utils import Conv1D
+
+    from dcft.models import get_submodule_parent
+
+    for name in names:
+        linear = model.get_submodule(name)
+        conv = Conv1D(linear.out_features, linear.in_features).to(linear.weight.device, linear.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(linear.weight.t())
+            conv.bias.copy_(linear.bias)
+        parent, child = get_submodule_parent(model, name)
+        setattr(parent, child, conv)
 
 
 def make_inferer(base: nn.Module, setting: Setting, seed: int, compile: bool) -> Runner:
@@ -370,16 +446,21 @@ def load_average() -> Optional[list[float]]:
         return None
 
 
-def train_row(runner: Runner, lora: Runner) -> dict[str, Any]:
+def train_row(runner: Runner, lora: Runner, floor: Optional[Runner] = None) -> dict[str, Any]:
     s = runner.setting
     paired = [t / l for t, l in zip(runner.samples, lora.samples)]  # same round
     row = {"phase": "train", "label": s.label, "method": s.method, "kernel": s.kernel, "stride": s.stride,
-           "impl": s.impl, "method_params": runner.params, "trainable_params": runner.trainable,
+           "impl": s.impl, "via": s.via if s.method == "dcft" else None, "method_params": runner.params,
+           "trainable_params": runner.trainable,
            **spread(runner.samples, "step_s"), "step_s_all": runner.samples, "peak_mem_bytes": runner.peak_mem}
     row["ratio_to_lora"] = row["step_s_median"] / quantile(lora.samples, 0.5)
     row["ratio_to_lora_q1"], row["ratio_to_lora_q3"] = quantile(paired, 0.25), quantile(paired, 0.75)
     row["mem_ratio_to_lora"] = runner.peak_mem / lora.peak_mem if lora.peak_mem else None
     row["loss_step0"] = runner.loss_step0
+    if floor is not None:  # overhead above the head-only step (backbone frozen, nothing injected)
+        floor_s = quantile(floor.samples, 0.5)
+        row["over_floor_s"] = row["step_s_median"] - floor_s
+        row["ratio_to_floor"] = row["step_s_median"] / floor_s
     return row
 
 
@@ -409,6 +490,15 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             limit = LIMIT_STRIDE_EQ_KERNEL if r["stride"] == r["kernel"] else LIMIT_OVERLAP
             add(f"{r['label']} step time / LoRA", r["ratio_to_lora"], limit)
             add(f"{r['label']} peak memory / LoRA", r["mem_ratio_to_lora"], limit)
+            if r["via"] != "harness":  # the same setting through the harness nn.Linear layer
+                harness = by_label.get(r["label"].removesuffix(f"-{r['via']}"))
+                if harness is not None:
+                    limit = LIMIT_PEFT if r["via"] == "peft" else LIMIT_CONV1D
+                    add(f"{r['label']} step time / {harness['label']}",
+                        r["step_s_median"] / harness["step_s_median"], limit)
+                    diff = abs(r["loss_step0"] - harness["loss_step0"]) / max(abs(harness["loss_step0"]), 1e-12)
+                    add(f"{r['label']} loss == {harness['label']} loss (relative difference)", diff, LOSS_RTOL)
+                continue
             ref = by_label.get(r["label"].replace("-fast", "-reference"))
             if ref is not None and r["loss_step0"] is not None and ref["loss_step0"] is not None:
                 diff = abs(r["loss_step0"] - ref["loss_step0"]) / max(abs(ref["loss_step0"]), 1e-12)
@@ -470,7 +560,7 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
         unknown = sorted(set(only) - known)
         if unknown:
             raise SystemExit(f"--only: unknown settings {unknown}; valid: {', '.join(sorted(known))}")
-        settings = [s for s in settings if s == LORA or s.label in only]
+        settings = [s for s in settings if s in (LORA, HEAD_ONLY) or s.label in only]
 
     trainers: list[Runner] = []
     for s in settings:
@@ -494,7 +584,8 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
         trainers.append(runner)
     run_rounds(trainers, lambda r: train_step(r, data), repeats, dev, log, "train")
     lora = trainers[0]
-    rows = [train_row(r, lora) for r in trainers]
+    floor = next(r for r in trainers if r.setting == HEAD_ONLY)
+    rows = [train_row(r, lora, floor) for r in trainers]
 
     if inference:
         inferers: list[Runner] = []
@@ -556,14 +647,17 @@ def markdown(result: dict[str, Any]) -> str:
              f"Median of {result['repeats']} interleaved steps after {result['warmup']} warm-up; IQR and min-max in "
              f"seconds; ratios to LoRA r=1 of the same run (per-round ratio IQR in brackets).",
              "",
-             "| setting | impl | #params | step (s) | IQR | min-max | x LoRA | peak mem (MiB) | mem x LoRA |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| setting | impl | #params | step (s) | IQR | min-max | x LoRA | over floor (s) | peak mem (MiB) "
+             "| mem x LoRA |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         if r["phase"] != "train":
             continue
+        over = r.get("over_floor_s")
         lines.append(f"| {r['label']} | {r['impl'] or '—'} | {r['method_params']:,} | {r['step_s_median']:.3f} | "
                      f"{r['step_s_q1']:.3f}-{r['step_s_q3']:.3f} | {r['step_s_min']:.3f}-{r['step_s_max']:.3f} | "
                      f"{_x(r['ratio_to_lora'])} [{r['ratio_to_lora_q1']:.2f}-{r['ratio_to_lora_q3']:.2f}] | "
+                     f"{'—' if over is None else f'{over:+.3f}'} | "
                      f"{_mib(r['peak_mem_bytes'])} | {_x(r['mem_ratio_to_lora'])} |")
     inf = [r for r in result["rows"] if r["phase"] == "inference"]
     if inf:

@@ -82,7 +82,7 @@ def test_fast_and_reference_rows_have_the_same_loss(result):
     for k, s in bench.DCFT_SHAPES:
         fast, ref = rows[f"dcft-k{k}s{s}-fast"]["loss_step0"], rows[f"dcft-k{k}s{s}-reference"]["loss_step0"]
         assert fast == pytest.approx(ref, rel=1e-5)
-    loss_checks = [c for c in res["checks"] if "loss" in c["check"]]
+    loss_checks = [c for c in res["checks"] if "reference loss" in c["check"]]
     assert len(loss_checks) == len(bench.DCFT_SHAPES) and all(c["ok"] for c in loss_checks)
     assert {c["check"].split()[0] for c in res["checks"] if "inference" in c["check"]} == {
         "dcft-k8s8-merged", "dcft-k2s2-merged"}
@@ -175,3 +175,50 @@ def test_bad_arguments_fail_clearly():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="CUDA is not available"):
             bench.main([*TINY, "--device", "cuda"])
+
+
+def test_peft_and_conv1d_rows_compute_the_harness_step_and_are_checked_against_it(result):
+    """The peft tuner and the Conv1D path start from the same A, B, C as the harness nn.Linear row:
+    the same first loss (to float rounding), and their step-time limits are taken against that row."""
+    _, res = result
+    rows = {r["label"]: r for r in res["rows"]}
+    harness = rows["dcft-k8s8-fast"]
+    for via, limit in (("peft", bench.LIMIT_PEFT), ("conv1d", bench.LIMIT_CONV1D)):
+        r = rows[f"dcft-k8s8-fast-{via}"]
+        assert r["via"] == via and r["method_params"] == harness["method_params"]
+        assert r["loss_step0"] == pytest.approx(harness["loss_step0"], rel=1e-6)
+        check = {c["check"]: c for c in res["checks"]}[f"dcft-k8s8-fast-{via} step time / dcft-k8s8-fast"]
+        assert check["limit"] == limit and check["value"] == pytest.approx(r["step_s_median"] /
+                                                                           harness["step_s_median"])
+
+
+def test_floor_row_trains_the_head_only_and_every_row_reports_its_overhead(result):
+    _, res = result
+    train = [r for r in res["rows"] if r["phase"] == "train"]
+    floor = next(r for r in train if r["label"] == "head-only")
+    assert floor["method_params"] == 0 and floor["trainable_params"] > 0 and floor["over_floor_s"] == 0.0
+    for r in train:
+        assert r["over_floor_s"] == pytest.approx(r["step_s_median"] - floor["step_s_median"])
+        assert r["ratio_to_floor"] == pytest.approx(r["step_s_median"] / floor["step_s_median"])
+    assert "| head-only |" in bench.markdown(res) and "over floor (s)" in bench.markdown(res)
+
+
+def test_peft_and_conv1d_trainers_share_the_backbone_and_change_only_their_own_tensors():
+    from conftest import model_cfg
+    from transformers.pytorch_utils import Conv1D
+
+    base = bench.build_base(model_cfg("tiny-deberta"), torch.device("cpu"), seed=0)
+    before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    data = bench.make_batch(base, 2, 16, torch.device("cpu"), seed=0)
+    peft_runner, conv_runner, head_runner = (bench.make_trainer(base, s, 0, 1e-3, compile=False)
+                                             for s in (*bench.VIA, bench.HEAD_ONLY))
+    word = "deberta.embeddings.word_embeddings.weight"
+    for runner in (peft_runner, conv_runner, head_runner):
+        assert dict(runner.module.named_parameters())[word] is dict(base.named_parameters())[word]
+        bench.train_step(runner, data)
+    query = "deberta.encoder.layer.0.attention.self.query_proj"
+    assert isinstance(conv_runner.module.get_submodule(query).base, Conv1D)
+    assert type(peft_runner.module.get_submodule(query)).__name__ == "DcftLinear"
+    assert dict(head_runner.method.own_parameters(head_runner.module)) == {}
+    for n, p in base.named_parameters():  # the shared backbone never moved
+        torch.testing.assert_close(p, before[n], rtol=0, atol=0, msg=n)
