@@ -252,14 +252,11 @@ def test_tiny_decoder_smoke_run_completes(model, method, count, glue_dir, tmp_pa
     assert rec["train"]["steps"] == 4
 
 
-def test_bad_targets_fail_before_data_and_write_a_failed_result(tmp_path):
+def test_bad_targets_are_rejected_before_data(tmp_path):
     cfg = compose_cfg(["model=tiny-llama", "task=rte", "method=dcft", "kernel=8", "targets=[q_projj]",
                        "data.glue_dir=/nonexistent/glue", "train.progress=false"])
     with pytest.raises(ValueError, match=r"\['q_projj'\] matched no nn.Linear / Conv1D module.*self_attn.q_proj"):
         run(cfg, tmp_path / "run")  # the targets' error, not the missing data
-    from dcft import results
-
-    assert results.read_result(tmp_path / "run")["status"] == "failed"
 
 
 def test_tiny_llama_dcft_learns_the_task_from_its_last_token(glue_dir, tmp_path):
