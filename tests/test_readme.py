@@ -9,10 +9,28 @@ import torch
 from conftest import ROOT, tiny_model
 
 
+def readme_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_peft_example_runs_as_written(monkeypatch, tmp_path):
+    """The first example (the peft way) needs nothing but itself: it builds its model from config."""
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(readme_blocks()[0], "README.md", "exec"), ns)
+    model, loaded, batch = ns["model"], ns["loaded"], ns["batch"]
+    assert loaded.peft_config["default"].peft_type == "DCFT"
+    assert any(p.grad is not None for n, p in model.named_parameters() if "dcft_" in n)  # backward reached A, B, C
+    assert (tmp_path / "my-adapter" / "adapter_model.safetensors").stat().st_size < 64_000
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, rtol=0, atol=0)
+
+
 def test_readme_api_example_runs(monkeypatch, tmp_path, tokens):
     import transformers
 
-    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    code = readme_blocks()[1]
     code = code.replace('"my-adapter/"', repr(str(tmp_path / "my-adapter")))
     # Both from_pretrained calls give the same base weights, as loading one checkpoint twice would.
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained",
