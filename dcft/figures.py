@@ -15,6 +15,12 @@ PDF, into results/figures/ (matplotlib, Agg; never trains).
 Runs are selected exactly as `dcft.tables` selects them (completed, non-debug, newest duplicate).
 A figure whose runs are missing is skipped with a message, except the ablation plots, which
 always show the paper's side.
+
+Conventions shared by every figure: one colour per task (`TASK_COLORS`) and per method setting
+(`method_color`); one time unit for all figures of a build (hours, or minutes when every run
+took less than an hour, `time_unit`); lines join points only where a series has at least
+`MIN_CURVE_POINTS` points (fewer are drawn as markers); error bars (sample std) where a point has
+several seeds; a caption line under each figure naming our model, hardware and training budget.
 """
 
 from __future__ import annotations
@@ -41,6 +47,64 @@ STYLE = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "legend.fon
 FIG2_TASKS = ("cola", "rte", "mrpc", "qnli")
 FIG_KERNELS = (2, 8)  # DCFT settings of Figures 2 and 3: the paper's "DCFT †" (best) and "DCFT Δ" (most efficient)
 SCORE_NAME = {"cola": "Matthews corr.", "stsb": "Pearson r", "squad": "F1", "squad_v2": "F1"}
+MIN_CURVE_POINTS = 3  # fewer points are markers, not a curve
+# One colour per task in every figure (tab10 order), and per method setting (Dark2, never a task colour's role).
+TASK_COLORS = {t: plt.get_cmap("tab10")(i) for i, t in
+               enumerate(("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "squad", "squad_v2"))}
+_METHOD_ORDER = ("LoRA", "DCFT d=2", "DCFT d=4", "DCFT d=8", "DCFT d=12", "DCFT d=6", "DCFT d=16")
+
+
+def method_color(label: str):
+    """The colour of a method setting ("LoRA", "DCFT d=8", ...), the same in every figure."""
+    cmap = plt.get_cmap("Dark2")
+    if label in _METHOD_ORDER:
+        return cmap(_METHOD_ORDER.index(label))
+    return cmap(len(_METHOD_ORDER) + sum(map(ord, label)) % (8 - len(_METHOD_ORDER) % 8))
+
+
+def task_color(task: str):
+    return TASK_COLORS.get(task, "gray")
+
+
+def time_unit(hours: list[float]) -> tuple[str, float]:
+    """The unit of every time axis of a build, from our runs' training times: ("h", 1) when every
+    run took an hour or more, else ("min", 60) (the paper's times are shown in the same unit)."""
+    return ("h", 1.0) if hours and all(h >= 1 for h in hours) else ("min", 60.0)
+
+
+def build_time_unit(runs: T.Runs) -> tuple[str, float]:
+    return time_unit([r["time_h"] for r in runs.usable if r["time_h"] is not None])
+
+
+def _linestyle(n_points: int) -> str:
+    return "-" if n_points >= MIN_CURVE_POINTS else "none"
+
+
+def _budget(runs: list[dict[str, Any]]) -> str:
+    """Optimizer steps, batch size and max_len of the runs, from their result files ("40 steps x batch 16, 128 tokens")."""
+    from dcft.results import read_result
+
+    steps, batch, length = set(), set(), set()
+    for r in runs:
+        rec = read_result(r["path"]) or {}
+        steps.add((rec.get("train") or {}).get("steps"))
+        tc = (rec.get("config") or {}).get("train") or {}
+        batch.add(tc.get("batch_size"))
+        length.add(tc.get("max_len"))
+
+    def one(vals: set) -> str:
+        vals = sorted(v for v in vals if v is not None)
+        return "?" if not vals else str(vals[0]) if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
+
+    return f"{one(steps)} optimizer steps x batch {one(batch)}, max_len {one(length)}" if runs else "no runs"
+
+
+def _caption(fig, model: str, runs: list[dict[str, Any]], extra: str = "") -> None:
+    """The caption line under a figure: our model, hardware, budget (and what else the figure needs said)."""
+    seeds = sorted({r["seed"] for r in runs if r.get("seed") is not None})
+    text = (f"Ours: {model} on {_device(runs)}; budget {_budget(runs)}; seeds {', '.join(map(str, seeds)) or '-'}"
+            + (f". {extra}" if extra else ""))
+    fig.text(0.01, 0.0, text, fontsize=6, ha="left", va="top", color="dimgray")
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
@@ -53,13 +117,8 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _colors(tasks: list[str]) -> dict[str, Any]:
-    cmap = plt.get_cmap("tab10")
-    return {t: cmap(i) for i, t in enumerate(tasks)}
-
-
-def _series(cells: list[T.Cell], xkey: str, kind: str, which: str) -> dict[str, list[tuple[float, float]]]:
-    """task (or "avg") -> [(x, value)] from table cells; `kind` "score" or "time_h"."""
+def _series(cells: list[T.Cell], xkey: str, kind: str, which: str) -> dict[str, list[tuple[float, float, float | None]]]:
+    """task -> [(x, value, std over seeds or None)] from table cells; `kind` "score" or "time_h"."""
     out: dict[str, list[tuple[float, float]]] = {}
     for c in cells:
         if c.row.method != "dcft" or c.metric == "params":
@@ -70,8 +129,8 @@ def _series(cells: list[T.Cell], xkey: str, kind: str, which: str) -> dict[str, 
         if v is None:
             continue
         x = getattr(c.row, xkey)
-        out.setdefault(c.task, []).append((x, v))
-    return {k: sorted(v) for k, v in out.items()}
+        out.setdefault(c.task, []).append((x, v, c.std if which == "ours" else None))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
 
 
 def _avg_series(cells: list[T.Cell], table: T.PaperTable, xkey: str, kind: str, which: str):
@@ -94,28 +153,34 @@ def _avg_series(cells: list[T.Cell], table: T.PaperTable, xkey: str, kind: str, 
     return sorted(pts)
 
 
-def ablation_figure(number: int, runs: T.Runs, model: str | None, out: Path, paper_dir=T.PAPER_DIR) -> list[Path]:
+def ablation_figure(number: int, runs: T.Runs, model: str | None, out: Path, paper_dir=T.PAPER_DIR,
+                    unit: tuple[str, float] | None = None) -> list[Path]:
     """Table 4 (x = kernel) or Table 5 (x = stride): score and time, paper | ours."""
     table = T.load_paper(number, paper_dir)
     cells, _ = T.build_cells(table, runs, model)
     xkey = "kernel" if number == 4 else "stride"
     tasks = table.tasks()
-    colors = _colors(tasks)
     ours_model = model or table.models[0]
     used = [r for r in runs.usable if r["model"] == ours_model and any(row.matches(r) for row in table.rows)]
+    unit, factor = unit or build_time_unit(runs)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2, 2, figsize=(PAPER_WIDTH_IN, 4.6), sharex=True)
         for col, which in enumerate(("paper", "ours")):
             for rowi, kind in enumerate(("score", "time_h")):
                 ax = axes[rowi, col]
                 series = _series(cells, xkey, kind, which)
+                f = factor if kind == "time_h" else 1.0
                 for task in tasks:
                     pts = series.get(task, [])
                     if pts:
-                        ax.plot(*zip(*pts), marker="o", color=colors[task], label=T.TASK_LABEL.get(task, task))
+                        xs, ys, errs = zip(*pts)
+                        ax.errorbar(xs, [y * f for y in ys], yerr=[(e or 0.0) * f for e in errs] if any(errs) else None,
+                                    marker="o", linestyle=_linestyle(len(pts)), color=task_color(task), capsize=2,
+                                    label=T.TASK_LABEL.get(task, task))
                 avg = _avg_series(cells, table, xkey, kind, which)
                 if avg:
-                    ax.plot(*zip(*avg), marker="s", color="black", linewidth=2.0, label="Avg")
+                    ax.plot([x for x, _ in avg], [y * f for _, y in avg], marker="s", color="black", linewidth=2.0,
+                            linestyle=_linestyle(len(avg)), label="Avg")
                 full = [r for r in table.rows if r.method == "full"]
                 if kind == "score" and full:  # Table 4's Full FT row, as a reference line
                     if which == "paper":
@@ -128,7 +193,7 @@ def ablation_figure(number: int, runs: T.Runs, model: str | None, out: Path, pap
                 if not any(series.values()):
                     ax.text(0.5, 0.5, "no completed runs", transform=ax.transAxes, ha="center", va="center",
                             color="gray")
-                ax.set_ylabel("dev score (×100)" if kind == "score" else "training time (h)")
+                ax.set_ylabel("dev score (×100)" if kind == "score" else f"training time ({unit})")
                 if rowi == 1:
                     ax.set_xlabel("kernel size d (stride = d)" if number == 4 else "stride s (kernel 8)")
                 label = (f"paper: {T.MODEL_LABEL.get(table.models[0], table.models[0])}, "
@@ -150,6 +215,7 @@ def ablation_figure(number: int, runs: T.Runs, model: str | None, out: Path, pap
         fig.suptitle(f"Table {number}: {'kernel size' if number == 4 else 'stride'} — score and training time",
                      fontsize=9)
         fig.tight_layout(rect=(0, 0.05, 1, 1))
+        _caption(fig, ours_model, used, "Paper: its Table " + str(number) + f"; times in {unit}")
         stem = ("table4_kernel" if number == 4 else "table5_stride") + (f"_{model}" if model else "")
         return _save(fig, out, stem)
 
@@ -169,7 +235,8 @@ def _label(r: dict[str, Any]) -> str:
     return f"DCFT d={r['kernel']}" if r["method"] == "dcft" else "LoRA"
 
 
-def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...] = FIG_KERNELS) -> list[Path]:
+def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...] = FIG_KERNELS,
+            unit: tuple[str, float] | None = None) -> list[Path]:
     """Total training time of DCFT (each of `kernels`) and LoRA per task (grouped bars, mean over
     seeds, error bar = std)."""
     model = model or "deberta-v3-base"
@@ -181,12 +248,10 @@ def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...]
     groups = sorted({_label(r) for r in sel}, key=lambda s: (s != "LoRA", len(s), s))
     tasks = [t for t in FIG2_TASKS if any(r["task"] == t for r in sel)]
     hours = {(g, t): [r["time_h"] for r in sel if _label(r) == g and r["task"] == t] for g in groups for t in tasks}
-    top = max(max(v) for v in hours.values() if v)
-    unit, factor = ("h", 1.0) if top >= 1 else ("min", 60.0)
+    unit, factor = unit or build_time_unit(runs)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.8))
         width = 0.8 / len(groups)
-        cmap = plt.get_cmap("tab10")
         for gi, g in enumerate(groups):
             xs, ys, errs = [], [], []
             for ti, t in enumerate(tasks):
@@ -196,7 +261,7 @@ def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...]
                 xs.append(ti + (gi - (len(groups) - 1) / 2) * width)
                 ys.append(statistics.fmean(v) * factor)
                 errs.append(statistics.stdev(v) * factor if len(v) > 1 else 0.0)
-            bars = ax.bar(xs, ys, width, yerr=errs if any(errs) else None, color=cmap(gi), label=g)
+            bars = ax.bar(xs, ys, width, yerr=errs if any(errs) else None, capsize=2, color=method_color(g), label=g)
             if g != "LoRA":
                 for b, t in zip(bars, [t for t in tasks if hours[(g, t)]]):
                     lora = hours.get(("LoRA", t))
@@ -210,14 +275,15 @@ def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...]
         ax.margins(y=0.12)
         ax.legend(frameon=False, ncol=len(groups), loc="upper center", bbox_to_anchor=(0.5, -0.1))
         ax.grid(axis="y", alpha=0.3)
-        fig.text(0.01, -0.02, "Labels: DCFT time relative to LoRA. Paper (Fig. 2, 2080 Ti, batch 32): DCFT\n"
-                 "slower than LoRA on the small tasks, 17.36% faster on QNLI.", fontsize=6, ha="left", va="top")
         fig.tight_layout()
+        _caption(fig, model, sel, "Labels: DCFT time relative to LoRA; bars: mean over seeds, error bar: std.\n"
+                 "Paper (Fig. 2, 2080 Ti, batch 32): DCFT slower than LoRA on the small tasks, 17.36% faster on QNLI.")
         return _save(fig, out, "figure2_time" + (f"_{model}" if model != "deberta-v3-base" else ""))
 
 
 def _loss_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(step, loss) of the run's training, from `log.jsonl`. A `start` record resumed at step R
+    """(step, task loss) of the run's training, from `log.jsonl` (the task loss without a method's
+    regulariser, so DCFT and LoRA compare; older logs have only `loss`). A `start` record resumed at step R
     discards what an interrupted attempt logged after R (the resumed run redoes those steps), so a
     resumed run gives one curve, not two overlapping ones."""
     path = run_dir / "log.jsonl"
@@ -231,9 +297,15 @@ def _loss_curve(run_dir: Path) -> list[tuple[int, float]]:
             if rec.get("type") == "start":
                 resumed_at = int(rec.get("resumed_at") or 0)
                 pts = {k: v for k, v in pts.items() if k <= resumed_at}
-            elif rec.get("type") == "train" and rec.get("loss") is not None:
-                pts[int(rec["step"])] = float(rec["loss"])
+            elif rec.get("type") == "train" and rec.get("task_loss", rec.get("loss")) is not None:
+                pts[int(rec["step"])] = float(rec.get("task_loss", rec.get("loss")))  # older logs: loss only
     return sorted(pts.items())
+
+
+def _has_task_loss(run_dir: Path) -> bool:
+    """Whether the run's log.jsonl separates the task loss (logs before the split have `loss` only)."""
+    path = run_dir / "log.jsonl"
+    return path.exists() and '"task_loss"' in path.read_text(encoding="utf-8")
 
 
 def _history(run_dir: Path) -> list[tuple[int, float]]:
@@ -261,20 +333,21 @@ def figure3(runs: T.Runs, model: str | None, out: Path, task: str = "sst2",
     scale = T.scale(task)
     with plt.rc_context(STYLE):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(PAPER_WIDTH_IN, 2.5))
-        cmap = plt.get_cmap("tab10")
-        for i, lab in enumerate(order):
+        for lab in order:
             r = picked[lab]
             hist = _history(Path(r["path"]))
             if hist:
                 a1.plot([s for s, _ in hist], [v * scale for _, v in hist], marker="o", markersize=2.5,
-                        color=cmap(i), label=f"{lab} (seed {r['seed']})")
+                        linestyle=_linestyle(len(hist)), color=method_color(lab), label=f"{lab} (seed {r['seed']})")
             loss = _loss_curve(Path(r["path"]))
             if loss:
-                a2.plot([s for s, _ in loss], [v for _, v in loss], color=cmap(i), label=f"{lab} (seed {r['seed']})")
+                a2.plot([s for s, _ in loss], [v for _, v in loss], marker="o" if len(loss) < MIN_CURVE_POINTS else None,
+                        linestyle=_linestyle(len(loss)), color=method_color(lab), label=f"{lab} (seed {r['seed']})")
         name = SCORE_NAME.get(task, "accuracy")
         a1.set_ylabel(f"dev {name} (×100)")
         a1.set_title(f"Dev {name}, {T.TASK_LABEL.get(task, task)}")
-        a2.set_ylabel("training loss (incl. regulariser)")
+        a2.set_ylabel("training task loss" if all(_has_task_loss(Path(picked[lab]["path"])) for lab in order)
+                      else "training loss (older logs: incl. DCFT's regulariser)")
         a2.set_title(f"Training loss, {T.TASK_LABEL.get(task, task)}")
         for ax in (a1, a2):
             ax.set_xlabel("optimizer step")
@@ -285,6 +358,7 @@ def figure3(runs: T.Runs, model: str | None, out: Path, task: str = "sst2",
                 ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="gray")
         fig.suptitle(f"DCFT vs LoRA on {T.TASK_LABEL.get(task, task)} ({model}); paper: Figure 3", fontsize=9)
         fig.tight_layout()
+        _caption(fig, model, list(picked.values()), "Task loss: without DCFT's orthogonal regulariser, as LoRA's")
         suffix = (f"_{model}" if model != "deberta-v3-base" else "") + (f"_{task}" if task != "sst2" else "")
         return _save(fig, out, "figure3_curves" + suffix)
 
@@ -294,8 +368,9 @@ def write_figures(runs_dir: str | Path = "results/runs", out: str | Path = "resu
                   kernels: tuple[int, ...] = FIG_KERNELS) -> list[Path]:
     out = Path(out)
     runs = T.load_runs(runs_dir)
-    paths = ablation_figure(4, runs, model, out, paper_dir) + ablation_figure(5, runs, model, out, paper_dir)
-    paths += figure2(runs, model, out, kernels)
+    unit = build_time_unit(runs)  # one time unit for every figure of the build
+    paths = ablation_figure(4, runs, model, out, paper_dir, unit) + ablation_figure(5, runs, model, out, paper_dir, unit)
+    paths += figure2(runs, model, out, kernels, unit)
     paths += figure3(runs, model, out, task, kernels)
     for p in paths:
         print(f"wrote {p}")

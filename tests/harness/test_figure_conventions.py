@@ -1,0 +1,133 @@
+"""Figures a reader trusts (issue #15: "figures change a task's colour from one figure to the next,
+mix hours and minutes, and draw a two-point curve"): one colour per task and per method across
+figures, one time unit, markers instead of a line for fewer than 3 points, error bars where there are
+seeds, a caption naming model, hardware and budget, Figure 3 on the task loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from matplotlib.colors import to_rgba
+
+import matplotlib.pyplot as plt
+
+from dcft import figures as F
+from tables.test_figures import _run
+
+
+def _build(root: Path, out: Path) -> dict:
+    """Every figure object of one build, by stem (saving skipped)."""
+    figs = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F, "_save", lambda fig, out, stem: figs.setdefault(stem, fig) and [])
+        F.write_figures(root, out, model="minilm")
+    return figs
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    """The runs of tests/tables/test_figures.py's fixture (Tables 4 and 5, LoRA with two seeds), plus
+    a second seed of DCFT d=2 on CoLA (an error bar)."""
+    root = tmp_path_factory.mktemp("fig") / "runs"
+    for i, task in enumerate(("sst2", "cola", "qnli", "rte", "mrpc", "stsb")):
+        for k in (2, 4, 6, 8, 12):
+            _run(root, task, "dcft", kernel=k, score=0.70 + 0.01 * i + 0.002 * k, time_s=600 + 3000 / k)
+        _run(root, task, "full", score=0.75, time_s=900)
+    for task in ("cola", "mrpc", "stsb", "rte"):
+        for s in (1, 2, 4):
+            _run(root, task, "dcft", kernel=8, stride=s, score=0.7, time_s=600 + 800 / s)
+    for task in ("cola", "rte", "mrpc", "qnli", "sst2"):
+        _run(root, task, "lora", score=0.72, time_s=700)
+        _run(root, task, "lora", seed=7, score=0.73, time_s=720)
+    _run(root, "cola", "dcft", kernel=2, seed=7, score=0.90, time_s=2100)
+    return root
+
+
+@pytest.fixture(scope="module")
+def drawn(runs_root, tmp_path_factory):
+    figs = _build(runs_root, tmp_path_factory.mktemp("out"))
+    yield figs
+    plt.close("all")
+
+
+def _line_colors(fig) -> dict[str, tuple]:
+    out = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):
+                out.setdefault(line.get_label(), to_rgba(line.get_color()))
+        for c in ax.containers:  # errorbar containers carry the label
+            lab = c.get_label()
+            if lab and not lab.startswith("_") and hasattr(c, "lines") and c.lines and c.lines[0] is not None:
+                out.setdefault(lab, to_rgba(c.lines[0].get_color()))
+    return out
+
+
+def test_a_task_keeps_its_colour_across_figures(drawn):
+    t4, t5 = _line_colors(drawn["table4_kernel_minilm"]), _line_colors(drawn["table5_stride_minilm"])
+    shared = set(t4) & set(t5) - {"Avg", "Full FT (Avg)"}
+    assert {"CoLA", "RTE", "MRPC", "STS-B"} <= shared
+    for lab in shared:
+        assert t4[lab] == t5[lab], lab
+    assert len({t4[k] for k in t4 if k not in ("Avg", "Full FT (Avg)")}) == len([k for k in t4 if "Avg" not in k])
+
+
+def test_a_method_keeps_its_colour_across_figures(drawn):
+    bars = {}
+    for ax in drawn["figure2_time_minilm"].axes:
+        for c in ax.containers:
+            if hasattr(c, "patches") and c.patches:
+                bars[c.get_label()] = to_rgba(c.patches[0].get_facecolor())
+    curves = {k.split(" (seed")[0]: v for k, v in _line_colors(drawn["figure3_curves_minilm"]).items()}
+    assert "LoRA" in bars and "LoRA" in curves and bars["LoRA"] == curves["LoRA"]
+    dcft = [k for k in bars if k.startswith("DCFT")]
+    assert dcft and all(bars[k] == curves[k] for k in dcft if k in curves)
+    assert len(set(bars.values())) == len(bars)
+
+
+def test_one_time_unit_in_every_figure(drawn):
+    """Fixture runs take 10-30 minutes: every time axis says minutes (the old figure 2 said min,
+    the ablation plots hours)."""
+    labels = [ax.get_ylabel() for f in drawn.values() for ax in f.axes if "time" in ax.get_ylabel()]
+    assert labels and all(lab.endswith("(min)") for lab in labels), labels
+    assert F.time_unit([0.2, 1.5]) == ("min", 60.0) and F.time_unit([1.2, 1.5]) == ("h", 1.0)
+
+
+def test_two_points_are_markers_not_a_curve(tmp_path):
+    """RTE at strides 4 and 8 (two points) is markers; CoLA at strides 1, 2, 4, 8 is a line."""
+    root = tmp_path / "runs"
+    for s in (4, 8):
+        _run(root, "rte", "dcft", kernel=8, stride=s, score=0.6, time_s=600)
+    for s in (1, 2, 4, 8):
+        _run(root, "cola", "dcft", kernel=8, stride=s, score=0.6, time_s=600)
+    ax = _build(root, tmp_path / "out")["table5_stride_minilm"].axes[1]  # ours, score
+    plt.close("all")
+    styles = {c.get_label(): (len(c.lines[0].get_xdata()), c.lines[0].get_linestyle())
+              for c in ax.containers if c.lines and c.lines[0] is not None}
+    assert styles["RTE"] == (2, "None") and styles["CoLA"] == (4, "-")
+
+
+def test_error_bars_where_there_are_seeds(drawn):
+    ours_score = drawn["table4_kernel_minilm"].axes[1]
+    cola = [c for c in ours_score.containers if c.get_label() == "CoLA"][0]
+    assert cola.has_yerr
+    segs = cola.lines[2][0].get_segments()
+    assert len(segs) == 5  # one bar per kernel; kernel 2 has two seeds: 0.714 and 0.90 (x100)
+    lens = sorted(abs(s[1][1] - s[0][1]) for s in segs)
+    assert lens[-1] == pytest.approx(2 * 13.152186, rel=1e-4) and lens[0] == 0.0  # 2 x sample std of 71.4, 90.0
+
+
+def test_every_figure_has_a_caption_with_model_hardware_budget(drawn):
+    for stem, fig in drawn.items():
+        text = " ".join(t.get_text() for t in fig.texts)
+        assert "Ours: minilm on cpu" in text and "budget" in text, (stem, text)
+
+
+def test_figure3_uses_the_task_loss(tmp_path):
+    lines = [{"type": "train", "step": 1, "loss": 1.5, "task_loss": 0.7, "reg_loss": 0.8},
+             {"type": "train", "step": 2, "loss": 1.4, "task_loss": 0.6, "reg_loss": 0.8}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert F._loss_curve(tmp_path) == [(1, 0.7), (2, 0.6)]
+    assert F._has_task_loss(tmp_path)
