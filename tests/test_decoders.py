@@ -54,25 +54,26 @@ def _tokenizer_without_pad():
                                    bos_token="[CLS]", unk_token="[UNK]")
 
 
-def test_pretrained_decoder_without_pad_token_pads_with_eos_in_tokenizer_and_config(tmp_path):
+def _local_llama(directory, pad_token_id: int | None) -> dict:
+    """A tiny Llama saved with this config pad id and a tokenizer without a pad token; its model config."""
     saved = tiny_model("tiny-llama")
-    saved.config.pad_token_id = None  # as Llama 3.2's and GPT-2's config.json
-    saved.save_pretrained(tmp_path)
-    _tokenizer_without_pad().save_pretrained(tmp_path)
-    cfg = {**model_cfg("tiny-llama"), "source": "pretrained", "path": str(tmp_path), "tokenizer": None}
+    saved.config.pad_token_id = pad_token_id
+    saved.save_pretrained(directory)
+    _tokenizer_without_pad().save_pretrained(directory)
+    cfg = {**model_cfg("tiny-llama"), "source": "pretrained", "path": str(directory), "tokenizer": None}
     cfg["arch"] = {k: v for k, v in cfg["arch"].items() if k != "pad_token_id"}
+    return cfg
+
+
+def test_pretrained_decoder_without_pad_token_pads_with_eos_in_tokenizer_and_config(tmp_path):
+    cfg = _local_llama(tmp_path, None)  # as Llama 3.2's and GPT-2's config.json
     tok = load_tokenizer(cfg)
     assert tok.pad_token == "[SEP]" and tok.pad_token_id == 2
     assert load_model(cfg).config.pad_token_id == 2
 
 
 def test_decoder_config_pad_id_that_disagrees_with_the_tokenizer_is_replaced_with_a_warning(tmp_path):
-    saved = tiny_model("tiny-llama")
-    saved.config.pad_token_id = 5
-    saved.save_pretrained(tmp_path)
-    _tokenizer_without_pad().save_pretrained(tmp_path)
-    cfg = {**model_cfg("tiny-llama"), "source": "pretrained", "path": str(tmp_path), "tokenizer": None}
-    cfg["arch"] = {k: v for k, v in cfg["arch"].items() if k != "pad_token_id"}
+    cfg = _local_llama(tmp_path, 5)
     with pytest.warns(UserWarning, match="pad_token_id=5 differs from the tokenizer's pad id 2"):
         assert load_model(cfg).config.pad_token_id == 2
 
