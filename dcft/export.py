@@ -127,7 +127,7 @@ class RunAdapters:
         """For result.json: where the adapters are (relative to the run folder) or why there are none."""
         if self.reason is not None:
             return {"format": None, "reason": self.reason}
-        return {"format": "peft", **self.saved}
+        return {"format": "peft", "dir": str(self.root), **self.saved}  # dir: for the run summary
 
 
 def load_run_adapter(run_dir: str | Path, which: str = "best"):

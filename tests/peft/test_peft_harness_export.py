@@ -51,7 +51,8 @@ def test_run_saves_best_and_final_adapters_that_reproduce_its_scores(method, glu
     over += ["task=stsb", "train.eval_steps=10", f"method={method}", f"data.glue_dir={glue_dir}"]
     run(compose_cfg(over + (["kernel=8"] if method == "dcft" else [])), tmp_path / "run", choices={"method": method})
     rec = results.read_result(tmp_path / "run")
-    assert rec["adapter"] == {"format": "peft", "best": "adapter/best", "final": "adapter/final"}
+    assert rec["adapter"] == {"format": "peft", "dir": str(tmp_path / "run" / "adapter"), "best": "adapter/best",
+                              "final": "adapter/final"}
     meta = json.loads((tmp_path / "run" / "adapter" / "best" / "adapter_config.json").read_text())
     assert meta["peft_type"] == ("DCFT" if method == "dcft" else "LORA")
     assert meta["modules_to_save"] == ["bert.pooler.dense", "classifier"]
