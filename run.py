@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dcft.config import register
+from dcft.config import register, unknown_key_hint
 
 register()
 log = logging.getLogger("dcft")
@@ -47,4 +47,8 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
+    hint = unknown_key_hint(sys.argv[1:])
+    if hint:
+        print(f"error: {hint}", file=sys.stderr)
+        sys.exit(2)
     main()

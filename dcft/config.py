@@ -1,7 +1,8 @@
 """Typed Hydra schemas: every key of a run, with its type, so a typo or a wrong type is
 rejected by Hydra with a clear message before anything runs.
 
-The YAML files under `conf/` extend these dataclasses (defaults `- <name>_schema`), and carry
+The YAML files under `conf/` extend these dataclasses (defaults `- /schemas/<group>@_here_`, methods
+`- /schemas/method/<name>@_here_`: a group of their own, so a schema is never offered as a choice), and carry
 the one-line comment per key; the dataclasses carry the types. `register()` stores them in
 Hydra's ConfigStore and is called by `run.py` before `@hydra.main`.
 """
@@ -120,6 +121,49 @@ def load_group_file(group: str, name: str) -> dict[str, Any]:
     return data
 
 
+def _fields(cls) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def unknown_key_hint(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
+    """For a command-line `key=value` whose key the config does not have (no `+`/`~` prefix), one line
+    naming it with the closest known keys ("did you mean"), before Hydra composes anything (Hydra's
+    own message would suggest appending it with `+`). None when every key is known."""
+    import difflib
+
+    from dcft.methods import REGISTRY, config_class
+
+    groups = {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    top = set(_fields(RunConf)) | groups | {"hydra"}
+    nested = {"train": TrainConf, "data": DataConf, "task": TaskConf, "model": ModelConf, "dcft_hp": DCFTHp,
+              "logger": LoggerConf}
+    method = next((a.split("=", 1)[1] for a in args if a.startswith("method=")), "dcft")
+    if method in REGISTRY:
+        nested["method"] = config_class(method)
+    for arg in args:
+        if arg.startswith(("+", "~", "-")) or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0]
+        parts = key.split(".")
+        if parts[0] == "hydra":
+            continue
+        if parts[0] not in top:
+            known, name = sorted(top - {"hydra"}), parts[0]
+        elif len(parts) > 1 and parts[0] in nested and parts[1] not in _fields(nested[parts[0]]):
+            known, name = _fields(nested[parts[0]]), parts[1]
+        else:
+            continue
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        where = f"{parts[0]}." if name != parts[0] else ""
+        return (f"unknown key {key!r} in {arg!r}"
+                + (f"; did you mean {' or '.join(where + c for c in close)}?" if close else "")
+                + f" Known keys{' of ' + parts[0] if where else ''}: {', '.join(known)}."
+                + " (To add a new key on purpose, prefix it with +.)")
+    return None
+
+
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore and register the `run_subdir` resolver (the run
     folder of a composed config, `dcft.identity`)."""
@@ -129,11 +173,11 @@ def register() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="schema", node=RunConf)
-    cs.store(group="model", name="model_schema", node=ModelConf)
-    cs.store(group="task", name="task_schema", node=TaskConf)
-    cs.store(group="logger", name="logger_schema", node=LoggerConf)
+    cs.store(group="schemas", name="model", node=ModelConf)
+    cs.store(group="schemas", name="task", node=TaskConf)
+    cs.store(group="schemas", name="logger", node=LoggerConf)
     for name in REGISTRY:
-        cs.store(group="method", name=f"{name}_schema", node=config_class(name))
+        cs.store(group="schemas/method", name=name, node=config_class(name))
     if not OmegaConf.has_resolver("run_subdir"):
         from dcft.identity import resolve_run_subdir
 

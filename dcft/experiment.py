@@ -188,8 +188,13 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         checkpointer = None
         if cfg.train.checkpoint_steps > 0:
             checkpointer = Checkpointer(run_dir, method, ident, is_main=main)
+        from dcft.export import RunAdapters
+
+        adapters = RunAdapters(method, run_dir, enabled=main)  # best and final adapter, peft format
         state = fit(model, method, task, data, cfg.train, accelerator, run_dir if main else None,
-                    checkpointer=checkpointer, seed=cfg.seed)
+                    checkpointer=checkpointer, seed=cfg.seed, on_best=adapters.save_best)
+        adapters.save_final(accelerator.unwrap_model(model))
+        record["adapter"] = adapters.info()
         final = state.history[-1]
         record.update(
             status="completed",

@@ -1,4 +1,4 @@
-"""The DCFT method's configuration: the Hydra schema `dcft_schema` that `conf/method/dcft.yaml`
+"""The DCFT method's configuration: the Hydra schema `schemas/method/dcft` that `conf/method/dcft.yaml`
 extends, validated on construction so a bad value fails before any model is touched.
 
 Defaults follow the paper (Zhang et al., COLING 2025, Sec. 3 and Sec. 4) and the authors' code:
