@@ -228,6 +228,13 @@ def test_a_kernel_that_does_not_fit_fails_before_any_module_changes():
     assert not any(isinstance(m, DcftLayer) for m in base.modules())
 
 
+def test_an_added_adapter_that_does_not_fit_changes_nothing():
+    model = get_peft_model(build("bert"), DcftConfig(kernel=8))
+    with pytest.raises(ValueError, match="does not fit 12 target module"):
+        model.add_adapter("bad", DcftConfig(kernel=5))
+    assert all(set(m.dcft_A) == {"default"} for _, m in dcft_tuner_layers(model))
+
+
 def test_unknown_model_type_needs_targets():
     model = torch.nn.Sequential(torch.nn.Linear(16, 16))  # peft calls a model without config "custom"
     with pytest.raises(ValueError, match="no default targets for model_type 'custom'"):

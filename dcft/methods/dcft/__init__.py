@@ -1,7 +1,8 @@
 """DCFT: Parameter-Efficient Fine-Tuning via Deconvolution in Subspace (Zhang et al., COLING 2025).
 
 `Config` is the method's Hydra schema, `DCFT` its `Method`, `DCFTLinear` the adapted layer
-(paper Sec. 3), and `api` the few functions a researcher needs outside the harness.
+(paper Sec. 3), `ops` the arithmetic both layers share, `api` the few functions a researcher needs
+outside the harness, and `tuner` DCFT as a peft method (`DcftConfig`, `DcftModel`, imported on use).
 """
 
 from dcft.methods.dcft.api import (

@@ -61,7 +61,7 @@ class DcftModel(BaseTuner):
             return  # expanded later by peft; each module is still checked when it is built
         errors = []
         for key, module in self.model.named_modules():
-            if isinstance(module, BaseTunerLayer) or not check_target_module_exists(config, key):
+            if not check_target_module_exists(config, key):
                 continue
             base = module.get_base_layer() if isinstance(module, BaseTunerLayer) else module
             if not isinstance(base, nn.Module) or not hasattr(base, "weight") or base.weight.dim() != 2:
