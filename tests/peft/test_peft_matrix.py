@@ -245,3 +245,17 @@ def test_unknown_model_type_needs_targets():
 def test_top_level_names():
     assert dcft.DcftConfig is DcftConfig and dcft.orthogonal_loss is orthogonal_loss and dcft.to_lora is to_lora
     assert isinstance(LoraConfig(), LoraConfig)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_peft_convert_to_lora_reads_our_delta_weight(family):
+    """peft's own convert_to_lora (SVD of get_delta_weight, float32) at rank k*d reproduces the model:
+    get_delta_weight has the base layout (Delta^T for nn.Linear, Delta for Conv1D) and scale."""
+    from peft import convert_to_lora
+
+    model = trained(family, std=0.05, kernel=8)
+    y = logits(model)
+    lora_config, state = convert_to_lora(model, rank=8)
+    lora = get_peft_model(build(family), lora_config)
+    set_peft_model_state_dict(lora, state)
+    torch.testing.assert_close(logits(lora.eval()), y, rtol=1e-4, atol=1e-4)
