@@ -454,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"one runs folder at most, got {roots}")
     root = Path(roots[0] if roots else "results/runs")
     if not root.is_dir():
+        if not roots:  # the default folder of a fresh clone
+            print(f"no runs yet: {root} does not exist (python run.py ... or make demo writes runs)")
+            return 0
         ap.error(f"runs folder {str(root)!r} does not exist")
     try:
         filters = parse_filters([x for x in a.args if "=" in x])
