@@ -106,6 +106,9 @@ def config_hash(declared: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(declared).encode()).hexdigest()[:HASH_LEN]
 
 
+NAMED_TARGETS = ("all", "qk", "qv", "qkv", "qkvo")  # dcft.models.TARGET_SETS; lists and regexes show as "custom"
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
@@ -118,7 +121,8 @@ def run_label(declared: Mapping[str, Any]) -> str:
     """A readable folder label: the method's main settings, the learning rate and the seed."""
     method = declared.get("method") or {}
     keys = LABEL_KEYS.get(str(method.get("name")), ("targets",))
-    parts = [f"{k}={_fmt(method[k])}" for k in keys if method.get(k) is not None]
+    parts = [f"{k}={_fmt(method[k]) if k != 'targets' or method[k] in NAMED_TARGETS else 'custom'}"
+             for k in keys if method.get(k) is not None]
     lr = (declared.get("train") or {}).get("lr")
     if lr is not None:
         parts.append(f"lr={_fmt(lr)}")
