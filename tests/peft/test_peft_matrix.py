@@ -259,3 +259,16 @@ def test_peft_convert_to_lora_reads_our_delta_weight(family):
     lora = get_peft_model(build(family), lora_config)
     set_peft_model_state_dict(lora, state)
     torch.testing.assert_close(logits(lora.eval()), y, rtol=1e-4, atol=1e-4)
+
+
+def test_load_adapter_adds_a_second_saved_adapter(tmp_path):
+    first, second = trained("llama"), trained("llama", std=0.1)
+    y1, y2 = logits(first), logits(second)
+    first.save_pretrained(tmp_path / "one")
+    second.save_pretrained(tmp_path / "two")
+    model = PeftModel.from_pretrained(build("llama"), tmp_path / "one")
+    model.load_adapter(tmp_path / "two", adapter_name="two")
+    model.set_adapter("two")
+    torch.testing.assert_close(logits(model), y2, rtol=0, atol=0)
+    model.set_adapter("default")
+    torch.testing.assert_close(logits(model), y1, rtol=0, atol=0)
