@@ -210,14 +210,12 @@ def summary(rec: dict) -> str:
     run_dir = Path(rec.get("run_dir") or ".")
     kept = [f for f in (RESULT_FILE, "log.jsonl", "run.log", "tracking") if (run_dir / f).exists()]
     lines.append(f"   folder: {run_dir}" + (f"  ({', '.join(kept)})" if kept else ""))
-    adapter = rec.get("adapter") or rec.get("adapter_dir")
-    if isinstance(adapter, dict):
-        adapter = adapter.get("path") or adapter.get("dir")
-    if adapter:
-        lines.append(f"   adapter saved to: {adapter}")
-    elif rec.get("status") == "completed":
-        ckpt = sorted(run_dir.glob("checkpoints/*"))
-        lines.append(f"   adapter: {'in the checkpoint ' + str(ckpt[-1]) if ckpt else 'not saved (train.checkpoint_steps=0)'}")
+    adapter = rec.get("adapter")
+    if isinstance(adapter, dict) and adapter.get("dir"):
+        kinds = [k for k in ("best", "final") if k in adapter]
+        lines.append(f"   adapter saved to: {run_dir / str(adapter['dir'])}" + (f" ({', '.join(kinds)})" if kinds else ""))
+    elif isinstance(adapter, dict) and adapter.get("reason"):
+        lines.append(f"   adapter: not saved ({adapter['reason']})")
     return "\n".join(lines)
 
 

@@ -97,3 +97,25 @@ def test_filters_are_checked(runs):
         R.parse_filters(["rte"])
     p = subprocess.run([sys.executable, "-m", "dcft.results", str(runs / "nope")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_summary_names_preset_lr_budget_smoke_and_adapter():
+    """Issue #15: "the end-of-run summary does not say smoke, preset or learning rate"."""
+    rec = {"status": "completed", "run_dir": "/r", "choices": {"preset": "cpu", "debug": "smoke"},
+           "hp_sources": {"hp@_global_": "conf/hp/cpu/minilm/rte.yaml"},
+           "config": {"model": {"name": "minilm"}, "task": {"name": "rte"}, "seed": 6,
+                      "method": {"name": "dcft", "kernel": 8, "stride": None, "targets": "all"},
+                      "train": {"lr": 1.2e-3, "batch_size": 8, "max_len": 64}},
+           "params": {"method": 7488, "head": 148610, "total": 22721474},
+           "metrics": {"best": {"score": 0.5, "step": 4, "validation/accuracy": 0.5},
+                       "final": {"step": 4, "validation/accuracy": 0.5}},
+           "train": {"steps": 4, "epochs": 1, "final_loss": 0.75, "final_task_loss": 0.5, "train_time_s": 2.0},
+           "adapter": {"format": "peft", "dir": "adapter", "best": "adapter/best", "final": "adapter/final"}}
+    text = R.summary(rec)
+    for part in ("kernel=8 stride=8", "SMOKE", "preset cpu (conf/hp/cpu/minilm/rte.yaml)", "lr 0.0012",
+                 "trained 4 optimizer steps, 1 full epoch(s)", "0.5000 task + 0.2500 regulariser",
+                 "adapter saved to: /r/adapter (best, final)", "method 7,488"):
+        assert part in text, (part, text)
+    rec["choices"]["debug"], rec["adapter"] = None, {"format": None, "reason": "method full saves no adapter"}
+    text = R.summary(rec)
+    assert "SMOKE" not in text and "adapter: not saved (method full saves no adapter)" in text
