@@ -46,18 +46,23 @@ def _randomise_adapters(model) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 
-@pytest.mark.parametrize("family", ["tiny-deberta", "tiny-roberta", "tiny-bert"])
-def test_padapter_block_matches_hand_written_reference(family):
+def _adapted_block(family: str, cfg: dict, layer: int, block_name: str, adapter_at: str):
+    """A tiny model's block with randomised adapters, the adapter's parameters, and random block inputs."""
     model = tiny_model(family)
-    method = build_method({"name": "padapter", "bottleneck": 3})
-    method.apply(model)
+    build_method(cfg).apply(model)
     _randomise_adapters(model)
-    layer = model.base_model.encoder.layer[0]
-    block = layer.output  # the FFN output block: dense, dropout, LayerNorm
-    adapter = {k: v.detach() for k, v in block.LayerNorm.adapter.named_parameters()}
+    block = model.base_model.encoder.layer[layer].get_submodule(block_name)
+    adapter = {k: v.detach() for k, v in block.get_submodule(adapter_at).adapter.named_parameters()}
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 5, block.dense.in_features, generator=g)
     inp = torch.randn(2, 5, block.dense.out_features, generator=g)
+    return block, adapter, x, inp
+
+
+@pytest.mark.parametrize("family", ["tiny-deberta", "tiny-roberta", "tiny-bert"])
+def test_padapter_block_matches_hand_written_reference(family):
+    # the FFN output block: dense, dropout, LayerNorm
+    block, adapter, x, inp = _adapted_block(family, {"name": "padapter", "bottleneck": 3}, 0, "output", "LayerNorm")
     with torch.no_grad():
         got = block(x, inp)
         want = _reference_block(block, adapter, x, inp)
@@ -66,14 +71,8 @@ def test_padapter_block_matches_hand_written_reference(family):
 
 def test_padapter_dense_input_is_the_other_named_choice():
     """`input=dense` keeps the old order (adapter on the raw dense output); it differs from the reference."""
-    model = tiny_model("tiny-deberta")
-    build_method({"name": "padapter", "bottleneck": 3, "input": "dense"}).apply(model)
-    _randomise_adapters(model)
-    block = model.base_model.encoder.layer[0].output
-    adapter = {k: v.detach() for k, v in block.dense.adapter.named_parameters()}
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(2, 5, block.dense.in_features, generator=g)
-    inp = torch.randn(2, 5, block.dense.out_features, generator=g)
+    block, adapter, x, inp = _adapted_block("tiny-deberta", {"name": "padapter", "bottleneck": 3, "input": "dense"},
+                                            0, "output", "dense")
     with torch.no_grad():
         got = block(x, inp)
         h = x @ block.dense.weight.T + block.dense.bias
@@ -117,15 +116,8 @@ class _HalfDropout(torch.nn.Module):
 def test_hadapter_reads_the_dropped_out_dense_output(family, block_name):
     """AdaLoRA reference (`DebertaV2SelfOutput` / `DebertaV2Output`, adapter_type 'houlsby'):
     h = dropout(dense(x)); h = h + up(swish(down(h))); out = LayerNorm(h + input)."""
-    model = tiny_model(family)
-    build_method({"name": "hadapter", "bottleneck": 3}).apply(model)
-    _randomise_adapters(model)
-    block = model.base_model.encoder.layer[1].get_submodule(block_name)
+    block, adapter, x, inp = _adapted_block(family, {"name": "hadapter", "bottleneck": 3}, 1, block_name, "dropout")
     block.dropout.base = _HalfDropout()
-    adapter = {k: v.detach() for k, v in block.dropout.adapter.named_parameters()}
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 4, block.dense.in_features, generator=g)
-    inp = torch.randn(2, 4, block.dense.out_features, generator=g)
     with torch.no_grad():
         got = block(x, inp)
         h = 0.5 * (x @ block.dense.weight.T + block.dense.bias)
