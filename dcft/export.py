@@ -67,10 +67,20 @@ def peft_export(model: nn.Module, method) -> tuple[Any, dict[str, torch.Tensor]]
 
         from dcft.methods.lora import ADAPTER
 
-        config = copy.deepcopy(configs[ADAPTER])
+        original = configs[ADAPTER]
+        config = copy.deepcopy(original)
         config.modules_to_save = head or None
         config.inference_mode = True
-        adapter = get_peft_model_state_dict(model, adapter_name=ADAPTER)
+        if getattr(config, "rank_pattern", None) is not None and hasattr(config, "total_step"):
+            # AdaLoRA after rank allocation: its pruned singular values are zero in lora_E, so the
+            # full-rank tensors without a rank pattern give the same function (peft's own resizing
+            # needs the AdaLoraModel wrapper and rewrites the live config)
+            config.rank_pattern = None
+        configs[ADAPTER] = config  # what get_peft_model_state_dict reads; the run's config stays untouched
+        try:
+            adapter = get_peft_model_state_dict(model, adapter_name=ADAPTER)
+        finally:
+            configs[ADAPTER] = original
         state.update({PEFT_PREFIX + k: v.detach() for k, v in adapter.items()})
         return config, state
     raise NotSavable(f"method {method.name!r} has no peft adapter format (peft has no such tuner); its trained "

@@ -87,6 +87,36 @@ def test_saved_adapter_reloads_with_plain_peft_to_identical_outputs(name, tokens
         torch.testing.assert_close(reloaded(**tokens).logits, y, rtol=0, atol=0)
 
 
+def test_adalora_after_rank_allocation_reloads_identically_and_keeps_its_config(tokens, tmp_path):
+    """After allocation AdaLoRA has a rank pattern and zeros in lora_E; the export must not need
+    peft's AdaLoraModel wrapper nor rewrite the run's live config."""
+    from peft import PeftModel
+
+    from dcft.methods import build_method
+
+    model = tiny_model("tiny-bert")
+    method = build_method({"name": "adalora"})
+    method.apply(model)
+    torch.manual_seed(2)
+    pattern = {}
+    with torch.no_grad():
+        for _, p in method.trainable_parameters(model):
+            p.add_(torch.randn_like(p) * 0.3)
+        for name, m in model.named_modules():
+            if hasattr(m, "lora_E") and "default" in m.lora_E:
+                keep = [i % 2 == 0 for i in range(m.lora_E["default"].shape[0])]
+                m.lora_E["default"][[not k for k in keep]] = 0.0  # what allocation does to pruned ranks
+                pattern[f"{name}.lora_E.default"] = keep
+        y = model(**tokens).logits
+    config = model.peft_config["default"]
+    config.rank_pattern = dict(pattern)
+    save_peft_adapter(model, method, tmp_path / "a")
+    assert model.peft_config["default"] is config and config.rank_pattern == pattern
+    reloaded = PeftModel.from_pretrained(tiny_model("tiny-bert"), tmp_path / "a").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**tokens).logits, y, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["bitfit", "hadapter", "sora", "full"])
 def test_methods_without_a_peft_format_say_so(name, tmp_path):
     from dcft.methods import build_method
