@@ -168,7 +168,9 @@ class RunConsole:
     def __enter__(self) -> RunConsole:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None and self.run_dir is not None and self._started:  # the reason, beside the output
+            self._file.write(f"run failed: {exc_type.__name__}: {exc}\n")
         self.close()
 
 

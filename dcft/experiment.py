@@ -221,6 +221,8 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         if accelerator is None or accelerator.is_main_process:
             results.atomic_write_json(run_dir / results.RESULT_FILE, record)
         tracking.finish(accelerator)
+        if accelerator is None or accelerator.is_main_process:
+            results.share_files(run_dir)  # files libraries wrote 0600 (safetensors) become readable as open()'s
     if accelerator.is_main_process:
         print(summary_text(record))
     return {**record, "outcome": "trained"}

@@ -63,6 +63,21 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def share_files(folder: str | Path) -> list[Path]:
+    """Give files under `folder` that a library created private (mode 0600, e.g. safetensors'
+    `save_file`) the mode a plain `open()` gives (0644 at umask 022); returns those changed."""
+    mode = 0o666 & ~current_umask()
+    changed = []
+    for p in Path(folder).rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink() and (p.stat().st_mode & 0o777) == 0o600 and mode != 0o600:
+                os.chmod(p, mode)
+                changed.append(p)
+        except OSError:
+            continue
+    return changed
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """`atomic_write` of UTF-8 text."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

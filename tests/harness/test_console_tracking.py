@@ -67,6 +67,14 @@ def test_console_restores_everything(tmp_path):
     assert "hello from the run" in log and "a load report" in log and "library noise" in log
 
 
+def test_a_failed_run_leaves_its_reason_in_run_log(tmp_path):
+    with pytest.raises(RuntimeError):
+        with console.RunConsole(tmp_path / "r", progress=False):
+            print("started")
+            raise RuntimeError("out of memory at step 3")
+    assert (tmp_path / "r" / "run.log").read_text() == "started\nrun failed: RuntimeError: out of memory at step 3\n"
+
+
 def test_tee_logs_a_redrawn_line_once_in_its_last_state(tmp_path):
     import io
 
