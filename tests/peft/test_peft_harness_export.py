@@ -4,19 +4,16 @@ included) beside result.json, and plain peft reloads them to the run's recorded 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT, compose_cfg, tiny_model
+from conftest import compose_cfg, tiny_model
 from dcft import results
-from dcft.export import NotSavable, evaluate_run_adapter, load_run_adapter, save_peft_adapter
 from dcft.experiment import run
-
-sys.path.insert(0, str(ROOT / "tests"))
-from test_experiment import TINY_RUN, write_learnable_rte  # noqa: E402
+from dcft.export import NotSavable, evaluate_run_adapter, load_run_adapter, save_peft_adapter
+from test_experiment import TINY_RUN, write_learnable_rte  # tests/ is on the path (its conftest)
 
 
 def write_learnable_stsb(root: Path, n_train: int = 160, n_dev: int = 48, seed: int = 0) -> Path:
