@@ -39,8 +39,9 @@ def apply_dcft(model: nn.Module, targets: Any = "all", kernel: int = 8, stride: 
                **config: Any) -> DCFT:
     """Adapt `model` in place with DCFT and return the method object.
 
-    Every target `nn.Linear` (paper Table 6 sets: all, qk, qv, qkv, qkvo) becomes a
-    `DCFTLinear`; the backbone is frozen, A, B, C and the task head are trainable. Further
+    Every target `nn.Linear` or GPT-2 `Conv1D` (a paper Table 6 set: all, qk, qv, qkv, qkvo; a
+    list of module-name suffixes; or a regex on the full name) becomes a `DCFTLinear`; the
+    backbone is frozen, A, B, C and the task head are trainable. Further
     keywords are `Config` fields (rank, alpha, r, dropout, init, init_std, reg_orth_coef, impl).
     Raises `ValueError` (nothing changed) if a value is invalid or a module's sizes do not fit.
     """
