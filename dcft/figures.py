@@ -99,12 +99,23 @@ def _budget(runs: list[dict[str, Any]]) -> str:
     return f"{one(steps)} optimizer steps x batch {one(batch)}, max_len {one(length)}" if runs else "no runs"
 
 
-def _caption(fig, model: str, runs: list[dict[str, Any]], extra: str = "") -> None:
-    """The caption line under a figure: our model, hardware, budget (and what else the figure needs said)."""
+def _hardware(runs: list[dict[str, Any]]) -> str:
+    """GPU names, else the CPU model, of the runs ("cpu" when the result files do not say)."""
+    names = sorted({str(r.get("gpu") or r.get("cpu") or r.get("device") or "?") for r in runs})
+    return " / ".join(names) if names else "no runs"
+
+
+def _caption(fig, model: str, runs: list[dict[str, Any]], extra: str = "", y: float = 0.0) -> None:
+    """The caption under a figure, wrapped to its width: our model, hardware, budget, seeds (and
+    what else the figure needs said)."""
+    import textwrap
+
     seeds = sorted({r["seed"] for r in runs if r.get("seed") is not None})
-    text = (f"Ours: {model} on {_device(runs)}; budget {_budget(runs)}; seeds {', '.join(map(str, seeds)) or '-'}"
-            + (f". {extra}" if extra else ""))
-    fig.text(0.01, 0.0, text, fontsize=6, ha="left", va="top", color="dimgray")
+    text = (f"Ours: {model} on {_device(runs)} ({_hardware(runs)}); budget {_budget(runs)}; "
+            f"seeds {', '.join(map(str, seeds)) or '-'}" + (f". {extra}" if extra else ""))
+    width = int(fig.get_figwidth() * 72 / (6 * 0.52))  # characters of 6-point text across the figure
+    wrapped = "\n".join(textwrap.fill(par, width) for par in text.split("\n"))
+    fig.text(0.01, y, wrapped, fontsize=6, ha="left", va="top", color="dimgray")
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
@@ -215,7 +226,8 @@ def ablation_figure(number: int, runs: T.Runs, model: str | None, out: Path, pap
         fig.suptitle(f"Table {number}: {'kernel size' if number == 4 else 'stride'} — score and training time",
                      fontsize=9)
         fig.tight_layout(rect=(0, 0.05, 1, 1))
-        _caption(fig, ours_model, used, "Paper: its Table " + str(number) + f"; times in {unit}")
+        _caption(fig, ours_model, [r for r in used if r["task"] in tasks],
+                 "Paper: its Table " + str(number) + f"; times in {unit}; error bars: std over seeds", y=-0.045)
         stem = ("table4_kernel" if number == 4 else "table5_stride") + (f"_{model}" if model else "")
         return _save(fig, out, stem)
 
@@ -346,8 +358,8 @@ def figure3(runs: T.Runs, model: str | None, out: Path, task: str = "sst2",
         name = SCORE_NAME.get(task, "accuracy")
         a1.set_ylabel(f"dev {name} (×100)")
         a1.set_title(f"Dev {name}, {T.TASK_LABEL.get(task, task)}")
-        a2.set_ylabel("training task loss" if all(_has_task_loss(Path(picked[lab]["path"])) for lab in order)
-                      else "training loss (older logs: incl. DCFT's regulariser)")
+        split = all(_has_task_loss(Path(picked[lab]["path"])) for lab in order)
+        a2.set_ylabel("training task loss" if split else "training loss")
         a2.set_title(f"Training loss, {T.TASK_LABEL.get(task, task)}")
         for ax in (a1, a2):
             ax.set_xlabel("optimizer step")
@@ -358,7 +370,9 @@ def figure3(runs: T.Runs, model: str | None, out: Path, task: str = "sst2",
                 ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="gray")
         fig.suptitle(f"DCFT vs LoRA on {T.TASK_LABEL.get(task, task)} ({model}); paper: Figure 3", fontsize=9)
         fig.tight_layout()
-        _caption(fig, model, list(picked.values()), "Task loss: without DCFT's orthogonal regulariser, as LoRA's")
+        _caption(fig, model, list(picked.values()),
+                 "Task loss: without DCFT's orthogonal regulariser, comparable with LoRA's" if split else
+                 "These logs predate the task-loss split: DCFT's training loss includes its orthogonal regulariser")
         suffix = (f"_{model}" if model != "deberta-v3-base" else "") + (f"_{task}" if task != "sst2" else "")
         return _save(fig, out, "figure3_curves" + suffix)
 
