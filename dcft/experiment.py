@@ -195,6 +195,9 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
                     checkpointer=checkpointer, seed=cfg.seed, on_best=adapters.save_best)
         adapters.save_final(accelerator.unwrap_model(model))
         record["adapter"] = adapters.info()
+        live = method.rank_report(accelerator.unwrap_model(model))  # SoRA / AdaLoRA: ranks left after training
+        if live:
+            record["params"]["after_training"] = live
         final = state.history[-1]
         record.update(
             status="completed",
@@ -207,6 +210,8 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
                    "final_task_loss": state.last_task_loss,
                    "skipped_steps": state.skipped_steps,
                    "train_time_s": state.train_time_s, "eval_time_s": state.eval_time_s,
+                   # the authors' train_runtime (HF Trainer) includes evaluation: Tables 4, 5, Figure 2
+                   "train_with_eval_time_s": state.train_time_s + state.eval_time_s,
                    "steps_per_s": state.step / state.train_time_s if state.train_time_s > 0 else None},
             memory=peak_memory(accelerator.device),
         )

@@ -212,7 +212,8 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
         "cpu": _get(rec, "environment.cpu") or _get(rec, "environment.processor"),
         "gpu": _get(rec, "environment.gpu") or _get(rec, "environment.gpu_name"),
         "platform": _get(rec, "environment.platform"),
-        "params_method": _get(rec, "params.method"),
+        # SoRA / AdaLoRA: the live count after training (what the paper's SoRA cell counts), else the nominal
+        "params_method": _get(rec, "params.after_training.live_params", _get(rec, "params.method")),
         "finished_at": _get(rec, "finished_at") or "",
         "error": _get(rec, "error.type"),
         "limited": any(_get(rec, k) not in (None, -1) for k in ("config.data.limit_train", "config.train.max_steps")),
@@ -652,6 +653,7 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
                     "no runs)" if src == {"params.csv"} else
                     "from the runs' recorded `params.method`, rows without runs from `make params`" if src else
                     "(no count available)")
+                 + " (SoRA, AdaLoRA: the live count after training, `params.after_training`)"
                  + "; ✓/✗: the printed value does (not) follow from the count in the paper's units "
                  "(binary for DCFT, decimal for baselines; a printed % against the run's backbone size).")
     for note in info.get("crosscheck", []):

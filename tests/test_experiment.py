@@ -142,3 +142,12 @@ def test_gradient_accumulation_matches_the_larger_batch(glue_dir, tmp_path):
     wa, wb = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=False)["trainable"] for d in "ab")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_sora_run_records_the_live_rank_count_beside_the_nominal(glue_dir, tmp_path):
+    rec = run(compose_cfg(TINY_RUN + ["method=sora", "debug=smoke", f"data.glue_dir={glue_dir}"]), tmp_path / "run")
+    live = results.read_result(tmp_path / "run")["params"]["after_training"]
+    assert rec["params"]["after_training"] == live
+    assert live["nominal_params"] == rec["params"]["method"] and 0 <= live["live_params"] <= live["nominal_params"]
+    assert rec["train"]["train_with_eval_time_s"] == pytest.approx(rec["train"]["train_time_s"]
+                                                                   + rec["train"]["eval_time_s"])
