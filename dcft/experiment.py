@@ -86,6 +86,8 @@ def precheck(cfg: DictConfig):
     """Validate training settings, method, task, the model directory and the method-on-architecture
     fit without loading any weights or data."""
     check_train(cfg.train)
+    if "logger" in cfg:
+        tracking.resolve(cfg.logger.name)  # a tracker that is not installed fails here, before any folder
     if cfg.model.get("source", "pretrained") == "pretrained":
         check_model_dir(cfg.model)
     method = build_method(cfg.method)

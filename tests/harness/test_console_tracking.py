@@ -146,3 +146,12 @@ def test_unknown_or_missing_tracker_is_a_clear_error():
             tracking.accelerator_kwargs(L, "/tmp/x")
     L.name = "none"
     assert tracking.accelerator_kwargs(L, "/tmp/x") == {}
+
+
+def test_missing_tracker_is_rejected_in_the_checks_before_a_run_starts():
+    if tracking.available("wandb"):
+        pytest.skip("wandb is installed here: nothing to reject")
+    from dcft.experiment import precheck
+
+    with pytest.raises(ValueError, match="pip install wandb"):
+        precheck(compose_cfg(["model=tiny-bert", "task=rte", "logger=wandb"]))
