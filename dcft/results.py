@@ -382,7 +382,7 @@ def compare(df, filters: dict[str, list[str]] | None = None, include: str = "com
         scores = [float(s) for s in g["score"] if _present(s)]
         times = [float(t) for t in g["train_time_s"] if _present(t)]
         rows.append({"_order": (key[0], key[1], key[2], _setting_order(g), str(key[4]), key[5] or 0, key[6] or 0),
-                     **dict(zip(GROUP_KEYS, key)),
+                     **dict(zip(GROUP_KEYS, key)), "metric": score_metric(key[1]),
                      "score_mean": statistics.fmean(scores) if scores else None,
                      "score_std": statistics.stdev(scores) if len(scores) > 1 else None,
                      "n": len(g), "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna())),
@@ -390,8 +390,18 @@ def compare(df, filters: dict[str, list[str]] | None = None, include: str = "com
                      "train_time_s_mean": statistics.fmean(times) if times else None,
                      "statuses": ",".join(sorted(set(map(str, g["status"]))))})
     rows.sort(key=lambda r: r.pop("_order"))
-    return pd.DataFrame(rows, columns=list(GROUP_KEYS) + ["score_mean", "score_std", "n", "seeds", "params_method",
+    return pd.DataFrame(rows, columns=list(GROUP_KEYS) + ["metric", "score_mean", "score_std", "n", "seeds", "params_method",
                                                           "train_time_s_mean", "statuses"])
+
+
+def score_metric(task: Any) -> str:
+    """The metric a task's `score` is (`Task.score`): SQuAD's F1, each GLUE task's main metric."""
+    if str(task).startswith("squad"):
+        return "f1"
+    from dcft.data.glue import GLUE_TASKS
+
+    spec = GLUE_TASKS.get(str(task))
+    return spec.main_metric if spec is not None else "score"
 
 
 def _score_scale(task: Any) -> float:
@@ -420,7 +430,7 @@ def format_compare(table) -> str:
         name = r["method"] + (" [smoke]" if r["smoke"] else "")
         lines.append({"model": r["model"], "task": r["task"], "method": name, "setting": r["setting"] or "-",
                       "preset": r["preset"] or "-", "lr": f"{r['lr']:.3g}" if _present(r["lr"]) else "-",
-                      "score": score, "n": str(r["n"]), "#Params": _fmt_params(r["params_method"]),
+                      "metric": score_metric(r["task"]), "score": score, "n": str(r["n"]), "#Params": _fmt_params(r["params_method"]),
                       "steps": "-" if not _present(r["steps"]) else str(int(r["steps"])),
                       "train min": f"{r['train_time_s_mean'] / 60:.2f}" if _present(r["train_time_s_mean"]) else "-"})
     cols = list(lines[0])
