@@ -35,10 +35,12 @@ params:  ## results/tables/params.{csv,md}: every #Params cell of the paper, cou
 DEMO ?= results/runs/demo
 RUNS ?= results/runs
 FILTER ?=
+DEMO_RUN = $(PYTHON) run.py model=minilm task=squad preset=cpu data.squad_dir=$(DEMO)/toy-squad train.progress=false \
+	output_root=$(DEMO)/runs $(SWEEP_ARGS)
 demo:  ## first result: MiniLM, DCFT vs LoRA on a generated SQuAD set (~2 min on a CPU), then the comparison
 	$(PYTHON) scripts/toy_squad.py $(DEMO)/toy-squad
-	$(PYTHON) run.py -m model=minilm task=squad method=dcft,lora kernel=2 preset=cpu data.squad_dir=$(DEMO)/toy-squad \
-		train.progress=false output_root=$(DEMO)/runs $(SWEEP_ARGS)
+	$(DEMO_RUN) method=dcft kernel=2
+	$(DEMO_RUN) method=lora
 	$(PYTHON) -m dcft.results $(DEMO)/runs
 
 compare:  ## compact table of runs in RUNS (default results/runs), seeds grouped; FILTER="task=rte method=dcft,lora"
