@@ -10,7 +10,10 @@ from conftest import ROOT, tiny_model
 
 
 def readme_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """The Python examples of the section "Using DCFT in your own code", in order."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Using DCFT in your own code", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def test_readme_peft_example_runs_as_written(monkeypatch, tmp_path):
