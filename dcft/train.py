@@ -137,12 +137,13 @@ def make_loaders(data: TaskData, batch_size: int, eval_batch_size: int,
 
 
 def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, run_dir: Path | None = None,
-        state: TrainState | None = None, checkpointer=None, seed: int = 0) -> TrainState:
+        state: TrainState | None = None, checkpointer=None, seed: int = 0, on_best=None) -> TrainState:
     """Train `model` with `method` on `task`; returns the final `TrainState` (best, history, times).
 
     `tcfg` is the `train` config (`dcft.config.TrainConf`). `run_dir` (main process) receives
     `log.jsonl` and task predictions. `checkpointer(state, model, optimizer, scheduler)`, if given,
-    is called every `tcfg.checkpoint_steps` optimizer steps and at the end.
+    is called every `tcfg.checkpoint_steps` optimizer steps and at the end. `on_best(model)`, if
+    given, is called on the main process at each new best evaluation (e.g. to save that adapter).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -185,6 +186,8 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
         better = score == score and score > state.best_score  # NaN is never better
         if better:
             state.best_score, state.best_step, state.best_metrics = score, state.step, dict(metrics)
+            if on_best is not None and main:
+                on_best(unwrapped)
         state.history.append({"step": state.step, "epoch": state.epoch, "score": score, **metrics})
         log.write(type="eval", step=state.step, score=score, best=better, **metrics)
         accelerator.log({"eval/score": score, "eval/best_score": state.best_score,
