@@ -53,14 +53,16 @@ def check_train(tcfg) -> None:
     """The `train.*` settings that can be checked without any work (a clear error naming key, value
     and what is valid), including whether a requested GPU exists."""
     for key in POSITIVE_TRAIN_KEYS:
-        if tcfg[key] < 1:
-            raise ValueError(f"train.{key}={tcfg[key]}; it must be a positive integer")
+        value = getattr(tcfg, key, 1)
+        if value < 1:
+            raise ValueError(f"train.{key}={value}; it must be a positive integer")
     for key, valid in CHOICES.items():
-        if tcfg[key] not in valid:
-            raise ValueError(f"train.{key}={tcfg[key]!r}; valid: {', '.join(valid)}")
+        value = getattr(tcfg, key, valid[0])
+        if value not in valid:
+            raise ValueError(f"train.{key}={value!r}; valid: {', '.join(valid)}")
     if tcfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    if tcfg.lr <= 0:
+    if getattr(tcfg, "lr", 1.0) <= 0:
         raise ValueError(f"train.lr={tcfg.lr}; it must be positive")
 
 
