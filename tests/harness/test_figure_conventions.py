@@ -14,7 +14,7 @@ from matplotlib.colors import to_rgba
 import matplotlib.pyplot as plt
 
 from dcft import figures as F
-from tables.test_figures import _run
+from tables.test_figures import _run, write_fig_runs
 
 
 def _build(root: Path, out: Path) -> dict:
@@ -30,17 +30,7 @@ def _build(root: Path, out: Path) -> dict:
 def runs_root(tmp_path_factory) -> Path:
     """The runs of tests/tables/test_figures.py's fixture (Tables 4 and 5, LoRA with two seeds), plus
     a second seed of DCFT d=2 on CoLA (an error bar)."""
-    root = tmp_path_factory.mktemp("fig") / "runs"
-    for i, task in enumerate(("sst2", "cola", "qnli", "rte", "mrpc", "stsb")):
-        for k in (2, 4, 6, 8, 12):
-            _run(root, task, "dcft", kernel=k, score=0.70 + 0.01 * i + 0.002 * k, time_s=600 + 3000 / k)
-        _run(root, task, "full", score=0.75, time_s=900)
-    for task in ("cola", "mrpc", "stsb", "rte"):
-        for s in (1, 2, 4):
-            _run(root, task, "dcft", kernel=8, stride=s, score=0.7, time_s=600 + 800 / s)
-    for task in ("cola", "rte", "mrpc", "qnli", "sst2"):
-        _run(root, task, "lora", score=0.72, time_s=700)
-        _run(root, task, "lora", seed=7, score=0.73, time_s=720)
+    root = write_fig_runs(tmp_path_factory.mktemp("fig") / "runs")
     _run(root, "cola", "dcft", kernel=2, seed=7, score=0.90, time_s=2100)
     return root
 

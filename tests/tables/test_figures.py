@@ -39,9 +39,12 @@ def _run(root: Path, task: str, method: str, *, kernel: int | None = None, strid
 
 @pytest.fixture
 def fig_runs(tmp_path: Path) -> Path:
+    return write_fig_runs(tmp_path / "runs")
+
+
+def write_fig_runs(root: Path) -> Path:
     """minilm runs for Tables 4 and 5 (DCFT kernels and strides, full FT) and LoRA beside DCFT for
     Figures 2 and 3 (two LoRA seeds)."""
-    root = tmp_path / "runs"
     for i, task in enumerate(("sst2", "cola", "qnli", "rte", "mrpc", "stsb")):
         for k in (2, 4, 6, 8, 12):
             _run(root, task, "dcft", kernel=k, score=0.70 + 0.01 * i + 0.002 * k, time_s=600 + 3000 / k)
