@@ -31,7 +31,7 @@ def dcft_config(family: str, **kw) -> DcftConfig:
     """SEQ_CLS (peft then trains and saves the classifier / score head); DeBERTa's pooler is new
     at load time, so it is trained and saved too (peft does not add it by itself)."""
     extra = {"modules_to_save": ["pooler"]} if family == "deberta-v2" else {}
-    return DcftConfig(task_type="SEQ_CLS", **{**extra, **kw})
+    return DcftConfig(task_type="SEQ_CLS", **{"kernel": 8, **extra, **kw})  # the paper's efficient setting
 
 
 def trained(family: str, std: float = 0.3, **kw) -> PeftModel:
@@ -52,11 +52,13 @@ def logits(model, seed=0):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_default_targets_and_trainable_count(family):
-    model = get_peft_model(build(family), dcft_config(family))
+    """The defaults: the paper's "all" targets of the family, kernel 2 = stride (the authors' code)."""
+    extra = {"modules_to_save": ["pooler"]} if family == "deberta-v2" else {}
+    model = get_peft_model(build(family), DcftConfig(task_type="SEQ_CLS", **extra))
     layers = dcft_tuner_layers(model)
     assert len(layers) == 2 * len(ADAPTED[family])
     assert not any("pooler" in n for n, _ in layers)
-    per_block = sum(1 * ((din - 8) // 8 + 1) + 1 * ((dout - 8) // 8 + 1) + 64 for din, dout in ADAPTED[family])
+    per_block = sum(1 * ((din - 2) // 2 + 1) + 1 * ((dout - 2) // 2 + 1) + 4 for din, dout in ADAPTED[family])
     adapter = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "dcft_" in n)
     assert adapter == 2 * per_block
     assert all(type(m.get_base_layer()).__name__ == ("Conv1D" if family == "gpt2" else "Linear") for _, m in layers)
@@ -215,7 +217,7 @@ def test_targets_as_regex_list_layers_and_kernel_pattern():
     assert [n.split("model.")[-1] for n, _ in dcft_tuner_layers(model)] == ["layers.0.self_attn.q_proj",
                                                                            "layers.0.self_attn.v_proj"]
     model = get_peft_model(build("bert"), DcftConfig(target_modules=["query", "value"], layers_to_transform=[1],
-                                                     kernel_pattern={"value": 4}))
+                                                     kernel=8, kernel_pattern={"value": 4}))
     shapes = {n.split("encoder.")[-1]: tuple(m.dcft_C["default"].shape) for n, m in dcft_tuner_layers(model)}
     assert shapes == {"layer.1.attention.self.query": (8, 8), "layer.1.attention.self.value": (4, 4)}
 

@@ -35,7 +35,7 @@ FORMAT = "dcft-adapter"
 FORMAT_VERSION = 1
 
 
-def apply_dcft(model: nn.Module, targets: Any = "all", kernel: int = 8, stride: int | None = None,
+def apply_dcft(model: nn.Module, targets: Any = "all", kernel: int = 2, stride: int | None = None,
                **config: Any) -> DCFT:
     """Adapt `model` in place with DCFT and return the method object.
 

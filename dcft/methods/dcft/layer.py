@@ -129,7 +129,7 @@ class DCFTLinear(nn.Module):
     (d x d, the kernel) are the only trainable tensors: `k*din' + k*dout' + d^2` of them.
     """
 
-    def __init__(self, base: nn.Linear, kernel: int = 8, stride: Optional[int] = None, rank: int = 1,
+    def __init__(self, base: nn.Linear, kernel: int = 2, stride: Optional[int] = None, rank: int = 1,
                  alpha: float = 32.0, r: float = 2.0, dropout: float = 0.0, init: str = "normal",
                  init_std: float = 0.02, impl: str = "fast", name: str = "<linear>"):
         super().__init__()

@@ -26,7 +26,8 @@ class DcftPeftType(str, enum.Enum):
 class DcftConfig(PeftConfig):
     """Configuration of a DCFT adapter (paper Sec. 3); one field per hyperparameter."""
 
-    kernel: int = field(default=8, metadata={"help": "kernel size d of the transposed convolution (paper: 2..12)"})
+    kernel: int = field(default=2, metadata={"help": "kernel size d of the transposed convolution (paper: 2..12); "
+                                                    "2 = the authors' code and the paper's best row, 8 = its most efficient"})
     stride: Optional[int] = field(default=None, metadata={"help": "stride s, 1 <= s <= d; None means s = d"})
     rank: int = field(default=1, metadata={"help": "rank k of the subspace matrix F = A^T B^T (paper: 1)"})
     alpha: float = field(default=32.0, metadata={"help": "scaling numerator: update scaled by alpha / (r + 1e-5)"})
