@@ -146,6 +146,8 @@ def unknown_key_hint(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
         if arg.startswith(("+", "~", "-")) or "=" not in arg:
             continue
         key = arg.split("=", 1)[0]
+        if "/" in key or "@" in key:  # a group choice (hydra/launcher=slurm, hp@_global_=...): Hydra checks it
+            continue
         parts = key.split(".")
         if parts[0] == "hydra":
             continue

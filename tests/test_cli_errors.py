@@ -24,7 +24,8 @@ def test_near_miss_keys_get_a_did_you_mean():
     assert "did you mean method.r?" in unknown_key_hint(["method=lora", "method.rr=2"])
     assert "did you mean method.kernel?" in unknown_key_hint(["method.kernell=4"])  # dcft by default
     assert unknown_key_hint(["kernel=8", "train.lr=1e-3", "+model.arch.hidden_dropout_prob=0", "-m",
-                             "hydra.launcher.timeout_min=5", "method.targets=qv"]) is None
+                             "hydra.launcher.timeout_min=5", "method.targets=qv", "hydra/launcher=slurm",
+                             "logger=none", "baseline_hp=shared"]) is None
 
 
 def test_run_py_prints_the_hint_and_exits_2(tmp_path):
