@@ -139,11 +139,11 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
             print(summary_text(existing))
             return {**existing, "outcome": "reused"}
         with RunConsole(run_dir if main_rank else None, progress=cfg.train.progress):  # quiet; run.log
-            return _train(cfg, run_dir, choices, method, task, ident, sources)
+            return _train(cfg, run_dir, choices, method, task, resolved, ident, sources)
 
 
 def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, method, task,
-           ident: dict[str, Any], sources: dict[str, str | None]) -> dict:
+           resolved: dict[str, Any], ident: dict[str, Any], sources: dict[str, str | None]) -> dict:
     """Train a validated, locked run and write its result file (see `run`)."""
     record: dict[str, Any] = {
         "schema_version": results.SCHEMA_VERSION,
@@ -152,7 +152,7 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         "choices": dict(choices or {}),
         "hp_sources": sources,
         "identity": ident,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": resolved,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     accelerator = None

@@ -251,30 +251,35 @@ def effective_config(resolved: Mapping[str, Any], task: Any, method_revision: in
     }
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}` (an empty dict stays a leaf)."""
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
         for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         return out or {prefix.rstrip("."): {}}
     return {prefix.rstrip("."): obj}
+
+
+ABSENT = "(absent)"
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], skip: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+    """`(dotted key, old value, new value)` for every leaf where two nested configs differ, sorted by
+    key; keys in `skip` are ignored and a missing leaf reads as "(absent)"."""
+    a = {k: v for k, v in flatten(dict(old)).items() if k not in skip}
+    b = {k: v for k, v in flatten(dict(new)).items() if k not in skip}
+    return [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in sorted(set(a) | set(b))
+            if a.get(k, ABSENT) != b.get(k, ABSENT)]
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 12) -> list[str]:
     """Human-readable `key: old -> new` lines where two effective configurations differ
     (`hash` is skipped: it follows from `declared`)."""
-    a = {k: v for k, v in _flatten(dict(old)).items() if k != "hash"}
-    b = {k: v for k, v in _flatten(dict(new)).items() if k != "hash"}
-    lines = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
-             for k in sorted(set(a) | set(b)) if a.get(k, "(absent)") != b.get(k, "(absent)")]
+    lines = [f"{k.replace('declared.', '', 1)}: {a!r} -> {b!r}" for k, a, b in changed_keys(old, new, skip={"hash"})]
     if len(lines) > limit:
         lines = lines[:limit] + [f"... and {len(lines) - limit} more"]
-    return [ln.replace("declared.", "", 1) for ln in lines]
-
-
-def same_run(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """Whether a stored effective configuration is the new one (declared, inputs and code)."""
-    return old is not None and not differences(old, new)
+    return lines
 
 
 def env_rank() -> int:

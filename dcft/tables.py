@@ -256,12 +256,9 @@ def _setting_key(declared: dict[str, Any]) -> str:
 
 def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
     """`key a vs b, ...`: where two declared configurations differ (the seed aside)."""
-    from dcft.identity import _flatten
+    from dcft.identity import changed_keys
 
-    fa = {k: v for k, v in _flatten(a).items() if k != "seed"}
-    fb = {k: v for k, v in _flatten(b).items() if k != "seed"}
-    diff = [f"{k} {fa.get(k, '(absent)')} vs {fb.get(k, '(absent)')}" for k in sorted(set(fa) | set(fb))
-            if fa.get(k, "(absent)") != fb.get(k, "(absent)")]
+    diff = [f"{k} {va} vs {vb}" for k, va, vb in changed_keys(a, b, skip={"seed"})]
     return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
 
 

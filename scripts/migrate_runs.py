@@ -73,7 +73,7 @@ def migrate_one(result_path: Path, output_root: Path, dry_run: bool) -> str:
     new = OmegaConf.to_container(cfg, resolve=True)
     old_declared = identity.declared_config(rec.get("config") or {})
     new_declared = identity.declared_config(new)
-    old_flat, new_flat = identity._flatten(old_declared), identity._flatten(new_declared)
+    old_flat, new_flat = identity.flatten(old_declared), identity.flatten(new_declared)
     changed = [f"{k}: recorded {old_flat[k]!r}, composes today to {new_flat.get(k, '(absent)')!r}"
                for k in old_flat if old_flat[k] != new_flat.get(k, "(absent)")]
     if changed:
