@@ -30,7 +30,7 @@ params:  ## results/tables/params.{csv,md}: every #Params cell of the paper, cou
 
 # ---- A first result and a compact comparison of runs (dcft/results.py).
 # make demo: MiniLM fine-tuned with DCFT (kernel 2) and LoRA (r = 1) on a synthetic SQuAD v1.1 set the
-# repository generates (scripts/toy_squad.py), the CPU study's setting (preset=cpu, 150 steps); about two
+# repository generates (scripts/toy_squad.py), preset=cpu's SQuAD budget (150 steps); about two
 # minutes on 2 idle CPU cores, no Hub, no ../shared. Runs go to $(DEMO)/runs; a rerun reuses them.
 DEMO ?= results/runs/demo
 RUNS ?= results/runs
@@ -139,26 +139,26 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 	$(RUN_SWEEP) +sweep=table4
 	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
 
-.PHONY: cpu-study cpu-squad cpu-tables
+.PHONY: cpu-study cpu-report
+# The CPU-scale reproduction (issue 16; results/cpu-study/README.md): MiniLM on SST-2, CoLA, STS-B and RTE from
+# ../shared/glue; every method at its own source settings and its own learning rate, selected on a held-out
+# slice; 3 seeds; ablations at DCFT's selected rate. About 10 hours on 2 cores in all: stop it whenever, a
+# relaunch skips finished runs. Each pass asks `python -m dcft.study next` which stage files the finished runs
+# call for (tune -> seeds or a wider grid -> ablations -> doubled budget) and runs the sweeps with runs to do.
+# STUDY_ARGS narrows a chunk, e.g. STUDY_ARGS="--tasks sst2,cola --settings dcft8,dcft2,lora,full".
 CPU_STUDY = results/cpu-study
-cpu-study:  ## the CPU worked example: MiniLM on ../shared/glue (RTE, CoLA, STS-B) and a synthetic SQuAD set, about an hour on 2 cores
-	$(PYTHON) run.py +sweep=cpu_kernels train.progress=false $(SWEEP_ARGS)
-	$(PYTHON) run.py +sweep=cpu_strides train.progress=false $(SWEEP_ARGS)
-	$(PYTHON) run.py +sweep=cpu_targets train.progress=false $(SWEEP_ARGS)
-	$(PYTHON) run.py +sweep=cpu_baselines train.progress=false $(SWEEP_ARGS)
-	$(PYTHON) run.py +sweep=cpu_full train.progress=false $(SWEEP_ARGS)
-	$(PYTHON) run.py +sweep=cpu_baselines_rte train.progress=false $(SWEEP_ARGS)
-	$(MAKE) cpu-squad
+STUDY_ARGS ?=
+STUDY_PASSES ?= 6
+cpu-study:  ## the CPU-scale reproduction: runs what is missing, stage by stage (hours; resumes), then its report
+	@for pass in $$(seq $(STUDY_PASSES)); do \
+	  todo="$$($(PYTHON) -m dcft.study next $(STUDY_ARGS))" || exit 1; \
+	  [ -z "$$todo" ] && break; \
+	  for s in $$todo; do $(PYTHON) run.py +sweep=$$s $(SWEEP_ARGS) || exit 1; done; \
+	done
+	$(MAKE) cpu-report
 
-cpu-squad:  ## the CPU worked example's SQuAD part: MiniLM, DCFT and LoRA on a synthetic SQuAD set (scripts/toy_squad.py), then its tables
-	$(PYTHON) scripts/toy_squad.py $(CPU_STUDY)/toy-squad
-	$(PYTHON) run.py +sweep=cpu_squad_dcft train.progress=false $(SWEEP_ARGS)
-	$(PYTHON) run.py +sweep=cpu_squad_baselines train.progress=false $(SWEEP_ARGS)
-	$(MAKE) cpu-tables
-
-cpu-tables:  ## tables and figures of the CPU worked example from its committed runs (never trains)
-	$(PYTHON) -m dcft.tables --model minilm --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)/tables --params results/tables/params.csv
-	$(PYTHON) -m dcft.figures --model minilm --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)/figures --task rte
+cpu-report:  ## tables, figures and numbers of the CPU study from its committed run files (never trains)
+	$(PYTHON) -m dcft.study report --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)
 
 # ---- Speed: DCFT (fast and reference paths) against LoRA r=1 and full fine-tuning (dcft/bench.py).
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--device cuda --batch 32 --seq-len 256 --compile".

@@ -57,6 +57,7 @@ class TrainConf:
     epochs: float = 3.0
     max_steps: int = -1
     max_len: int = 128
+    group_by_length: bool = False
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0

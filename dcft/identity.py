@@ -8,7 +8,8 @@ The effective configuration is everything that determines a run's outcome, and n
     `targets` and `dcft_hp` keys are inputs to it, so a LoRA run with `kernel=8` is the LoRA run
     without it; a DCFT `stride: null` is written as the kernel it means;
   - `train.epochs` is dropped when `train.max_steps > 0` (it is ignored), `train.warmup_ratio`
-    when `train.warmup_steps > 0`; SQuAD-only task keys are dropped for GLUE tasks;
+    when `train.warmup_steps > 0`, `train.group_by_length` when false (added later; false is the
+    loop every older run used); SQuAD-only task keys are dropped for GLUE tasks;
   - keys that change where files go or how the run looks, never what it computes
     (`NEUTRAL_KEYS`: output folder, overwrite, progress bars, checkpoint interval, device
     choice, logging intervals, evaluation batch size, experiment tracker);
@@ -52,6 +53,9 @@ NEUTRAL_KEYS = (
 LOCATION_KEYS = ("data.glue_dir", "data.squad_dir", "model.path", "model.hub_id", "model.tokenizer")
 # Top-level keys that are inputs to the method node through interpolation (`${kernel}` ...).
 METHOD_INPUT_KEYS = ("kernel", "stride", "targets", "dcft_hp")
+# Train keys added after runs existed, dropped while at the value that reproduces the older loop
+# (so the runs made before them keep their identity): `group_by_length: false` = plain shuffling.
+DEFAULT_DROPPED_TRAIN_KEYS = ("group_by_length",)
 SQUAD_ONLY_TASK_KEYS = ("doc_stride", "n_best", "max_answer_length", "null_threshold")
 # Bumped by hand when the training loop's arithmetic changes (what a run computes, not how fast).
 CODE_REVISION = 1
@@ -89,6 +93,9 @@ def declared_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
         train.pop("epochs", None)
     if (train.get("warmup_steps") or 0) > 0:
         train.pop("warmup_ratio", None)
+    for key in DEFAULT_DROPPED_TRAIN_KEYS:  # added after runs existed: at the old behaviour, not part of identity
+        if train.get(key) is False:
+            train.pop(key)
     task = cfg.get("task") or {}
     if task.get("kind", "glue") != "squad":
         for k in SQUAD_ONLY_TASK_KEYS:

@@ -125,15 +125,35 @@ def evaluate(model, task: Task, data: TaskData, loaders: dict[str, DataLoader], 
 
 
 def make_loaders(data: TaskData, batch_size: int, eval_batch_size: int,
-                 seed: int = 0) -> tuple[DataLoader, dict[str, DataLoader]]:
+                 seed: int = 0, group_by_length: bool = False,
+                 eval_by_length: bool = False) -> tuple[DataLoader, dict[str, DataLoader]]:
     """Shuffled training loader (seeded per epoch by Accelerate) and sequential eval loaders.
     The loader has its own generator so iterating it never draws from the global RNG (which
-    dropout uses): a resumed run then sees the same random stream as an uninterrupted one."""
-    train = DataLoader(data.train, batch_size=batch_size, shuffle=True, collate_fn=data.collate,
-                       generator=torch.Generator().manual_seed(seed))
-    evals = {n: DataLoader(ds, batch_size=eval_batch_size, shuffle=False, collate_fn=data.collate)
-             for n, ds in data.evals.items()}
-    return train, evals
+    dropout uses): a resumed run then sees the same random stream as an uninterrupted one.
+
+    `group_by_length` draws each batch from examples of similar length (transformers'
+    `LengthGroupedSampler`, HF Trainer's `group_by_length`: a seeded shuffle, then length-sorted
+    mega-batches of 50 batches), so batches carry less padding; every example is still seen once
+    per epoch. `eval_by_length` evaluates in order of length (less padding; only for tasks whose
+    metrics ignore the example order, `Task.eval_order_free`)."""
+    generator = torch.Generator().manual_seed(seed)
+    if group_by_length:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        lengths = [len(ids) for ids in data.train["input_ids"]]
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
+        train = DataLoader(data.train, batch_size=batch_size, sampler=sampler, collate_fn=data.collate)
+    else:
+        train = DataLoader(data.train, batch_size=batch_size, shuffle=True, collate_fn=data.collate,
+                           generator=generator)
+    def eval_loader(ds) -> DataLoader:
+        if not eval_by_length:
+            return DataLoader(ds, batch_size=eval_batch_size, shuffle=False, collate_fn=data.collate)
+        lengths = [len(ids) for ids in ds["input_ids"]]
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        return DataLoader(ds, batch_size=eval_batch_size, sampler=order, collate_fn=data.collate)
+
+    return train, {n: eval_loader(ds) for n, ds in data.evals.items()}
 
 
 def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, run_dir: Path | None = None,
@@ -149,7 +169,9 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
 
     main = accelerator.is_main_process
     log = JsonlLog(run_dir / "log.jsonl" if (run_dir is not None and main) else None)
-    train_loader, eval_loaders = make_loaders(data, tcfg.batch_size, tcfg.eval_batch_size, seed)
+    train_loader, eval_loaders = make_loaders(
+        data, tcfg.batch_size, tcfg.eval_batch_size, seed, tcfg.group_by_length,
+        eval_by_length=tcfg.group_by_length and task.eval_order_free)
 
     optimizer = method.optimizer(model, tcfg.lr, tcfg.weight_decay, (tcfg.adam_beta1, tcfg.adam_beta2),
                                  tcfg.adam_eps)

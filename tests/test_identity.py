@@ -62,6 +62,15 @@ def test_declared_configuration_normalises_what_does_not_change_the_run():
     }
 
 
+
+def test_group_by_length_is_part_of_identity_only_when_on():
+    # added after runs existed: false (the plain shuffle every older run used) keeps their identity
+    base = {"task": {"name": "rte", "kind": "glue"}, "train": {"lr": 1e-3, "batch_size": 16}}
+    off = {"task": {"name": "rte", "kind": "glue"}, "train": {"lr": 1e-3, "batch_size": 16, "group_by_length": False}}
+    on = {"task": {"name": "rte", "kind": "glue"}, "train": {"lr": 1e-3, "batch_size": 16, "group_by_length": True}}
+    assert identity.declared_config(off) == identity.declared_config(base) == base
+    assert identity.declared_config(on)["train"]["group_by_length"] is True
+
 def test_folder_name_is_the_label_and_the_sha256_of_the_canonical_json():
     declared = {"method": {"name": "lora", "r": 1, "targets": "qv"}, "model": {"name": "m"},
                 "seed": 3, "task": {"name": "rte"}, "train": {"lr": 0.0005}}

@@ -22,9 +22,9 @@ FAST = {
     "make sweeps": ["table4"],
     "make tables": ["results/tables/table6"],
     "python -m dcft.results": [],
-    "python -m dcft.results results/cpu-study/runs task=rte method=dcft,lora": ["rte", "dcft", "lora"],
-    "python -m dcft.results results/cpu-study/runs task=rte method=dcft,lora --csv rte.csv": ["wrote rte.csv"],
-    'make compare RUNS=results/cpu-study/runs FILTER="task=rte method=dcft,lora"': ["rte", "lora"],
+    "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora": ["sst2", "dcft", "lora"],
+    "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora --csv sst2.csv": ["wrote sst2.csv"],
+    'make compare RUNS=results/cpu-study/runs FILTER="task=sst2 method=dcft,lora"': ["sst2", "lora"],
     'import dcft.results; df = dcft.results.load_tidy("results/runs")': [],
 }
 # Runs only with `make test-slow` (minutes on a loaded 2-core machine), in this order (the smoke run uses the demo's data).
@@ -35,7 +35,7 @@ SLOW = {
         ["completed", "SMOKE"],
     "make params": ["cells match"],
     "make figures": ["wrote results/figures/table4_kernel.png"],
-    "make cpu-tables": ["wrote results/cpu-study/figures"],
+    "make cpu-report": ["results/cpu-study"],
     "make plan SWEEP=table4": ["table4"],
 }
 NOT_RUN = {
@@ -45,8 +45,8 @@ NOT_RUN = {
     "python run.py task=rte method=dcft kernel=8": "DeBERTaV3-base and GLUE from the Hub",
     "python run.py -m task=rte,mrpc method=dcft kernel=2,4,8 stride=1,2,8": "the Hub, 18 full runs",
     "make table4": "the Hub, GPU hours",
-    "make cpu-study": "an hour on 2 idle cores, reads ../shared/glue",
-    'make cpu-study SWEEP_ARGS="train.overwrite=true"': "an hour on 2 idle cores, reads ../shared/glue",
+    "make cpu-study": "about 10 hours on 2 cores, reads ../shared/glue",
+    'make cpu-study STUDY_ARGS="--tasks sst2 --settings dcft8,lora"': "hours of training, reads ../shared/glue",
     "make bench": "minutes of timing on an idle machine",
     "accelerate launch --multi_gpu --num_processes 4 run.py task=mnli method=dcft kernel=8": "4 GPUs and the Hub",
     "accelerate launch --multi_gpu --num_machines 2 --machine_rank $RANK --main_process_ip $HOST "

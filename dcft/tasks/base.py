@@ -30,6 +30,7 @@ class Task:
     """Base class of a task the loop can train and evaluate."""
 
     name: str = "task"
+    eval_order_free: bool = False  # metrics ignore the order of evaluation examples (labels travel with them)
     head: str = "classification"  # which model head: "classification" or "qa"
     num_labels: int = 2  # classification: label count (1 = regression); ignored for QA
 

@@ -29,6 +29,7 @@ class GlueTask(Task):
     head = "classification"
 
     HOLDOUT = "holdout"  # name of the held-out evaluation set
+    eval_order_free = True  # accuracy, F1, MCC, Pearson and Spearman ignore the example order
 
     def __init__(self, name: str, glue_dir: str | None = None, holdout: float = 0.0,
                  pad_to_max_length: bool = False):

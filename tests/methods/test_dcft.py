@@ -182,6 +182,25 @@ def test_zero_init_starts_at_delta_0_and_then_moves(stride):
         assert (layer(x) - layer.base(x)).abs().max() > 0
 
 
+
+@pytest.mark.parametrize("stride", [None, 2])
+def test_lora_init_starts_at_delta_0_with_fan_in_scales_and_b_moves_first(stride):
+    torch.manual_seed(0)
+    layer = DCFTLinear(nn.Linear(384, 1536), kernel=8, stride=stride, init="lora")
+    din_sub = (384 - 8) // layer.stride + 1
+    assert layer.A.shape == (1, din_sub)
+    assert torch.count_nonzero(layer.B) == 0 and torch.count_nonzero(layer.delta()) == 0
+    # U(-b, b) has max |x| <= b and std b / sqrt(3); b = 1 / sqrt(fan-in) (LoRA's kaiming_uniform(a=sqrt(5)))
+    for p, fan_in in ((layer.A, din_sub), (layer.C, 8)):
+        bound = fan_in ** -0.5
+        assert p.detach().abs().max() <= bound
+        assert p.detach().std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.35)
+    x, target = torch.randn(6, 384), torch.randn(6, 1536)
+    assert torch.equal(layer(x), layer.base(x))
+    ((layer(x) - target) ** 2).mean().backward()
+    assert layer.B.grad.abs().max() > 0  # B takes the first gradient, as LoRA's B
+    assert torch.count_nonzero(layer.A.grad) == 0 and torch.count_nonzero(layer.C.grad) == 0
+
 # --- the orthogonal regulariser (eq. 4) ----------------------------------------------------------------
 def test_extra_loss_by_hand():
     # (24 -> 16, d = 8): din' = 3, dout' = 2

@@ -31,15 +31,6 @@ EXPECTED_RUNS = {
     "table5": 4 * 4,  # 4 tasks x stride 1, 2, 4, 8 (= null)
     "table6": 4 * 5,  # 4 tasks x qk, qv, qkv, qkvo, all
     "figures": 5,
-    # the CPU worked example (MiniLM on RTE, CoLA, STS-B)
-    "cpu_kernels": 3 * 4,  # kernel 2, 4, 8, 12
-    "cpu_strides": 3 * 3,  # kernel 8, stride 1, 2, 4
-    "cpu_targets": 3 * 4,  # kernel 8, qk, qv, qkv, qkvo
-    "cpu_baselines": 3,  # LoRA r = 1
-    "cpu_full": 3,
-    "cpu_baselines_rte": 6,  # adalora, sora, lorafa, bitfit, hadapter, padapter on RTE
-    "cpu_squad_dcft": 2,  # SQuAD v1.1, v2.0 (synthetic set) x kernel 2
-    "cpu_squad_baselines": 2,  # LoRA on both
     # learning-rate tuning of the baselines (scripts/method_hp.py): rates x tasks
     "table1_lr_deberta-v3-base_full": 4 * 8,  # 1e-05, 1.5e-05, 2e-05, 3e-05
     "table1_lr_deberta-v3-base_bitfit": 3 * 8,  # 0.0005, 0.0008, 0.001

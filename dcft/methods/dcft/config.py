@@ -10,7 +10,7 @@ scaling alpha / (r + 1e-5) with alpha = 32, r = 2, and N(0, 0.02) initialisation
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-INITS = ("normal", "zero")
+INITS = ("normal", "zero", "lora")
 IMPLS = ("fast", "reference")
 
 
@@ -25,7 +25,7 @@ class Config:
     alpha: float = 32.0  # scaling numerator: the update is scaled by alpha / (r + 1e-5), as in the authors' code
     r: float = 2.0  # scaling denominator kept from the authors' AdaLoRA command line; sets no shape
     dropout: float = 0.0  # dropout probability on the layer input feeding the adapter (0 = none, as the authors)
-    init: str = "normal"  # "normal": A, B, C ~ N(0, init_std) as the authors (Delta != 0 at step 0); "zero": C = 0, so Delta = 0 at step 0
+    init: str = "normal"  # "normal": A, B, C ~ N(0, init_std) as the authors (Delta != 0 at step 0); "zero": C = 0, so Delta = 0 at step 0; "lora": B = 0, A and C at fan-in scale (Delta = 0, LoRA-like scales)
     init_std: float = 0.02  # standard deviation of the normal initialisation of A, B (and C unless init="zero")
     reg_orth_coef: float = 0.1  # gamma, weight of the orthogonal regulariser on A and B (paper eq. 4); 0 disables it
     impl: str = "fast"  # "fast": structured path that never builds Delta; "reference": conv_transpose2d as the authors

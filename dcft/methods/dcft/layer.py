@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcft.methods.dcft import ops
+from dcft.methods.dcft.config import INITS
 
 
 # --- shape rules (transposed convolution, padding 0) ----------------------------------------------
@@ -141,8 +142,8 @@ class DCFTLinear(nn.Module):
             raise ValueError(f"rank={rank!r} for module {name!r}: must be an integer >= 1")
         if impl not in ("fast", "reference"):
             raise ValueError(f"impl={impl!r} for module {name!r}; valid: fast, reference")
-        if init not in ("normal", "zero"):
-            raise ValueError(f"init={init!r} for module {name!r}; valid: normal, zero")
+        if init not in INITS:
+            raise ValueError(f"init={init!r} for module {name!r}; valid: {', '.join(INITS)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout!r} for module {name!r}; valid: 0 <= dropout < 1")
 
@@ -173,11 +174,8 @@ class DCFTLinear(nn.Module):
                    dropout=cfg.dropout, init=cfg.init, init_std=cfg.init_std, impl=cfg.impl, name=name)
 
     def reset_parameters(self) -> None:
-        """A, B ~ N(0, init_std); C ~ N(0, init_std) (`init="normal"`, the authors' choice:
-        Delta != 0 at step 0) or C = 0 (`init="zero"`: Delta = 0 at step 0; dL/dC is then the
-        correlation of F = A^T B^T != 0 with the output gradient, so C moves on the first
-        step and A, B follow). A and B, and so the regulariser (eq. 4), start identically in
-        both modes."""
+        """The start values `init` names (`dcft.methods.dcft.ops.initialise`): "normal" (the
+        authors', Delta != 0 at step 0), "zero" (C = 0) or "lora" (B = 0, A and C at fan-in scale)."""
         ops.initialise(self.A, self.B, self.C, self.init, self.init_std)
 
     # --- the update (arithmetic shared with the peft tuner: dcft.methods.dcft.ops) -------------------

@@ -86,9 +86,22 @@ def add_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Ten
 
 @torch.no_grad()
 def initialise(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, init: str, std: float) -> None:
-    """A, B ~ N(0, std); C ~ N(0, std) (`init="normal"`, the authors' choice: Delta != 0 at step 0)
-    or C = 0 (`init="zero"`: Delta = 0 at step 0; dL/dC is then the correlation of F = A^T B^T != 0
-    with the output gradient, so C moves on the first step and A, B follow)."""
+    """Start values of the adapter tensors, by `init`:
+
+    * `"normal"` (the authors' choice): A, B, C ~ N(0, std), so Delta != 0 at step 0;
+    * `"zero"`: A, B ~ N(0, std) and C = 0, so Delta = 0 at step 0; dL/dC is then the correlation of
+      F = A^T B^T != 0 with the output gradient, so C moves on the first step and A, B follow;
+    * `"lora"` (issue 16, not in the paper): Delta = 0 at step 0 with LoRA's scales (Hu et al. 2021,
+      peft's `LoraLayer.reset_lora_parameters`): B = 0, and A and C uniform at fan-in scale,
+      A ~ U(+-1/sqrt(din')) (fan-in din' = A's columns) and C ~ U(+-1/sqrt(d)) (fan-in d), as
+      `kaiming_uniform_(a=sqrt(5))` draws LoRA's A. So `x M` (x contracted with A, times C) has the
+      scale of LoRA's `x A`, and B, like LoRA's B, takes the first gradient. `std` is unused.
+    """
+    if init == "lora":
+        A.uniform_(-A.shape[1] ** -0.5, A.shape[1] ** -0.5)
+        C.uniform_(-C.shape[0] ** -0.5, C.shape[0] ** -0.5)
+        B.zero_()
+        return
     A.normal_(0.0, std)
     B.normal_(0.0, std)
     if init == "zero":

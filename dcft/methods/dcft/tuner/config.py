@@ -33,7 +33,8 @@ class DcftConfig(PeftConfig):
     alpha: float = field(default=32.0, metadata={"help": "scaling numerator: update scaled by alpha / (r + 1e-5)"})
     r: float = field(default=2.0, metadata={"help": "scaling denominator (authors' code); sets no shape"})
     dropout: float = field(default=0.0, metadata={"help": "dropout probability on the adapter's input"})
-    init: str = field(default="normal", metadata={"help": "'normal': A, B, C ~ N(0, init_std); 'zero': C = 0"})
+    init: str = field(default="normal", metadata={"help": "'normal': A, B, C ~ N(0, init_std) (the authors'); 'zero': C = 0; "
+                                                             "'lora': B = 0, A and C at fan-in scale"})
     init_std: float = field(default=0.02, metadata={"help": "std of the normal initialisation"})
     impl: str = field(default="fast", metadata={"help": "'fast' (never builds Delta) or 'reference' (conv_transpose2d)"})
     reg_orth_coef: float = field(default=0.1, metadata={
