@@ -6,7 +6,8 @@ Writes, from the DeBERTaV3-base sources the paper's Table 1 uses:
   script values (`conf/hp/authors/deberta-v3-base/<task>.yaml`) with the CPU budget below;
 * `conf/method_hp/own/minilm/<method>/<task>.yaml`: every baseline's own DeBERTaV3-base settings
   (`scripts/method_hp.py`'s source tables) with the same CPU budget;
-* `conf/sweep/cpu/tune_<task>_<method>.yaml`: stage 1, each method's learning-rate grid, seed 6.
+* `conf/sweep/cpu/tune_<task>_<method>.yaml`: stage 1, each method's learning-rate grid, seed 6, for
+  the tasks the study covers (`dcft.study.SCOPE`).
 
 How a source's setting becomes a CPU one (the same rule for every method):
 
@@ -41,7 +42,7 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import method_hp as mh  # noqa: E402  (the baselines' source tables and the yaml renderer)
 
-from dcft.study import BUDGET, MODEL, SEED, SWEEP_DIR, TASKS, Setting, lr_grid, sweep_yaml  # noqa: E402
+from dcft.study import BUDGET, MODEL, SCOPE, SEED, SWEEP_DIR, TASKS, Setting, lr_grid, sweep_yaml  # noqa: E402
 
 ROOT = mh.ROOT
 SOURCE_MODEL = mh.V3  # the sources are DeBERTaV3-base's (paper Table 1)
@@ -158,9 +159,10 @@ def planned_files() -> dict[Path, str]:
         for t in TASKS:
             files[mh.OUT / MODEL / m / f"{t}.yaml"] = mh.render_hp(e, t).replace(
                 "Written by scripts/method_hp.py from its source tables", "Written by scripts/cpu_study.py")
-    for t in TASKS:
+    for t in TASKS:  # stage 1 of the settings the study covers on the task (dcft.study.SCOPE)
         for m in ("dcft", *BASELINES):
-            files[SWEEP_DIR / f"tune_{t}_{m}.yaml"] = tune_sweep(t, m)
+            if t in SCOPE["dcft8" if m == "dcft" else m]:
+                files[SWEEP_DIR / f"tune_{t}_{m}.yaml"] = tune_sweep(t, m)
     return files
 
 

@@ -8,7 +8,9 @@ warm-up ratio 0.06, weight decay 0.1, clip 0.1), the DeBERTa repository's cola.s
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -27,8 +29,10 @@ def _generator():
 
 
 def test_committed_files_are_what_the_generator_writes():
-    for path, text in _generator().planned_files().items():
+    planned = _generator().planned_files()
+    for path, text in planned.items():
         assert path.read_text(encoding="utf-8") == text, path
+    assert set(S.SWEEP_DIR.glob("tune_*.yaml")) == {p for p in planned if p.name.startswith("tune_")}
 
 
 def test_dcft_on_sst2_has_the_authors_settings_and_the_cpu_budget():
@@ -111,3 +115,60 @@ def test_settings_tell_kernels_strides_and_budgets_apart():
     assert s2.matches(_run("cola", "dcft", 1e-3, 6, 0.1, 0.1, stride=2), "cola")
     assert not k8.matches(_run("cola", "dcft", 1e-3, 6, 0.1, 0.1, steps=1200), "cola")  # the doubled budget
     assert not k8.matches(run, "sst2")
+
+
+# ---- the report, on made-up result files ------------------------------------------------------------
+def test_paired_difference_and_its_t_interval_by_hand():
+    from dcft.study_report import paired
+
+    a = S.Cell({6: 81.0, 7: 82.0, 8: 83.0}, [])
+    b = S.Cell({6: 80.0, 7: 80.0, 8: 80.0, 9: 99.0}, [])  # seed 9 has no partner: left out
+    p = paired(a, b)
+    # differences 1, 2, 3: mean 2, std 1, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.4842
+    assert p["diffs"] == [1.0, 2.0, 3.0] and p["mean"] == pytest.approx(2.0) and p["std"] == pytest.approx(1.0)
+    assert (p["lo"], p["hi"]) == (pytest.approx(-0.4842, abs=1e-4), pytest.approx(4.4842, abs=1e-4))
+    assert p["exceeds"] is False
+    p = paired(S.Cell({6: 85.0, 7: 86.0, 8: 85.5}, []), b)  # 5, 6, 5.5: interval [4.26, 6.74]
+    assert p["exceeds"] is True
+
+
+def _result_file(root: Path, task, method, lr, seed, holdout, dev, params, **method_keys):
+    m = {"name": method, **method_keys}
+    folder = root / "minilm" / task / method / f"{sorted(method_keys.items())}-{lr}-{seed}"
+    folder.mkdir(parents=True)
+    metric = S.METRIC[task]
+    rec = {"status": "completed", "finished_at": "2026-12-02T10:00:00",
+           "config": {"model": {"name": "minilm"}, "task": {"name": task}, "method": m, "seed": seed,
+                      "train": {"lr": lr, "max_steps": S.BUDGET[task]["max_steps"]}, "data": {"holdout": 0.1}},
+           "identity": {"declared": {"model": {"name": "minilm"}, "task": {"name": task}, "method": m, "seed": seed,
+                                     "train": {"lr": lr, "max_steps": S.BUDGET[task]["max_steps"]}}},
+           "params": {"method": params}, "train": {"train_time_s": 60.0},
+           "metrics": {"best": {"score": holdout, f"validation/{metric}": dev, f"holdout/{metric}": holdout},
+                       "history": [{"step": 100, f"validation/{metric}": dev / 2},
+                                   {"step": 500, f"validation/{metric}": dev}]}}
+    (folder / "result.json").write_text(json.dumps(rec))
+
+
+def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, monkeypatch):
+    from dcft.study_report import report
+
+    monkeypatch.setattr(S, "SWEEP_DIR", tmp_path / "sweeps")
+    (tmp_path / "sweeps").mkdir()
+    runs = tmp_path / "runs"
+    dcft = {"kernel": 8, "stride": 8, "targets": "all", "init": "normal"}
+    for lr, h, d in ((3e-4, 0.80, 0.90), (8e-4, 0.85, 0.70), (2e-3, 0.82, 0.80)):  # selected: 8e-4 (held-out)
+        _result_file(runs, "sst2", "dcft", lr, 6, h, d, 7488, **dcft)
+    _result_file(runs, "sst2", "dcft", 8e-4, 7, 0.5, 0.72, 7488, **dcft)
+    _result_file(runs, "sst2", "dcft", 8e-4, 8, 0.5, 0.74, 7488, **dcft)
+    for lr, h, d in ((1e-4, 0.7, 0.7), (3e-4, 0.9, 0.75), (8e-4, 0.8, 0.9)):  # selected: 3e-4
+        _result_file(runs, "sst2", "lora", lr, 6, h, d, 41472)
+    _result_file(runs, "sst2", "lora", 3e-4, 7, 0.5, 0.79, 41472)
+    _result_file(runs, "sst2", "lora", 3e-4, 8, 0.5, 0.77, 41472)
+    report(runs, tmp_path / "out")
+    rows = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "table1.csv"))}
+    assert rows["DCFT k8"][1:3] == ["7,488", "72.00 ± 2.00 @ 8.0e-04 (grid unfinished)"]
+    assert rows["LoRA r=1"][1:3] == ["41,472", "77.00 ± 2.00 @ 3.0e-04 (grid unfinished)"]
+    paired_rows = list(csv.reader(open(tmp_path / "out" / "tables" / "paired.csv")))
+    # DCFT - LoRA per seed: 70 - 75, 72 - 79, 74 - 77 = -5, -7, -3
+    assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
+    assert (tmp_path / "out" / "figures" / "pareto.png").stat().st_size > 0

@@ -1,0 +1,290 @@
+"""The CPU study's tables and figures (`python -m dcft.study report`, `make cpu-report`), from its
+run files only (never trains). Every cell is traceable: the runs behind it are listed in
+`tables/cells.csv`, and every tuning run with its held-out and dev scores in `tables/selection.csv`.
+
+Tables (`<out>/tables/*.md` and `.csv`):
+
+* `table1`: each Table 1 setting per task: dev score at each run's best held-out step, mean +- sample
+  std over seeds 6, 7, 8 at the rate selected on the held-out slice (`dcft.study.select`), the rate,
+  and the adapter's trainable parameters (#Params, classifier head aside, as the paper counts).
+* `paired`: DCFT minus LoRA per seed (the same seed holds out the same rows and draws the same
+  batches), mean, sample std and the 95 % t-interval of the mean difference; a difference *exceeds
+  seed noise* when that interval excludes 0.
+* `ablations`: kernel (Table 4), stride (Table 5), targets (Table 6) and initialisation, all at DCFT
+  k8's selected rate; each row against DCFT k8 paired by seed.
+* `convergence`: the task's best setting at the budget and at twice its steps (same rate, seeds).
+
+Figures (`<out>/figures/*.png`): `pareto` (score against #Params per task, error bars = std),
+`learning_curves` (dev score against optimizer step, mean over seeds at the selected rate),
+`ablations` (score against kernel, stride, targets).
+
+Written in-house: the tables of one study protocol (`dcft.study`); plots with matplotlib.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from dcft import study as S
+
+
+def _t95(n: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
+
+
+def _fmt(c: S.Cell, digits: int = 2) -> str:
+    if not c.n:
+        return "-"
+    if c.n == 1:
+        return f"{c.mean:.{digits}f} (n=1)"
+    return f"{c.mean:.{digits}f} ± {c.std:.{digits}f}" + ("" if c.n == len(S.SEEDS) else f" (n={c.n})")
+
+
+def _params(runs: list[dict[str, Any]], task: str, setting: S.Setting) -> int | None:
+    counts = sorted({int(r["params_method"]) for r in S.runs_of(runs, task, setting) if r["params_method"] is not None})
+    return counts[0] if len(counts) == 1 else (counts[-1] if counts else None)
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def _write(out: Path, stem: str, title: str, notes: list[str], header: list[str], rows: list[list[str]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(f"# {title}\n\n" + _md(header, rows) + "\n" + "\n".join(f"- {n}" for n in notes)
+                                    + "\n", encoding="utf-8")
+    with open(out / f"{stem}.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+# ---- the numbers -------------------------------------------------------------------------------------
+def table1_cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[S.Selection, S.Cell]]:
+    out = {}
+    for task in S.TASKS:
+        for setting in S.TABLE1:
+            if task in S.SCOPE.get(setting.name, ()):
+                sel = S.select(runs, task, setting)
+                out[(task, setting.name)] = (sel, S.cell(runs, task, setting, sel.lr))
+    return out
+
+
+def tuned(runs: list[dict[str, Any]], task: str, setting: S.Setting) -> bool:
+    """Every rate of the setting's grid (stage 1 and any extension) has its seed-6 run."""
+    files = [S.SWEEP_DIR / f"tune_{task}_{setting.method}.yaml",
+             *S.SWEEP_DIR.glob(f"extend_{task}_{setting.name}_*.yaml")]
+    return files[0].exists() and not any(S._pending(f, runs, task, setting) for f in files if f.exists())
+
+
+def paired(a: S.Cell, b: S.Cell) -> dict[str, Any] | None:
+    """a - b over the seeds both have: per-seed differences, mean, std, 95 % t-interval."""
+    seeds = sorted(set(a.values) & set(b.values))
+    if not seeds:
+        return None
+    d = [a.values[s] - b.values[s] for s in seeds]
+    mean = statistics.fmean(d)
+    if len(d) < 2:
+        return {"seeds": seeds, "diffs": d, "mean": mean, "std": math.nan, "lo": math.nan, "hi": math.nan,
+                "exceeds": None}
+    sd = statistics.stdev(d)
+    half = _t95(len(d)) * sd / math.sqrt(len(d))
+    return {"seeds": seeds, "diffs": d, "mean": mean, "std": sd, "lo": mean - half, "hi": mean + half,
+            "exceeds": (mean - half > 0) or (mean + half < 0)}
+
+
+def _paired_text(p: dict[str, Any] | None) -> list[str]:
+    if p is None:
+        return ["-"] * 4
+    ex = "-" if p["exceeds"] is None else ("yes" if p["exceeds"] else "no")
+    return [", ".join(f"{x:+.2f}" for x in p["diffs"]), f"{p['mean']:+.2f} ± {p['std']:.2f}",
+            f"[{p['lo']:+.2f}, {p['hi']:+.2f}]", ex]
+
+
+def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    cells = table1_cells(runs)
+    tasks = [t for t in S.TASKS if any(k[0] == t for k in cells)]
+    # Table 1
+    rows, csv_cells = [], []
+    for setting in S.TABLE1:
+        params = next((_params(runs, t, setting) for t in tasks if (t, setting.name) in cells
+                       and _params(runs, t, setting) is not None), None)
+        row = [setting.title, f"{params:,}" if params else "-"]
+        for t in tasks:
+            sel, c = cells.get((t, setting.name), (None, S.Cell({}, [])))
+            row.append(_fmt(c) + (f" @ {S._yaml(sel.lr)}" if sel and sel.lr and c.n else "")
+                       + ("" if not c.n or tuned(runs, t, setting) else " (grid unfinished)"))
+            if sel and c.n:
+                csv_cells.append([t, setting.title, S._yaml(sel.lr), f"{c.mean:.4f}", f"{c.std:.4f}", c.n,
+                                  " ".join(c.runs)])
+        rows.append(row)
+    notes = [f"Dev score x100 ({', '.join(f'{t}: {S.METRIC[t]}' for t in tasks)}) at each run's best held-out "
+             f"step; mean ± sample std over seeds {', '.join(map(str, S.SEEDS))} (n shown when fewer), at the "
+             "learning rate (after @) selected on the held-out slice by seed 6 (dcft.study.select); - = not run.",
+             "#Params: the adapter's trainable parameters, classifier head aside (SoRA, AdaLoRA: live count after "
+             "training).", "Left out: RTE (see dcft.study.SCOPE); the baselines other than LoRA and full "
+             "fine-tuning on CoLA and STS-B.", "Runs behind each cell: cells.csv."]
+    _write(out, "table1", "Table 1 at MiniLM scale", notes, ["setting", "#Params", *tasks], rows)
+    _write(out, "cells", "cells", [], ["task", "setting", "lr", "mean", "std", "n", "runs"], csv_cells)
+    # selection
+    sel_rows = []
+    for (t, name), (sel, _) in sorted(cells.items()):
+        setting = next(s for s in S.TABLE1 if s.name == name)
+        for r in sorted(S.runs_of(runs, t, setting), key=lambda r: (r["seed"], r["lr"])):
+            if r["seed"] == S.SEED:
+                dev = S.dev_score(r, t)
+                sel_rows.append([t, setting.title, S._yaml(float(r["lr"])), f"{100 * r['selection_score']:.2f}",
+                                 f"{dev:.2f}" if dev is not None else "-",
+                                 "selected" if sel.lr and math.isclose(float(r["lr"]), sel.lr) else "", r["run"]])
+    _write(out, "selection", "Learning-rate selection (seed 6)",
+           ["Held-out and dev scores x100 of every tuning run; the rate with the best held-out score is selected."],
+           ["task", "setting", "lr", "held-out", "dev", "", "run"], sel_rows)
+    # paired
+    p_rows, summary = [], {}
+    lora = next(s for s in S.TABLE1 if s.name == "lora")
+    for t in tasks:
+        for name in ("dcft8", "dcft2"):
+            if (t, name) in cells and (t, "lora") in cells:
+                p = paired(cells[(t, name)][1], cells[(t, "lora")][1])
+                summary[(t, name)] = p
+                p_rows.append([t, f"{next(s.title for s in S.TABLE1 if s.name == name)} - {lora.title}",
+                               *_paired_text(p)])
+    _write(out, "paired", "DCFT minus LoRA, paired by seed",
+           ["Dev score x100; per-seed differences (seeds 6, 7, 8), mean ± sample std, 95 % t-interval of the mean; "
+            "'exceeds noise' = the interval excludes 0."],
+           ["task", "difference", "per seed", "mean ± std", "95 % interval", "exceeds noise"], p_rows)
+    return {"cells": cells, "paired": summary}
+
+
+def write_ablations(runs: list[dict[str, Any]], out: Path, cells) -> None:
+    rows = []
+    k8 = S.TABLE1[0]
+    for task in S.TASKS:
+        if (task, "dcft8") not in cells:
+            continue
+        sel, base = cells[(task, "dcft8")]
+        for kind, settings in S.ABLATIONS.items():
+            if task not in S.ABLATION_TASKS[kind]:
+                continue
+            ref = {"kernel": [S.TABLE1[1], k8], "stride": [k8], "targets": [k8], "init": [k8]}[kind]
+            for s in sorted([*settings, *ref], key=lambda s: s.title):
+                c = S.cell(runs, task, s, sel.lr)
+                p = paired(c, base) if s is not k8 else None
+                secs = [r["time_h"] * 3600 for r in S.runs_of(runs, task, s) if r["time_h"]]
+                rows.append([task, kind, s.title, f"{_params(runs, task, s) or 0:,}", _fmt(c),
+                             *(_paired_text(p)[1:4] if p else ["-", "-", "-"]),
+                             f"{statistics.median(secs):.0f}" if secs else "-"])
+    _write(out, "ablations", "Ablations at DCFT k8's selected rate (Tables 4-6, initialisation)",
+           ["Dev score x100, mean ± std over seeds 6, 7, 8 at DCFT k8's selected rate (DCFT k2 in the kernel rows: "
+            "at its own selected rate, from Table 1); difference to DCFT k8 paired by seed with its 95 % interval.",
+            "Train s: median training time per run in seconds, two runs side by side on 2 cores (one thread "
+            "each): indicative only; `make bench` times DCFT and LoRA properly."],
+           ["task", "ablation", "setting", "#Params", "dev", "- DCFT k8", "95 % interval", "exceeds noise",
+            "train s"], rows)
+
+
+def curve(run: dict[str, Any], task: str) -> list[tuple[int, float]]:
+    rec = json.loads((Path(run["path"]) / "result.json").read_text(encoding="utf-8"))
+    key = f"validation/{S.METRIC[task]}"
+    return [(h["step"], 100 * h[key]) for h in (rec.get("metrics") or {}).get("history", []) if key in h]
+
+
+def mean_curve(runs: list[dict[str, Any]], task: str, setting: S.Setting, lr: float | None):
+    if lr is None:
+        return []
+    per = [curve(r, task) for r in S.runs_of(runs, task, setting)
+           if math.isclose(float(r["lr"]), lr, rel_tol=1e-9) and r["seed"] in S.SEEDS]
+    steps = sorted({s for c in per for s, _ in c})
+    out = []
+    for st in steps:
+        vals = [v for c in per for s, v in c if s == st]
+        if len(vals) == len(per):
+            out.append((st, statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)))
+    return out
+
+
+def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    tasks = [t for t in S.TASKS if any(k[0] == t and v[1].n for k, v in cells.items())]
+    if not tasks:
+        return written
+    # Pareto: score against #Params
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        pts = []
+        for s in S.TABLE1:
+            sel, c = cells.get((t, s.name), (None, S.Cell({}, [])))
+            n = _params(runs, t, s)
+            if c.n and n:
+                pts.append((n, c.mean, 0 if c.n < 2 else c.std, s.title))
+        for n, m, sd, title in pts:
+            ax.errorbar(n, m, yerr=sd, fmt="o", ms=4, capsize=2, label=title)
+            ax.annotate(title, (n, m), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        front, best = [], -math.inf
+        for n, m, _, _ in sorted(pts):
+            if m > best:
+                front.append((n, m))
+                best = m
+        if len(front) > 1:
+            ax.plot(*zip(*front), "k--", lw=0.8, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_xlabel("#Params (adapter, log)")
+        ax.set_ylabel(f"dev {S.METRIC[t]} x100")
+        ax.set_title(t)
+    fig.suptitle("MiniLM, CPU study: score against trainable parameters (mean ± std, 3 seeds; dashed: Pareto front)",
+                 fontsize=8)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"pareto.{ext}", dpi=150, metadata={"CreationDate": None} if ext == "pdf" else None)
+        written.append(out / f"pareto.{ext}")
+    plt.close(fig)
+    # learning curves
+    init = S.ABLATIONS["init"][0]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        for s in (S.TABLE1[0], init, S.TABLE1[1], S.TABLE1[2]):
+            lr = cells.get((t, s.name), (S.Selection(s, t), None))[0].lr if s is not init else \
+                cells.get((t, "dcft8"), (S.Selection(s, t), None))[0].lr
+            pts = mean_curve(runs, t, s, lr)
+            if pts:
+                x, m, sd, _ = zip(*pts)
+                ax.plot(x, m, marker="o", ms=3, label=f"{s.title} (lr {S._yaml(lr)})")
+                ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(f"dev {S.METRIC[t]} x100")
+        ax.set_title(t)
+        ax.legend(fontsize=6)
+    fig.suptitle("Learning speed: dev score against step, mean ± std over seeds at each setting's selected rate",
+                 fontsize=8)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"learning_curves.{ext}", dpi=150, metadata={"CreationDate": None} if ext == "pdf" else None)
+        written.append(out / f"learning_curves.{ext}")
+    plt.close(fig)
+    return written
+
+
+def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-study") -> None:
+    runs = S.load(runs_dir)
+    out = Path(out)
+    res = write_tables(runs, out / "tables")
+    write_ablations(runs, out / "tables", res["cells"])
+    figs = write_figures(runs, out / "figures", res["cells"])
+    hours = sum(r["time_h"] or 0 for r in runs)
+    print(f"{len(runs)} runs ({hours:.1f} h of training time, one thread each); wrote {out}/tables/"
+          f"{{table1,paired,ablations,selection,cells}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))
