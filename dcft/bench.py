@@ -166,12 +166,23 @@ HEAD_ONLY = Setting("head")  # the floor
 VIA = (Setting("dcft", 8, 8, "fast", via="peft"), Setting("dcft", 8, 8, "fast", via="conv1d"))
 
 
-def train_settings() -> list[Setting]:
-    """LoRA r=1, DCFT fast, DCFT reference, DCFT via peft and on Conv1D, the head-only floor,
-    full fine-tuning: the training rows, in table order."""
-    fast = [Setting("dcft", k, s, "fast") for k, s in DCFT_SHAPES]
-    ref = [Setting("dcft", k, s, "reference") for k, s in DCFT_SHAPES]
+def train_settings(shapes: tuple[tuple[int, int], ...] = DCFT_SHAPES) -> list[Setting]:
+    """LoRA r=1, DCFT fast, DCFT reference (each at the (kernel, stride) `shapes`), DCFT via peft and
+    on Conv1D, the head-only floor, full fine-tuning: the training rows, in table order."""
+    fast = [Setting("dcft", k, s, "fast") for k, s in shapes]
+    ref = [Setting("dcft", k, s, "reference") for k, s in shapes]
     return [LORA, *fast, *ref, *VIA, HEAD_ONLY, Setting("full")]
+
+
+def parse_shapes(text: str) -> tuple[tuple[int, int], ...]:
+    """`"2:2,8:4"` -> ((2, 2), (8, 4)); a clear error naming the bad item otherwise."""
+    out = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        k, sep, s = item.partition(":")
+        if not (sep and k.isdigit() and s.isdigit() and 1 <= int(s) <= int(k)):
+            raise SystemExit(f"--shapes: {item!r} is not kernel:stride with 1 <= stride <= kernel (e.g. 8:4)")
+        out.append((int(k), int(s)))
+    return tuple(out)
 
 
 def inference_settings() -> list[Setting]:
@@ -512,7 +523,7 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", batch: int = DEFAULT_B
         repeats: int = DEFAULT_REPEATS, warmup: Optional[int] = None, compile: bool = False,
         threads: Optional[int] = None, layers: Optional[int] = None, seed: int = 0, lr: float = 1e-4,
         only: Optional[list[str]] = None, inference: bool = True, inference_repeats: Optional[int] = None,
-        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, Any]:
+        shapes: tuple[tuple[int, int], ...] = DCFT_SHAPES, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, Any]:
     """Run the benchmark and return its result (see the module doc); writes nothing. `threads`
     sets torch's intra-op threads for the run (restored afterwards)."""
     if warmup is None:  # compiled graphs may be rebuilt on the second call (grads, optimizer state now exist)
@@ -527,14 +538,15 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", batch: int = DEFAULT_B
         torch.set_num_threads(threads)
     try:
         return _run(model, device, batch, seq_len, repeats, warmup, compile, layers, seed, lr, only, inference,
-                    inference_repeats, log)
+                    inference_repeats, log, shapes)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup: int, compile: bool,
          layers: Optional[int], seed: int, lr: float, only: Optional[list[str]], inference: bool,
-         inference_repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
+         inference_repeats: int, log: Callable[[str], None],
+         shapes: tuple[tuple[int, int], ...] = DCFT_SHAPES) -> dict[str, Any]:
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # events, synchronisation and memory statistics of this device
@@ -554,7 +566,7 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
     base = build_base(cfg, dev, seed)
     data = make_batch(base, batch, seq_len, dev, seed)
 
-    settings = train_settings()
+    settings = train_settings(shapes)
     if only:
         known = {s.label for s in settings + inference_settings()}
         unknown = sorted(set(only) - known)
@@ -709,13 +721,17 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                     help="comma-separated setting labels to run (LoRA r=1 and the base model always run)")
     ap.add_argument("--no-inference", action="store_true", help="skip the merged-inference rows")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shapes", default=None,
+                    help="DCFT (kernel:stride) settings to time, e.g. 2:2,4:4,6:6,8:8,12:12 (default: "
+                         + ",".join(f"{k}:{s}" for k, s in DCFT_SHAPES) + ")")
     ap.add_argument("--out", default=None, help="output JSON (default results/bench/<date>-<device>.json)")
     args = ap.parse_args(argv)
+    shapes = parse_shapes(args.shapes) if args.shapes else DCFT_SHAPES
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     result = run(model=args.model, device=args.device, batch=args.batch, seq_len=args.seq_len, repeats=args.repeats,
                  warmup=args.warmup, compile=args.compile, threads=args.threads, layers=args.layers, seed=args.seed,
-                 only=only, inference=not args.no_inference, inference_repeats=args.inference_repeats)
+                 only=only, inference=not args.no_inference, inference_repeats=args.inference_repeats, shapes=shapes)
     from dcft.results import atomic_write_json
 
     path = Path(args.out) if args.out else default_path(result)

@@ -279,12 +279,32 @@ def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
     return written
 
 
+def _record(run: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((Path(run["path"]) / "result.json").read_text(encoding="utf-8"))
+
+
+def write_compute(runs: list[dict[str, Any]], out: Path) -> float:
+    """Wall time of every run (loading, training, evaluations), per task and method; returns machine-hours:
+    the study runs two single-thread runs side by side on the 2 cores, so machine time = run time / 2."""
+    per: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        per.setdefault((r["task"], r["method"]), []).append(float(_record(r).get("wall_time_s") or 0.0))
+    rows = [[t, m, len(v), f"{sum(v) / 3600:.2f}", f"{statistics.median(v) / 60:.1f}"] for (t, m), v in sorted(per.items())]
+    total = sum(sum(v) for v in per.values()) / 3600
+    rows.append(["all", "", sum(len(v) for v in per.values()), f"{total:.2f}", ""])
+    _write(out, "compute", "Compute spent",
+           [f"Run wall time (model load, training, evaluations), one torch thread per run, two runs side by side on "
+            f"the 2-core machine: {total:.2f} run-hours = {total / 2:.2f} hours of the machine."],
+           ["task", "method", "runs", "run-hours", "median min/run"], rows)
+    return total / 2
+
+
 def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-study") -> None:
     runs = S.load(runs_dir)
     out = Path(out)
     res = write_tables(runs, out / "tables")
     write_ablations(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])
-    hours = sum(r["time_h"] or 0 for r in runs)
-    print(f"{len(runs)} runs ({hours:.1f} h of training time, one thread each); wrote {out}/tables/"
-          f"{{table1,paired,ablations,selection,cells}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))
+    machine_h = write_compute(runs, out / "tables")
+    print(f"{len(runs)} runs ({machine_h:.2f} h of the 2-core machine); wrote {out}/tables/"
+          f"{{table1,paired,ablations,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))

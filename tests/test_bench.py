@@ -222,3 +222,12 @@ def test_peft_and_conv1d_trainers_share_the_backbone_and_change_only_their_own_t
     assert dict(head_runner.method.own_parameters(head_runner.module)) == {}
     for n, p in base.named_parameters():  # the shared backbone never moved
         torch.testing.assert_close(p, before[n], rtol=0, atol=0, msg=n)
+
+
+def test_shapes_choose_the_dcft_rows(tmp_path):
+    out = bench.main([*TINY, "--shapes", "4:4,8:2", "--only", "dcft-k4s4-fast,dcft-k8s2-fast", "--no-inference",
+                      "--out", str(tmp_path / "b.json")])
+    dcft_rows = sorted((r["kernel"], r["stride"]) for r in out["rows"] if r["method"] == "dcft")
+    assert dcft_rows == [(4, 4), (8, 2)]
+    with pytest.raises(SystemExit, match="'8:9' is not kernel:stride"):
+        bench.main([*TINY, "--shapes", "8:9"])
