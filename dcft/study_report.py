@@ -192,6 +192,27 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells) -> None:
             "train s"], rows)
 
 
+def write_convergence(runs: list[dict[str, Any]], out: Path, cells) -> None:
+    """The doubled-budget check: each task's best Table 1 setting at the budget and at 2x its steps."""
+    rows = []
+    for task in S.TASKS:
+        for base in S.TABLE1:
+            s2 = S.Setting(base.name + "x2", base.title + " (2x steps)", base.method, base.keys, steps_factor=2)
+            if (task, base.name) not in cells or not S.runs_of(runs, task, s2):
+                continue
+            sel, c1 = cells[(task, base.name)]
+            c2 = S.cell(runs, task, s2, sel.lr)
+            p = paired(c2, c1)
+            rows.append([task, base.title, S._yaml(sel.lr), S.BUDGET[task]["max_steps"], _fmt(c1),
+                         2 * S.BUDGET[task]["max_steps"], _fmt(c2), *_paired_text(p)[1:4]])
+    _write(out, "convergence", "Has the budget converged? The best setting at twice the steps",
+           ["Dev score x100, mean ± std over seeds 6, 7, 8 at the setting's selected rate; 2x minus 1x paired by "
+            "seed with its 95 % interval. The budget has converged when the interval includes 0 (doubling "
+            "does not move the score beyond seed noise)."],
+           ["task", "setting", "lr", "steps", "dev", "2x steps", "dev at 2x", "2x - 1x", "95 % interval",
+            "exceeds noise"], rows)
+
+
 def curve(run: dict[str, Any], task: str) -> list[tuple[int, float]]:
     rec = json.loads((Path(run["path"]) / "result.json").read_text(encoding="utf-8"))
     key = f"validation/{S.METRIC[task]}"
@@ -304,7 +325,8 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     out = Path(out)
     res = write_tables(runs, out / "tables")
     write_ablations(runs, out / "tables", res["cells"])
+    write_convergence(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])
     machine_h = write_compute(runs, out / "tables")
     print(f"{len(runs)} runs ({machine_h:.2f} h of the 2-core machine); wrote {out}/tables/"
-          f"{{table1,paired,ablations,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))
+          f"{{table1,paired,ablations,convergence,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))

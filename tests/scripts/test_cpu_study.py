@@ -132,16 +132,17 @@ def test_paired_difference_and_its_t_interval_by_hand():
     assert p["exceeds"] is True
 
 
-def _result_file(root: Path, task, method, lr, seed, holdout, dev, params, **method_keys):
+def _result_file(root: Path, task, method, lr, seed, holdout, dev, params, steps=None, **method_keys):
     m = {"name": method, **method_keys}
-    folder = root / "minilm" / task / method / f"{sorted(method_keys.items())}-{lr}-{seed}"
+    steps = steps or S.BUDGET[task]["max_steps"]
+    folder = root / "minilm" / task / method / f"{sorted(method_keys.items())}-{lr}-{seed}-{steps}"
     folder.mkdir(parents=True)
     metric = S.METRIC[task]
     rec = {"status": "completed", "finished_at": "2026-12-02T10:00:00",
            "config": {"model": {"name": "minilm"}, "task": {"name": task}, "method": m, "seed": seed,
-                      "train": {"lr": lr, "max_steps": S.BUDGET[task]["max_steps"]}, "data": {"holdout": 0.1}},
+                      "train": {"lr": lr, "max_steps": steps}, "data": {"holdout": 0.1}},
            "identity": {"declared": {"model": {"name": "minilm"}, "task": {"name": task}, "method": m, "seed": seed,
-                                     "train": {"lr": lr, "max_steps": S.BUDGET[task]["max_steps"]}}},
+                                     "train": {"lr": lr, "max_steps": steps}}},
            "params": {"method": params}, "train": {"train_time_s": 60.0},
            "metrics": {"best": {"score": holdout, f"validation/{metric}": dev, f"holdout/{metric}": holdout},
                        "history": [{"step": 100, f"validation/{metric}": dev / 2},
@@ -164,6 +165,8 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
         _result_file(runs, "sst2", "lora", lr, 6, h, d, 41472)
     _result_file(runs, "sst2", "lora", 3e-4, 7, 0.5, 0.79, 41472)
     _result_file(runs, "sst2", "lora", 3e-4, 8, 0.5, 0.77, 41472)
+    for seed, dev in ((6, 0.76), (7, 0.80), (8, 0.78)):  # LoRA at twice the steps: +1, +1, +1
+        _result_file(runs, "sst2", "lora", 3e-4, seed, 0.5, dev, 41472, steps=1000)
     report(runs, tmp_path / "out")
     rows = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "table1.csv"))}
     assert rows["DCFT k8"][1:3] == ["7,488", "72.00 ± 2.00 @ 8.0e-04 (grid unfinished)"]
@@ -171,4 +174,7 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     paired_rows = list(csv.reader(open(tmp_path / "out" / "tables" / "paired.csv")))
     # DCFT - LoRA per seed: 70 - 75, 72 - 79, 74 - 77 = -5, -7, -3
     assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
+    conv = list(csv.reader(open(tmp_path / "out" / "tables" / "convergence.csv")))
+    assert conv[1][:7] == ["sst2", "LoRA r=1", "3.0e-04", "500", "77.00 ± 2.00", "1000", "78.00 ± 2.00"]
+    assert conv[1][7:] == ["+1.00 ± 0.00", "[+1.00, +1.00]", "yes"]
     assert (tmp_path / "out" / "figures" / "pareto.png").stat().st_size > 0
