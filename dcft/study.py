@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dcft import tables as T
+from dcft.ladder import clean, ladder_step
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "minilm"
@@ -113,28 +114,9 @@ ABLATIONS = {
 }
 
 
-# ---- learning-rate ladder (the same as scripts/method_hp.py's) ---------------------------------------
-LADDER_MANTISSAS = (1, 2, 3, 5, 8)
-
-
-def _clean(x: float) -> float:
-    return float(f"{x:.3g}")
-
-
-def ladder_step(lr: float, steps: int) -> float:
-    """The value `steps` places above (> 0) or below (< 0) `lr` on the 1-2-3-5-8 ladder."""
-    e = math.floor(math.log10(lr))
-    values = sorted(_clean(m * 10.0 ** k) for k in range(e - 3, e + 4) for m in LADDER_MANTISSAS)
-    if steps > 0:
-        above = [v for v in values if v > lr * (1 + 1e-9)]
-        return above[steps - 1]
-    below = [v for v in values if v < lr * (1 - 1e-9)]
-    return below[steps]
-
-
 def lr_grid(rate: float) -> list[float]:
     """The source's rate and the ladder values two steps either side of it (about x2.5 apart)."""
-    return [ladder_step(rate, -2), _clean(rate), ladder_step(rate, 2)]
+    return [ladder_step(rate, -2), clean(rate), ladder_step(rate, 2)]
 
 
 # ---- sweep files ---------------------------------------------------------------------------------

@@ -233,70 +233,64 @@ def mean_curve(runs: list[dict[str, Any]], task: str, setting: S.Setting, lr: fl
     return out
 
 
-def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
-    import matplotlib
+def _pareto_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
+    """Score against #Params (log) of the Table 1 settings on one task; dashed: the Pareto front."""
+    pts = []
+    for s in S.TABLE1:
+        _, c = cells.get((task, s.name), (None, S.Cell({}, [])))
+        n = _params(runs, task, s)
+        if c.n and n:
+            pts.append((n, c.mean, 0 if c.n < 2 else c.std, s.title))
+    for n, m, sd, title in pts:
+        ax.errorbar(n, m, yerr=sd, fmt="o", ms=4, capsize=2)
+        ax.annotate(title, (n, m), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    front, best = [], -math.inf
+    for n, m, _, _ in sorted(pts):
+        if m > best:
+            front.append((n, m))
+            best = m
+    if len(front) > 1:
+        ax.plot(*zip(*front), "k--", lw=0.8, alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("#Params (adapter, log)")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    tasks = [t for t in S.TASKS if any(k[0] == t and v[1].n for k, v in cells.items())]
-    if not tasks:
-        return written
-    # Pareto: score against #Params
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)
-    for ax, t in zip(axes[0], tasks):
-        pts = []
-        for s in S.TABLE1:
-            sel, c = cells.get((t, s.name), (None, S.Cell({}, [])))
-            n = _params(runs, t, s)
-            if c.n and n:
-                pts.append((n, c.mean, 0 if c.n < 2 else c.std, s.title))
-        for n, m, sd, title in pts:
-            ax.errorbar(n, m, yerr=sd, fmt="o", ms=4, capsize=2, label=title)
-            ax.annotate(title, (n, m), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        front, best = [], -math.inf
-        for n, m, _, _ in sorted(pts):
-            if m > best:
-                front.append((n, m))
-                best = m
-        if len(front) > 1:
-            ax.plot(*zip(*front), "k--", lw=0.8, alpha=0.6)
-        ax.set_xscale("log")
-        ax.set_xlabel("#Params (adapter, log)")
-        ax.set_ylabel(f"dev {S.METRIC[t]} x100")
-        ax.set_title(t)
-    fig.suptitle("MiniLM, CPU study: score against trainable parameters (mean ± std, 3 seeds; dashed: Pareto front)",
-                 fontsize=8)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"pareto.{ext}", dpi=150, metadata={"CreationDate": None} if ext == "pdf" else None)
-        written.append(out / f"pareto.{ext}")
-    plt.close(fig)
-    # learning curves
+def _curves_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
+    """Dev score against step: DCFT k8 (authors' and LoRA-like initialisation), DCFT k2, LoRA."""
     init = S.ABLATIONS["init"][0]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)
-    for ax, t in zip(axes[0], tasks):
-        for s in (S.TABLE1[0], init, S.TABLE1[1], S.TABLE1[2]):
-            lr = cells.get((t, s.name), (S.Selection(s, t), None))[0].lr if s is not init else \
-                cells.get((t, "dcft8"), (S.Selection(s, t), None))[0].lr
-            pts = mean_curve(runs, t, s, lr)
-            if pts:
-                x, m, sd, _ = zip(*pts)
-                ax.plot(x, m, marker="o", ms=3, label=f"{s.title} (lr {S._yaml(lr)})")
-                ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel(f"dev {S.METRIC[t]} x100")
-        ax.set_title(t)
-        ax.legend(fontsize=6)
-    fig.suptitle("Learning speed: dev score against step, mean ± std over seeds at each setting's selected rate",
-                 fontsize=8)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"learning_curves.{ext}", dpi=150, metadata={"CreationDate": None} if ext == "pdf" else None)
-        written.append(out / f"learning_curves.{ext}")
-    plt.close(fig)
+    for s in (S.TABLE1[0], init, S.TABLE1[1], S.TABLE1[2]):
+        sel = cells.get((task, "dcft8" if s is init else s.name))
+        lr = sel[0].lr if sel else None
+        pts = mean_curve(runs, task, s, lr)
+        if pts:
+            x, m, sd, _ = zip(*pts)
+            ax.plot(x, m, marker="o", ms=3, label=f"{s.title} (lr {S._yaml(lr)})")
+            ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15)
+    ax.set_xlabel("optimizer step")
+    ax.legend(fontsize=6)
+
+
+def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
+    """`pareto` and `learning_curves`, one panel per task, PNG and PDF (dcft.figures' conventions)."""
+    from dcft.figures import _save, plt
+
+    tasks = [t for t in S.TASKS if any(k[0] == t and v[1].n for k, v in cells.items())]
+    written: list[Path] = []
+    for stem, panel, title in (
+            ("pareto", _pareto_panel, "score against trainable parameters (mean ± std over seeds; dashed: "
+                                      "Pareto front)"),
+            ("learning_curves", _curves_panel, "dev score against optimizer step, mean ± std over seeds at "
+                                               "each setting's selected rate")):
+        if not tasks:
+            break
+        fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)
+        for ax, t in zip(axes[0], tasks):
+            panel(ax, runs, t, cells)
+            ax.set_ylabel(f"dev {S.METRIC[t]} x100")
+            ax.set_title(t)
+        fig.suptitle(f"MiniLM, CPU study: {title}", fontsize=8)
+        fig.tight_layout()
+        written += _save(fig, out, stem)
     return written
 
 

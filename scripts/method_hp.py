@@ -23,12 +23,13 @@ committed; `tests/test_method_hp.py` checks they equal what this script writes.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dcft.ladder import clean, ladder_neighbours
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "conf" / "method_hp" / "own"
@@ -242,27 +243,13 @@ def _entries() -> list[Entry]:
 ENTRIES = _entries()
 
 # ---- learning-rate grids and the sweeps that run them ----------------------------------------------
-LADDER_MANTISSAS = (1, 2, 3, 5, 8)
-
-
-def ladder_neighbours(lr: float) -> tuple[float, float]:
-    """The 1-2-3-5-8 ladder values just below and just above `lr`."""
-    values = sorted(m * 10.0 ** e for e in range(math.floor(math.log10(lr)) - 1, math.floor(math.log10(lr)) + 2)
-                    for m in LADDER_MANTISSAS)
-    below = max(v for v in values if v < lr * (1 - 1e-9))
-    above = min(v for v in values if v > lr * (1 + 1e-9))
-    return _clean(below), _clean(above)
-
-
-def _clean(x: float) -> float:
-    return float(f"{x:.3g}")
 
 
 def lr_grid(rates: list[float]) -> list[float]:
     """Every source rate with its two ladder neighbours, sorted, no duplicates."""
     out: set[float] = set()
     for r in rates:
-        out.update((_clean(r), *ladder_neighbours(r)))
+        out.update((clean(r), *ladder_neighbours(r)))
     return sorted(out)
 
 
