@@ -165,7 +165,22 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     return {"cells": cells, "paired": summary}
 
 
-def write_ablations(runs: list[dict[str, Any]], out: Path, cells) -> None:
+BENCH_FILE = "bench-minilm.json"  # `python -m dcft.bench --model minilm --shapes ...` on an idle machine
+
+
+def bench_times(path: Path) -> dict[tuple[int, int], tuple[float, float]]:
+    """(kernel, stride) -> (median training-step seconds, ratio to LoRA r=1 of the same run) of the fast
+    DCFT rows of a `dcft.bench` result file; {} when there is none."""
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
+    return {(r["kernel"], r["stride"]): (r["step_s_median"], r["ratio_to_lora"]) for r in rows
+            if r.get("method") == "dcft" and r.get("impl") == "fast" and r.get("phase", "train") == "train"
+            and r.get("via") in (None, "harness")}
+
+
+def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | None = None) -> None:
+    bench = bench or {}
     rows = []
     k8 = S.TABLE1[0]
     for task in S.TASKS:
@@ -180,16 +195,22 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells) -> None:
                 c = S.cell(runs, task, s, sel.lr)
                 p = paired(c, base) if s is not k8 else None
                 secs = [r["time_h"] * 3600 for r in S.runs_of(runs, task, s) if r["time_h"]]
+                o = s.overrides()
+                b = bench.get((o.get("kernel"), o.get("stride", o.get("kernel")))) if kind in ("kernel", "stride") \
+                    and "targets" not in o and "method.init" not in o else None
                 rows.append([task, kind, s.title, f"{_params(runs, task, s) or 0:,}", _fmt(c),
                              *(_paired_text(p)[1:4] if p else ["-", "-", "-"]),
-                             f"{statistics.median(secs):.0f}" if secs else "-"])
+                             f"{statistics.median(secs):.0f}" if secs else "-",
+                             f"{1000 * b[0]:.0f} ({b[1]:.2f}x LoRA)" if b else "-"])
     _write(out, "ablations", "Ablations at DCFT k8's selected rate (Tables 4-6, initialisation)",
            ["Dev score x100, mean ± std over seeds 6, 7, 8 at DCFT k8's selected rate (DCFT k2 in the kernel rows: "
             "at its own selected rate, from Table 1); difference to DCFT k8 paired by seed with its 95 % interval.",
             "Train s: median training time per run in seconds, two runs side by side on 2 cores (one thread "
-            "each): indicative only; `make bench` times DCFT and LoRA properly."],
+            "each): indicative only.", f"Bench step ms: median training step (forward, backward, AdamW) of MiniLM "
+            f"with random weights, from `{BENCH_FILE}` (`python -m dcft.bench --model minilm --shapes ...` on an "
+            "idle machine), and its ratio to LoRA r=1 in the same run; - = not benchmarked."],
            ["task", "ablation", "setting", "#Params", "dev", "- DCFT k8", "95 % interval", "exceeds noise",
-            "train s"], rows)
+            "train s", "bench step ms"], rows)
 
 
 def write_convergence(runs: list[dict[str, Any]], out: Path, cells) -> None:
@@ -318,7 +339,7 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     runs = S.load(runs_dir)
     out = Path(out)
     res = write_tables(runs, out / "tables")
-    write_ablations(runs, out / "tables", res["cells"])
+    write_ablations(runs, out / "tables", res["cells"], bench_times(out / BENCH_FILE))
     write_convergence(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])
     machine_h = write_compute(runs, out / "tables")

@@ -186,3 +186,21 @@ def test_ladder_steps_by_hand(lr, steps, want):
     from dcft.ladder import ladder_step
 
     assert ladder_step(lr, steps) == pytest.approx(want)
+
+
+def test_bench_times_keep_the_fast_harness_training_rows(tmp_path):
+    from dcft.study_report import bench_times
+
+    rows = [{"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "harness",
+             "step_s_median": 0.5, "ratio_to_lora": 1.1},
+            {"method": "dcft", "kernel": 8, "stride": 8, "impl": "reference", "phase": "train", "via": "harness",
+             "step_s_median": 0.9, "ratio_to_lora": 2.0},
+            {"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "peft",
+             "step_s_median": 0.6, "ratio_to_lora": 1.2},
+            {"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "inference", "via": "harness",
+             "step_s_median": 0.1, "ratio_to_lora": None},
+            {"method": "lora", "kernel": None, "stride": None, "impl": None, "phase": "train", "via": None,
+             "step_s_median": 0.45, "ratio_to_lora": 1.0}]
+    (tmp_path / "b.json").write_text(json.dumps({"rows": rows}))
+    assert bench_times(tmp_path / "b.json") == {(8, 8): (0.5, 1.1)}
+    assert bench_times(tmp_path / "missing.json") == {}
