@@ -139,7 +139,7 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 	$(RUN_SWEEP) +sweep=table4
 	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
 
-.PHONY: cpu-study cpu-report
+.PHONY: cpu-study cpu-report cpu-bench
 # The CPU-scale reproduction (issue 16; results/cpu-study/README.md): MiniLM on SST-2, CoLA, STS-B and RTE from
 # ../shared/glue; every method at its own source settings and its own learning rate, selected on a held-out
 # slice; 3 seeds; ablations at DCFT's selected rate. About 10 hours on 2 cores in all: stop it whenever, a
@@ -156,6 +156,14 @@ cpu-study:  ## the CPU-scale reproduction: runs what is missing, stage by stage 
 	  for s in $$todo; do $(PYTHON) run.py +sweep=$$s $(SWEEP_ARGS) || exit 1; done; \
 	done
 	$(MAKE) cpu-report
+
+# The study's Table 4/5 step times: DCFT at every kernel and stride against LoRA r=1 on MiniLM's shapes
+# (random weights, batch 32 x 32 tokens, a typical length-grouped batch), on an idle machine, 2 threads.
+CPU_BENCH_SHAPES = 2:2,4:4,6:6,8:8,12:12,8:4,8:2,8:1
+cpu-bench:  ## the CPU study's step times (DCFT kernels and strides vs LoRA on MiniLM); minutes on an IDLE machine
+	$(PYTHON) -m dcft.bench --model minilm --shapes $(CPU_BENCH_SHAPES) --batch 32 --seq-len 32 --repeats 20 \
+		--threads 2 --no-inference --only $$(echo $(CPU_BENCH_SHAPES) | sed -E 's/([0-9]+):([0-9]+)/dcft-k\1s\2-fast/g') \
+		--out $(CPU_STUDY)/bench-minilm.json
 
 cpu-report:  ## tables, figures and numbers of the CPU study from its committed run files (never trains)
 	$(PYTHON) -m dcft.study report --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)
