@@ -302,6 +302,30 @@ def _curves_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
     ax.legend(fontsize=6)
 
 
+def _doubled(runs: list[dict[str, Any]], task: str) -> S.Setting | None:
+    """The Table 1 setting that has doubled-budget runs on `task`, if any."""
+    for base in S.TABLE1:
+        s2 = S.Setting(base.name + "x2", base.title + " (2x steps)", base.method, base.keys, steps_factor=2)
+        if S.runs_of(runs, task, s2):
+            return s2
+    return None
+
+
+def _convergence_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
+    """Dev score against step of the task's best setting at the budget and at twice its steps."""
+    s2 = _doubled(runs, task)
+    base = next((b for b in S.TABLE1 if s2 and b.name + "x2" == s2.name), None)
+    lr = cells[(task, base.name)][0].lr if base and (task, base.name) in cells else None
+    for s in (base, s2):
+        pts = mean_curve(runs, task, s, lr) if s else []
+        if pts:
+            x, m, sd, _ = zip(*pts)
+            ax.errorbar(x, m, yerr=sd, marker="o", ms=3, capsize=2, label=s.title)
+    ax.set_xlabel("optimizer step")
+    if base:
+        ax.legend(fontsize=6)
+
+
 def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
     """`pareto` and `learning_curves`, one panel per task, PNG and PDF (dcft.figures' conventions)."""
     from dcft.figures import _save, plt
@@ -312,7 +336,9 @@ def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
             ("pareto", _pareto_panel, "score against trainable parameters (mean ± std over seeds; dashed: "
                                       "Pareto front)"),
             ("learning_curves", _curves_panel, "dev score against optimizer step, mean ± std over seeds at "
-                                               "each setting's selected rate")):
+                                               "each setting's selected rate"),
+            ("convergence", _convergence_panel, "the best setting at the budget and at twice its steps "
+                                                "(same rate, seeds 6, 7, 8)")):
         if not tasks:
             break
         fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)

@@ -177,7 +177,8 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     conv = list(csv.reader(open(tmp_path / "out" / "tables" / "convergence.csv")))
     assert conv[1][:7] == ["sst2", "LoRA r=1", "3.0e-04", "500", "77.00 ± 2.00", "1000", "78.00 ± 2.00"]
     assert conv[1][7:] == ["+1.00 ± 0.00", "[+1.00, +1.00]", "yes"]
-    assert (tmp_path / "out" / "figures" / "pareto.png").stat().st_size > 0
+    for stem in ("pareto", "learning_curves", "convergence"):
+        assert (tmp_path / "out" / "figures" / f"{stem}.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("lr, steps, want", [(8e-4, 1, 1e-3), (8e-4, -1, 5e-4), (2.2e-3, 1, 3e-3), (2.2e-3, -1, 2e-3),
