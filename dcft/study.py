@@ -1,6 +1,6 @@
 """The CPU-scale reproduction (issue 16): its protocol, its stages and its report.
 
-MiniLM on SST-2, CoLA, STS-B and RTE (`../shared/glue`), every method with its own DeBERTaV3-base
+MiniLM on GLUE tasks from `../shared/glue` (the ones `SCOPE` covers: SST-2 and CoLA), every method with its own DeBERTaV3-base
 source settings and the task's CPU budget (`scripts/cpu_study.py` writes those configs). Protocol:
 
 1. **tune**: each Table 1 setting at its source's rate and two ladder steps either side, seed 6
@@ -99,7 +99,7 @@ TABLE1 = (
 )
 CORE = ("dcft8", "dcft2", "lora", "full")  # run first
 # What about 10 hours of the 2-core machine cover (issue 16: "size the grid to fit: core comparisons first").
-# Measured on it: a run takes 12-13 min on SST-2 and CoLA (one thread, two runs side by side), about twice
+# Measured on it: a run takes 9-13 min on SST-2 and CoLA (one thread, two runs side by side), about twice
 # that on STS-B (27.8 tokens per example against 13.3 and 11.3), about three times on RTE (66.6). So: the core
 # settings on SST-2 and CoLA, the other baselines and the kernel, stride and target ablations on SST-2, the
 # initialisation on both. STS-B and RTE are left out (configs exist: add them here to run them).

@@ -48,8 +48,9 @@ def _fmt(c: S.Cell, digits: int = 2) -> str:
 
 
 def _params(runs: list[dict[str, Any]], task: str, setting: S.Setting) -> int | None:
-    counts = sorted({int(r["params_method"]) for r in S.runs_of(runs, task, setting) if r["params_method"] is not None})
-    return counts[0] if len(counts) == 1 else (counts[-1] if counts else None)
+    """The setting's adapter size on `task` (the largest count its runs report: SoRA/AdaLoRA vary by run)."""
+    return max((int(r["params_method"]) for r in S.runs_of(runs, task, setting) if r["params_method"] is not None),
+               default=None)
 
 
 def _md(header: list[str], rows: list[list[str]]) -> str:
@@ -127,8 +128,8 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     # Table 1
     rows, csv_cells = [], []
     for setting in S.TABLE1:
-        params = next((_params(runs, t, setting) for t in tasks if (t, setting.name) in cells
-                       and _params(runs, t, setting) is not None), None)
+        counts = (_params(runs, t, setting) for t in tasks if (t, setting.name) in cells)
+        params = next((n for n in counts if n is not None), None)
         row = [setting.title, f"{params:,}" if params else "-"]
         for t in tasks:
             sel, c = cells.get((t, setting.name), (None, S.Cell({}, [])))

@@ -80,8 +80,7 @@ def authors_preset(task: str) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(path))
 
 
-def _v(x: Any) -> str:
-    return mh._yaml_value(x)
+_v = mh._yaml_value  # a number as the generated yaml writes it
 
 
 def render_preset(task: str) -> str:
