@@ -106,9 +106,11 @@ def paired(a: S.Cell, b: S.Cell) -> dict[str, Any] | None:
 def _paired_text(p: dict[str, Any] | None) -> list[str]:
     if p is None:
         return ["-"] * 4
-    ex = "-" if p["exceeds"] is None else ("yes" if p["exceeds"] else "no")
-    return [", ".join(f"{x:+.2f}" for x in p["diffs"]), f"{p['mean']:+.2f} ± {p['std']:.2f}",
-            f"[{p['lo']:+.2f}, {p['hi']:+.2f}]", ex]
+    diffs = ", ".join(f"{x:+.2f}" for x in p["diffs"])
+    if p["exceeds"] is None:  # one seed: a difference, no spread and no interval yet
+        return [diffs, f"{p['mean']:+.2f} (n=1)", "-", "-"]
+    return [diffs, f"{p['mean']:+.2f} ± {p['std']:.2f}", f"[{p['lo']:+.2f}, {p['hi']:+.2f}]",
+            "yes" if p["exceeds"] else "no"]
 
 
 def left_out() -> str:
@@ -180,13 +182,15 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
 BENCH_FILE = "bench-minilm.json"  # `python -m dcft.bench --model minilm --shapes ...` on an idle machine
 
 
-def bench_times(path: Path) -> dict[tuple[int, int], tuple[float, float]]:
-    """(kernel, stride) -> (median training-step seconds, ratio to LoRA r=1 of the same run) of the fast
-    DCFT rows of a `dcft.bench` result file; {} when there is none."""
+def bench_times(path: Path) -> dict[tuple[int, int], tuple[float, ...]]:
+    """(kernel, stride) -> (median training-step seconds, ratio to LoRA r=1 of the same run, and that
+    ratio's quartiles over the timed rounds) of the fast DCFT rows of a `dcft.bench` result file; {} when
+    there is none."""
     if not path.exists():
         return {}
     rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
-    return {(r["kernel"], r["stride"]): (r["step_s_median"], r["ratio_to_lora"]) for r in rows
+    return {(r["kernel"], r["stride"]): (r["step_s_median"], r["ratio_to_lora"], r["ratio_to_lora_q1"],
+                                         r["ratio_to_lora_q3"]) for r in rows
             if r.get("method") == "dcft" and r.get("impl") == "fast" and r.get("phase", "train") == "train"
             and r.get("via") in (None, "harness")}
 
@@ -210,17 +214,19 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | 
                 o = s.overrides()
                 b = bench.get((o.get("kernel"), o.get("stride", o.get("kernel")))) if kind in ("kernel", "stride") \
                     and "targets" not in o and "method.init" not in o else None
-                rows.append([task, kind, s.title, f"{_params(runs, task, s) or 0:,}", _fmt(c),
+                n_params = _params(runs, task, s)
+                rows.append([task, kind, s.title, f"{n_params:,}" if n_params is not None else "-", _fmt(c),
                              *(_paired_text(p)[1:4] if p else ["-", "-", "-"]),
                              f"{statistics.median(secs):.0f}" if secs else "-",
-                             f"{1000 * b[0]:.0f} ({b[1]:.2f}x LoRA)" if b else "-"])
+                             f"{1000 * b[0]:.0f} ({b[1]:.2f}x LoRA, IQR {b[2]:.2f}-{b[3]:.2f})" if b else "-"])
     _write(out, "ablations", "Ablations at DCFT k8's selected rate (Tables 4-6, initialisation)",
            ["Dev score x100, mean ± std over seeds 6, 7, 8 at DCFT k8's selected rate (DCFT k2 in the kernel rows: "
             "at its own selected rate, from Table 1); difference to DCFT k8 paired by seed with its 95 % interval.",
             "Train s: median training time per run in seconds, two runs side by side on 2 cores (one thread "
             "each): indicative only.", f"Bench step ms: median training step (forward, backward, AdamW) of MiniLM "
             f"with random weights, from `{BENCH_FILE}` (`python -m dcft.bench --model minilm --shapes ...` on an "
-            "idle machine), and its ratio to LoRA r=1 in the same run; - = not benchmarked."],
+            "idle machine), its ratio to LoRA r=1 in the same run and that ratio's interquartile range over the "
+            "timed rounds; - = not benchmarked."],
            ["task", "ablation", "setting", "#Params", "dev", "- DCFT k8", "95 % interval", "exceeds noise",
             "train s", "bench step ms"], rows)
 

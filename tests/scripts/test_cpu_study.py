@@ -132,6 +132,13 @@ def test_paired_difference_and_its_t_interval_by_hand():
     assert p["exceeds"] is True
 
 
+def test_a_one_seed_difference_is_shown_without_spread_or_interval():
+    from dcft.study_report import _paired_text, paired
+
+    assert _paired_text(paired(S.Cell({6: 82.5}, []), S.Cell({6: 80.0, 7: 81.0}, []))) == ["+2.50", "+2.50 (n=1)",
+                                                                                         "-", "-"]
+
+
 def _result_file(root: Path, task, method, lr, seed, holdout, dev, params, steps=None, **method_keys):
     m = {"name": method, **method_keys}
     steps = steps or S.BUDGET[task]["max_steps"]
@@ -193,7 +200,7 @@ def test_bench_times_keep_the_fast_harness_training_rows(tmp_path):
     from dcft.study_report import bench_times
 
     rows = [{"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "harness",
-             "step_s_median": 0.5, "ratio_to_lora": 1.1},
+             "step_s_median": 0.5, "ratio_to_lora": 1.1, "ratio_to_lora_q1": 1.0, "ratio_to_lora_q3": 1.2},
             {"method": "dcft", "kernel": 8, "stride": 8, "impl": "reference", "phase": "train", "via": "harness",
              "step_s_median": 0.9, "ratio_to_lora": 2.0},
             {"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "peft",
@@ -203,5 +210,5 @@ def test_bench_times_keep_the_fast_harness_training_rows(tmp_path):
             {"method": "lora", "kernel": None, "stride": None, "impl": None, "phase": "train", "via": None,
              "step_s_median": 0.45, "ratio_to_lora": 1.0}]
     (tmp_path / "b.json").write_text(json.dumps({"rows": rows}))
-    assert bench_times(tmp_path / "b.json") == {(8, 8): (0.5, 1.1)}
+    assert bench_times(tmp_path / "b.json") == {(8, 8): (0.5, 1.1, 1.0, 1.2)}
     assert bench_times(tmp_path / "missing.json") == {}
