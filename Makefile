@@ -144,7 +144,8 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 # ../shared/glue; every method at its own source settings and its own learning rate, selected on a held-out
 # slice; 3 seeds; ablations at DCFT's selected rate. About 10 hours on 2 cores in all: stop it whenever, a
 # relaunch skips finished runs. Each pass asks `python -m dcft.study next` which stage files the finished runs
-# call for (tune -> seeds or a wider grid -> ablations -> doubled budget) and runs the sweeps with runs to do.
+# call for (core grids, widened at an edge -> budget check at 2x steps and seeds -> other baselines and
+# ablations, only once the budget has converged) and runs the sweeps with runs to do.
 # STUDY_ARGS narrows a chunk, e.g. STUDY_ARGS="--tasks sst2,cola --settings dcft8,dcft2,lora,full".
 CPU_STUDY = results/cpu-study
 STUDY_ARGS ?=

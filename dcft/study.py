@@ -8,12 +8,17 @@ source settings and the task's CPU budget (`scripts/cpu_study.py` writes those c
    (`data.holdout`, best held-out score of the run, seed 6 only), never on dev. A rate selected
    at the edge of its grid gets the next rate beyond (two ladder steps), at most `MAX_EXTEND`
    times per setting (`extend_*`), the same rule for every method.
-2. **seeds**: seeds 7 and 8 at the selected rate (`seeds_*`); a cell is reported from seeds
-   6, 7, 8: the dev score at each run's best held-out step, mean +- sample std.
-3. **ablations** (Tables 4-6 and the initialisation): DCFT variants at DCFT kernel 8's selected
-   rate, seeds 6, 7, 8, on `ABLATION_TASKS` (`ablate_*`).
-4. **double**: the task's best Table 1 setting at twice the steps, seeds 6, 7, 8 (`double_*`):
-   the budget has converged when the doubled mean is within seed noise of the budget's.
+   The core settings (`CORE`) are tuned first.
+2. **budget check and seeds**: seeds 7 and 8 at the selected rate (`seeds_*`); a cell is reported
+   from seeds 6, 7, 8: the dev score at each run's best held-out step, mean +- sample std. The task's
+   best core setting (held-out score) gets its seeds first and runs at twice the steps, seeds 6, 7, 8
+   (`double_<task>`): the budget has converged when the 95 % interval of the paired 2x - 1x
+   difference contains 0 (`BudgetCheck`). The other baselines and the ablations wait for that
+   verdict, and a budget that has not converged stops the task's plan: nothing more is spent on a
+   budget known to be short.
+3. **the other baselines** (tune, then seeds) and the **ablations** (Tables 4-6 and the
+   initialisation: DCFT variants at DCFT kernel 8's selected rate, seeds 6, 7, 8, on
+   `ABLATION_TASKS`, `ablate_*`).
 
 `python -m dcft.study next` writes the stage files the finished runs call for and prints the
 sweeps that still have runs to do, in order; `make cpu-study` runs them until none is left
@@ -201,73 +206,143 @@ def _setting_of_tune(path: Path) -> list[Setting]:
 
 
 # ---- the stage planner -----------------------------------------------------------------------------
+@dataclass
+class BudgetCheck:
+    """Stage 2 of a task: its best core setting (held-out score of seed 6 at the selected rate) at the
+    budget and at twice its steps, seeds 6, 7, 8, paired by seed. `verdict`: "running" until both cells
+    have every seed, then "converged" (the 95 % interval of 2x - 1x contains 0) or "not converged"."""
+
+    task: str
+    best: Setting
+    lr: float
+    base: "Cell"
+    doubled: "Cell"
+
+    @property
+    def doubled_setting(self) -> Setting:
+        return doubled(self.best)
+
+    @property
+    def difference(self) -> dict[str, Any] | None:
+        return paired(self.doubled, self.base)
+
+    @property
+    def verdict(self) -> str:
+        if self.base.n < len(SEEDS) or self.doubled.n < len(SEEDS):
+            return "running"
+        return "not converged" if self.difference["exceeds"] else "converged"
+
+
+def doubled(setting: Setting) -> Setting:
+    return Setting(setting.name + "x2", setting.title + " (2x steps)", setting.method, setting.keys, steps_factor=2)
+
+
+def budget_check(runs: list[dict[str, Any]], task: str) -> BudgetCheck | None:
+    """The task's budget check, once every core setting in scope has its rate selected; else None."""
+    core = [s for s in TABLE1 if s.name in CORE and task in SCOPE.get(s.name, ())
+            and (SWEEP_DIR / f"tune_{task}_{s.method}.yaml").exists()]
+    sels = {s.name: _grid_state(runs, task, s) for s in core}
+    if not core or any(st[0] != "selected" for st in sels.values()):
+        return None
+    best = max(core, key=lambda s: (sels[s.name][1].scores[sels[s.name][1].lr], -CORE.index(s.name)))
+    lr = sels[best.name][1].lr
+    return BudgetCheck(task, best, lr, cell(runs, task, best, lr), cell(runs, task, doubled(best), lr))
+
+
+def _grid_state(runs: list[dict[str, Any]], task: str, setting: Setting) -> tuple[str, Selection | None]:
+    """("tune", None) while the stage-1 grid has runs to do; ("extend", selection) while the selected
+    rate sits at the grid's edge and the grid may still grow; ("selected", selection) once it is chosen."""
+    tune = SWEEP_DIR / f"tune_{task}_{setting.method}.yaml"
+    if _pending(tune, runs, task, setting):
+        return "tune", None
+    sel = select(runs, task, setting)
+    n_ext = len(sel.scores) - len(lr_grid(sel.lr)) if sel.lr else 0
+    return ("extend" if sel.edge and n_ext < MAX_EXTEND else "selected"), sel
+
+
 def plan_next(runs: list[dict[str, Any]], tasks: tuple[str, ...] = TASKS, settings: tuple[str, ...] | None = None,
               stages: tuple[str, ...] = ("tune", "seeds", "ablate", "double"), write: bool = True) -> list[str]:
-    """Stage files the runs call for (written when `write`), and the sweeps with runs still to do, in order."""
+    """Stage files the runs call for (written when `write`), and the sweeps with runs still to do, in order.
+
+    Per task: the core settings' grids first; then the budget check (the best core setting's seeds and its
+    doubled budget, `double_<task>`) with the other core settings' seeds; the other baselines and the
+    ablations only once the check says the budget has converged. A budget that has not converged stops
+    the task's plan with a message (raise `BUDGET`): nothing more is spent at a budget known to be short.
+    """
     todo: list[str] = []
-    table1 = [s for s in sorted(TABLE1, key=lambda s: s.name not in CORE) if settings is None or s.name in settings]
-    by_task = {t: [s for s in table1 if t in SCOPE.get(s.name, ())] for t in tasks}
+
+    def wanted(s: Setting) -> bool:
+        return settings is None or s.name in settings
 
     def emit(name: str, text: str, task: str, setting: Setting) -> None:
         path = SWEEP_DIR / f"{name}.yaml"
         if write and (not path.exists() or path.read_text(encoding="utf-8") != text):
             path.write_text(text, encoding="utf-8")
-        if not path.exists() or _pending(path, runs, task, setting):
+        if (not path.exists() or _pending(path, runs, task, setting)) and f"cpu/{name}" not in todo:
             todo.append(f"cpu/{name}")
 
+    def seeds(task: str, setting: Setting, sel: Selection) -> None:
+        name = f"seeds_{task}_{setting.name}"
+        emit(name, sweep_yaml(name, [f"CPU study (dcft.study): {setting.title} on {task}, {sel.describe()};",
+                                     f"seeds {', '.join(map(str, SEEDS[1:]))} at that rate. Written by python -m "
+                                     "dcft.study next."], task, setting, [sel.lr], SEEDS[1:]), task, setting)
+
     for task in tasks:
+        check = budget_check(runs, task)
+        verdict = check.verdict if check else None
+        if verdict == "not converged":
+            d = check.difference
+            print(f"dcft.study: {task}: the budget has not converged: {check.best.title} at twice the steps moved "
+                  f"the dev score by {d['mean']:+.2f} (95 % interval [{d['lo']:+.2f}, {d['hi']:+.2f}]); raise "
+                  f"dcft.study.BUDGET['{task}'] (now {BUDGET[task]['max_steps']} steps). Nothing more is planned "
+                  f"for {task}.", file=sys.stderr)
+            continue
+        in_scope = [s for s in sorted(TABLE1, key=lambda s: s.name not in CORE)
+                    if task in SCOPE.get(s.name, ()) and wanted(s)
+                    and (SWEEP_DIR / f"tune_{task}_{s.method}.yaml").exists()
+                    and (s.name in CORE or verdict == "converged")]
         selected: dict[str, Selection] = {}
-        for setting in by_task[task]:
-            tune = SWEEP_DIR / f"tune_{task}_{setting.method}.yaml"
-            if not tune.exists():
-                continue
-            if _pending(tune, runs, task, setting):
-                if "tune" in stages and f"cpu/{tune.stem}" not in todo:
-                    todo.append(f"cpu/{tune.stem}")
-                continue
-            sel = select(runs, task, setting)
-            n_ext = len(sel.scores) - len(lr_grid(sel.lr)) if sel.lr else 0
-            if sel.edge and n_ext < MAX_EXTEND:
+        for setting in in_scope:
+            step, sel = _grid_state(runs, task, setting)
+            if step == "tune":
+                if "tune" in stages and f"cpu/tune_{task}_{setting.method}" not in todo:
+                    todo.append(f"cpu/tune_{task}_{setting.method}")
+            elif step == "extend":
                 lr = ladder_step(sel.lr, -2 if sel.edge == "low" else 2)
+                name = f"extend_{task}_{setting.name}_{_yaml(lr)}"
                 if "tune" in stages:
-                    emit(f"extend_{task}_{setting.name}_{_yaml(lr)}", sweep_yaml(
-                        f"extend_{task}_{setting.name}_{_yaml(lr)}",
-                        [f"CPU study stage 1b (dcft.study): {setting.title} on {task}: the {sel.describe()} is the",
-                         f"grid's {'smallest' if sel.edge == 'low' else 'largest'} rate, so the next rate beyond it "
-                         f"(two ladder steps) runs too. Written by python -m dcft.study next."],
+                    emit(name, sweep_yaml(name, [
+                        f"CPU study stage 1b (dcft.study): {setting.title} on {task}: the {sel.describe()} is the",
+                        f"grid's {'smallest' if sel.edge == 'low' else 'largest'} rate, so the next rate beyond it "
+                        f"(two ladder steps) runs too. Written by python -m dcft.study next."],
                         task, setting, [lr], (SEED,)), task, setting)
-                continue
-            selected[setting.name] = sel
-            if "seeds" in stages:
-                name = f"seeds_{task}_{setting.name}"
-                emit(name, sweep_yaml(name, [f"CPU study stage 2 (dcft.study): {setting.title} on {task}, "
-                                             f"{sel.describe()};", f"seeds {', '.join(map(str, SEEDS[1:]))} at that "
-                                             "rate. Written by python -m dcft.study next."],
-                                      task, setting, [sel.lr], SEEDS[1:]), task, setting)
-        dcft8 = selected.get("dcft8")
-        if "ablate" in stages and dcft8 is not None:
+            else:
+                selected[setting.name] = sel
+        if check is not None and verdict == "running":
+            if wanted(check.best) and check.best.name in selected:
+                if "seeds" in stages:
+                    seeds(task, check.best, selected[check.best.name])
+                if "double" in stages:
+                    s2, name = check.doubled_setting, f"double_{task}"
+                    emit(name, sweep_yaml(name, [
+                        f"CPU study budget check (dcft.study): {task}'s best core setting on the held-out slice, "
+                        f"{check.best.title} ({selected[check.best.name].describe()}),",
+                        f"at twice the budget's steps, seeds {', '.join(map(str, SEEDS))}: has the budget converged?"],
+                        task, s2, [check.lr], SEEDS, steps=2 * BUDGET[task]["max_steps"]), task, s2)
+        if "seeds" in stages:
+            for name, sel in selected.items():
+                seeds(task, next(s for s in TABLE1 if s.name == name), sel)
+        dcft8 = select(runs, task, TABLE1[0]) if verdict == "converged" else None
+        if "ablate" in stages and dcft8 is not None and dcft8.lr is not None:
             for kind, settings_ in ABLATIONS.items():
                 for s in settings_ if task in ABLATION_TASKS[kind] else ():
+                    if settings is not None and "dcft8" not in settings:
+                        continue
                     name = f"ablate_{task}_{s.name}"
                     emit(name, sweep_yaml(name, [f"CPU study stage 3 (dcft.study): {s.title} on {task} at DCFT k8's "
                                                  f"selected rate ({dcft8.describe()}),",
                                                  f"seeds {', '.join(map(str, SEEDS))} (ablation: {kind})."],
                                           task, s, [dcft8.lr], SEEDS), task, s)
-        in_scope = [s.name for s in TABLE1 if task in SCOPE.get(s.name, ())]
-        if "double" in stages and in_scope and set(selected) >= set(in_scope):
-            cells = {n: cell(runs, task, next(s for s in TABLE1 if s.name == n), sel.lr) for n, sel in selected.items()}
-            complete = {n: c for n, c in cells.items() if c.n == len(SEEDS)}
-            if set(complete) >= set(in_scope):
-                best = max(complete, key=lambda n: complete[n].mean)
-                base = next(s for s in TABLE1 if s.name == best)
-                s2 = Setting(base.name + "x2", base.title + " (2x steps)", base.method, base.keys, steps_factor=2)
-                name = f"double_{task}"
-                emit(name, sweep_yaml(name, [f"CPU study stage 4 (dcft.study): the best Table 1 setting on {task}, "
-                                             f"{base.title} (dev {complete[best].mean:.4f}),",
-                                             f"at twice the budget's steps and its selected rate, seeds "
-                                             f"{', '.join(map(str, SEEDS))}: has the budget converged?"],
-                                      task, s2, [selected[best].lr], SEEDS, steps=2 * BUDGET[task]["max_steps"]),
-                     task, s2)
     return todo
 
 
@@ -307,6 +382,29 @@ def cell(runs: list[dict[str, Any]], task: str, setting: Setting, lr: float | No
                 out.values[r["seed"]] = v
                 out.runs.append(r["run"])
     return out
+
+
+def _t95(n: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
+
+
+def paired(a: Cell, b: Cell) -> dict[str, Any] | None:
+    """a - b over the seeds both have: per-seed differences, mean, std, 95 % t-interval; `exceeds` (seed
+    noise) when the interval excludes 0, None with one seed."""
+    seeds = sorted(set(a.values) & set(b.values))
+    if not seeds:
+        return None
+    d = [a.values[s] - b.values[s] for s in seeds]
+    mean = statistics.fmean(d)
+    if len(d) < 2:
+        return {"seeds": seeds, "diffs": d, "mean": mean, "std": math.nan, "lo": math.nan, "hi": math.nan,
+                "exceeds": None}
+    sd = statistics.stdev(d)
+    half = _t95(len(d)) * sd / math.sqrt(len(d))
+    return {"seeds": seeds, "diffs": d, "mean": mean, "std": sd, "lo": mean - half, "hi": mean + half,
+            "exceeds": (mean - half > 0) or (mean + half < 0)}
 
 
 def load(root: str | Path = OUTPUT_ROOT) -> list[dict[str, Any]]:

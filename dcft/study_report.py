@@ -12,7 +12,8 @@ Tables (`<out>/tables/*.md` and `.csv`):
   seed noise* when that interval excludes 0.
 * `ablations`: kernel (Table 4), stride (Table 5), targets (Table 6) and initialisation, all at DCFT
   k8's selected rate; each row against DCFT k8 paired by seed.
-* `convergence`: the task's best setting at the budget and at twice its steps (same rate, seeds).
+* `convergence`: the budget check, the task's best core setting at the budget and at twice its steps
+  (same rate, seeds), and its verdict.
 
 Figures (`<out>/figures/*.png`): `pareto` (score against #Params per task, error bars = std),
 `learning_curves` (dev score against optimizer step, mean over seeds at the selected rate),
@@ -31,12 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from dcft import study as S
-
-
-def _t95(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1))
 
 
 def _fmt(c: S.Cell, digits: int = 2) -> str:
@@ -85,22 +80,6 @@ def tuned(runs: list[dict[str, Any]], task: str, setting: S.Setting) -> bool:
     files = [S.SWEEP_DIR / f"tune_{task}_{setting.method}.yaml",
              *S.SWEEP_DIR.glob(f"extend_{task}_{setting.name}_*.yaml")]
     return files[0].exists() and not any(S._pending(f, runs, task, setting) for f in files if f.exists())
-
-
-def paired(a: S.Cell, b: S.Cell) -> dict[str, Any] | None:
-    """a - b over the seeds both have: per-seed differences, mean, std, 95 % t-interval."""
-    seeds = sorted(set(a.values) & set(b.values))
-    if not seeds:
-        return None
-    d = [a.values[s] - b.values[s] for s in seeds]
-    mean = statistics.fmean(d)
-    if len(d) < 2:
-        return {"seeds": seeds, "diffs": d, "mean": mean, "std": math.nan, "lo": math.nan, "hi": math.nan,
-                "exceeds": None}
-    sd = statistics.stdev(d)
-    half = _t95(len(d)) * sd / math.sqrt(len(d))
-    return {"seeds": seeds, "diffs": d, "mean": mean, "std": sd, "lo": mean - half, "hi": mean + half,
-            "exceeds": (mean - half > 0) or (mean + half < 0)}
 
 
 def _paired_text(p: dict[str, Any] | None) -> list[str]:
@@ -168,7 +147,7 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     for t in tasks:
         for name in ("dcft8", "dcft2"):
             if (t, name) in cells and (t, "lora") in cells:
-                p = paired(cells[(t, name)][1], cells[(t, "lora")][1])
+                p = S.paired(cells[(t, name)][1], cells[(t, "lora")][1])
                 summary[(t, name)] = p
                 p_rows.append([t, f"{next(s.title for s in S.TABLE1 if s.name == name)} - {lora.title}",
                                *_paired_text(p)])
@@ -209,7 +188,7 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | 
             ref = {"kernel": [S.TABLE1[1], k8], "stride": [k8], "targets": [k8], "init": [k8]}[kind]
             for s in sorted([*settings, *ref], key=lambda s: s.title):
                 c = S.cell(runs, task, s, sel.lr)
-                p = paired(c, base) if s is not k8 else None
+                p = S.paired(c, base) if s is not k8 else None
                 secs = [r["time_h"] * 3600 for r in S.runs_of(runs, task, s) if r["time_h"]]
                 o = s.overrides()
                 b = bench.get((o.get("kernel"), o.get("stride", o.get("kernel")))) if kind in ("kernel", "stride") \
@@ -232,24 +211,25 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | 
 
 
 def write_convergence(runs: list[dict[str, Any]], out: Path, cells) -> None:
-    """The doubled-budget check: each task's best Table 1 setting at the budget and at 2x its steps."""
+    """The budget check (`dcft.study.BudgetCheck`): the task's best core setting at the budget and at 2x
+    its steps, paired by seed, with the check's verdict."""
     rows = []
     for task in S.TASKS:
         for base in S.TABLE1:
-            s2 = S.Setting(base.name + "x2", base.title + " (2x steps)", base.method, base.keys, steps_factor=2)
+            s2 = S.doubled(base)
             if (task, base.name) not in cells or not S.runs_of(runs, task, s2):
                 continue
             sel, c1 = cells[(task, base.name)]
-            c2 = S.cell(runs, task, s2, sel.lr)
-            p = paired(c2, c1)
+            check = S.BudgetCheck(task, base, sel.lr, c1, S.cell(runs, task, s2, sel.lr))
             rows.append([task, base.title, S._yaml(sel.lr), S.BUDGET[task]["max_steps"], _fmt(c1),
-                         2 * S.BUDGET[task]["max_steps"], _fmt(c2), *_paired_text(p)[1:4]])
-    _write(out, "convergence", "Has the budget converged? The best setting at twice the steps",
+                         2 * S.BUDGET[task]["max_steps"], _fmt(check.doubled),
+                         *_paired_text(check.difference)[1:4], check.verdict])
+    _write(out, "convergence", "Has the budget converged? The best core setting at twice the steps",
            ["Dev score x100, mean ± std over seeds 6, 7, 8 at the setting's selected rate; 2x minus 1x paired by "
             "seed with its 95 % interval. The budget has converged when the interval includes 0 (doubling "
             "does not move the score beyond seed noise)."],
            ["task", "setting", "lr", "steps", "dev", "2x steps", "dev at 2x", "2x - 1x", "95 % interval",
-            "exceeds noise"], rows)
+            "exceeds noise", "verdict"], rows)
 
 
 def curve(run: dict[str, Any], task: str) -> list[tuple[int, float]]:

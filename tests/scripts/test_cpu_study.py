@@ -85,16 +85,70 @@ def sweeps(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_planner_waits_for_the_grid_then_adds_seeds_at_the_held_out_choice(sweeps):
+def test_planner_waits_for_the_grid_then_checks_the_budget_at_the_held_out_choice(sweeps):
     runs = [_run("sst2", "lora", 1e-4, 6, 0.80, 0.70), _run("sst2", "lora", 3e-4, 6, 0.90, 0.60)]
     assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/tune_sst2_lora"]  # 8e-4 missing
     runs.append(_run("sst2", "lora", 8e-4, 6, 0.85, 0.95))  # best dev, but dev never selects
-    assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/seeds_sst2_lora"]
+    # the only core setting with a grid is the best: its seeds, then its budget at 2 x 500 steps
+    assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/seeds_sst2_lora", "cpu/double_sst2"]
     assert [(lr, seed) for lr, seed, _ in S.sweep_runs(sweeps / "seeds_sst2_lora.yaml")] == [(3e-4, 7), (3e-4, 8)]
+    double = S.sweep_runs(sweeps / "double_sst2.yaml")
+    assert [(lr, seed, p["train.max_steps"]) for lr, seed, p in double] == [(3e-4, 6, 1000), (3e-4, 7, 1000),
+                                                                           (3e-4, 8, 1000)]
     runs += [_run("sst2", "lora", 3e-4, 7, 0.9, 0.62), _run("sst2", "lora", 3e-4, 8, 0.9, 0.64)]
-    assert S.plan_next(runs, ("sst2",), ("lora",)) == []
+    assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/double_sst2"]
     c = S.cell(runs, "sst2", S.TABLE1[2], 3e-4)
     assert c.values == {6: 60.0, 7: 62.0, 8: 64.0} and c.mean == pytest.approx(62.0) and c.std == pytest.approx(2.0)
+
+
+def _tune_file(sweeps, task, setting, lrs):
+    name = f"tune_{task}_{setting.method}"
+    (sweeps / f"{name}.yaml").write_text(S.sweep_yaml(name, [], task, setting, lrs, (6,)))
+
+
+def test_the_budget_check_doubles_the_best_core_setting_on_held_out_not_on_dev(sweeps):
+    dcft8 = S.TABLE1[0]
+    _tune_file(sweeps, "sst2", dcft8, [8e-4, 2e-3, 5e-3])
+    runs = [_run("sst2", "lora", lr, 6, h, d) for lr, h, d in ((1e-4, .80, .70), (3e-4, .90, .95), (8e-4, .85, .9))]
+    runs += [_run("sst2", "dcft", lr, 6, h, d) for lr, h, d in ((8e-4, .80, .7), (2e-3, .92, .6), (5e-3, .85, .7))]
+    assert S.budget_check(runs, "sst2") is None  # the DCFT file's kernel-2 grid is not run yet
+    runs += [_run("sst2", "dcft", lr, 6, h, .99, kernel=2) for lr, h in ((8e-4, .7), (2e-3, .89), (5e-3, .8))]
+    check = S.budget_check(runs, "sst2")
+    assert (check.best.name, check.lr, check.verdict) == ("dcft8", 2e-3, "running")  # 0.92 > 0.90 held-out
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/seeds_sst2_dcft8", "cpu/double_sst2", "cpu/seeds_sst2_dcft2",
+                                            "cpu/seeds_sst2_lora"]
+    assert [p["kernel"] for _, _, p in S.sweep_runs(sweeps / "double_sst2.yaml")] == [8, 8, 8]
+    # a stream that runs other settings leaves the check to the stream that runs DCFT k8
+    assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/seeds_sst2_lora"]
+
+
+def _checked(doubled_devs):
+    """LoRA alone in the core, selected at 3e-4 (dev 60, 62, 64 at 500 steps) and run at 1000 steps."""
+    runs = [_run("sst2", "lora", lr, 6, h, 0.5) for lr, h in ((1e-4, 0.8), (8e-4, 0.85))]
+    runs += [_run("sst2", "lora", 3e-4, seed, 0.9, dev) for seed, dev in ((6, .60), (7, .62), (8, .64))]
+    runs += [_run("sst2", "lora", 3e-4, seed, 0.9, dev, steps=1000) for seed, dev in zip((6, 7, 8), doubled_devs)]
+    return runs
+
+
+def test_other_baselines_wait_for_a_converged_budget(sweeps):
+    _tune_file(sweeps, "sst2", S.Setting("bitfit", "BitFit", "bitfit"), [1e-4, 3e-4, 8e-4])
+    runs = _checked((.61, .625, .645))
+    assert S.plan_next(runs[:-1], ("sst2",)) == ["cpu/double_sst2"]  # seed 8 at 2x missing: BitFit waits
+    # 2x - 1x = +1, +0.5, +0.5: mean 0.667, std 0.2887, t(0.975, 2) = 4.3027: interval [-0.05, +1.38] holds 0
+    check = S.budget_check(runs, "sst2")
+    assert check.verdict == "converged"
+    assert (check.difference["lo"], check.difference["hi"]) == (pytest.approx(-0.0504, abs=1e-3),
+                                                                pytest.approx(1.3838, abs=1e-3))
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/tune_sst2_bitfit"]
+
+
+def test_a_budget_that_moves_beyond_seed_noise_stops_the_task(sweeps, capsys):
+    _tune_file(sweeps, "sst2", S.Setting("bitfit", "BitFit", "bitfit"), [1e-4, 3e-4, 8e-4])
+    runs = _checked((.63, .645, .67))  # +3, +2.5, +3: interval [+2.2, +3.5]
+    assert S.budget_check(runs, "sst2").verdict == "not converged"
+    assert S.plan_next(runs, ("sst2",)) == []
+    err = capsys.readouterr().err
+    assert "sst2: the budget has not converged" in err and "+2.83" in err and "BUDGET['sst2']" in err
 
 
 def test_a_rate_chosen_at_the_grid_edge_extends_the_grid_twice_at_most(sweeps):
@@ -103,7 +157,7 @@ def test_a_rate_chosen_at_the_grid_edge_extends_the_grid_twice_at_most(sweeps):
     runs.append(_run("sst2", "lora", 2e-3, 6, 0.95, 0.5))
     assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/extend_sst2_lora_5.0e-03"]
     runs.append(_run("sst2", "lora", 5e-3, 6, 0.97, 0.5))  # still the edge, but two extensions made
-    assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/seeds_sst2_lora"]
+    assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/seeds_sst2_lora", "cpu/double_sst2"]
     assert [lr for lr, _, _ in S.sweep_runs(sweeps / "seeds_sst2_lora.yaml")] == [5e-3, 5e-3]
 
 
@@ -119,7 +173,7 @@ def test_settings_tell_kernels_strides_and_budgets_apart():
 
 # ---- the report, on made-up result files ------------------------------------------------------------
 def test_paired_difference_and_its_t_interval_by_hand():
-    from dcft.study_report import paired
+    from dcft.study import paired
 
     a = S.Cell({6: 81.0, 7: 82.0, 8: 83.0}, [])
     b = S.Cell({6: 80.0, 7: 80.0, 8: 80.0, 9: 99.0}, [])  # seed 9 has no partner: left out
@@ -133,7 +187,8 @@ def test_paired_difference_and_its_t_interval_by_hand():
 
 
 def test_a_one_seed_difference_is_shown_without_spread_or_interval():
-    from dcft.study_report import _paired_text, paired
+    from dcft.study import paired
+    from dcft.study_report import _paired_text
 
     assert _paired_text(paired(S.Cell({6: 82.5}, []), S.Cell({6: 80.0, 7: 81.0}, []))) == ["+2.50", "+2.50 (n=1)",
                                                                                          "-", "-"]
@@ -183,7 +238,7 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
     conv = list(csv.reader(open(tmp_path / "out" / "tables" / "convergence.csv")))
     assert conv[1][:7] == ["sst2", "LoRA r=1", "3.0e-04", "500", "77.00 ± 2.00", "1000", "78.00 ± 2.00"]
-    assert conv[1][7:] == ["+1.00 ± 0.00", "[+1.00, +1.00]", "yes"]
+    assert conv[1][7:] == ["+1.00 ± 0.00", "[+1.00, +1.00]", "yes", "not converged"]
     for stem in ("pareto", "learning_curves", "convergence"):
         assert (tmp_path / "out" / "figures" / f"{stem}.png").stat().st_size > 0
 
