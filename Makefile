@@ -163,7 +163,7 @@ cpu-study:  ## the CPU-scale reproduction: runs what is missing, stage by stage 
 CPU_BENCH_SHAPES = 2:2,4:4,6:6,8:8,12:12,8:4,8:2,8:1
 cpu-bench:  ## the CPU study's step times (DCFT kernels and strides vs LoRA on MiniLM); minutes on an IDLE machine
 	$(PYTHON) -m dcft.bench --model minilm --shapes $(CPU_BENCH_SHAPES) --batch 32 --seq-len 32 --repeats 20 \
-		--threads 2 --no-inference --only $$(echo $(CPU_BENCH_SHAPES) | sed -E 's/([0-9]+):([0-9]+)/dcft-k\1s\2-fast/g') \
+		--threads 2 --no-inference --only $$(echo $(CPU_BENCH_SHAPES) | sed -E 's/([0-9]+):([0-9]+)/dcft-k\1s\2-fast,dcft-k\1s\2-reference/g') \
 		--out $(CPU_STUDY)/bench-minilm.json
 
 cpu-report:  ## tables, figures and numbers of the CPU study from its committed run files (never trains)

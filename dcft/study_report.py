@@ -161,17 +161,21 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
 BENCH_FILE = "bench-minilm.json"  # `python -m dcft.bench --model minilm --shapes ...` on an idle machine
 
 
-def bench_times(path: Path) -> dict[tuple[int, int], tuple[float, ...]]:
-    """(kernel, stride) -> (median training-step seconds, ratio to LoRA r=1 of the same run, and that
-    ratio's quartiles over the timed rounds) of the fast DCFT rows of a `dcft.bench` result file; {} when
-    there is none."""
+def bench_times(path: Path) -> dict[tuple[int, int, str], tuple[float, ...]]:
+    """(kernel, stride, impl) -> (median training-step seconds, ratio to LoRA r=1 of the same run, and that
+    ratio's quartiles over the timed rounds) of the DCFT training rows of a `dcft.bench` result file, for
+    the harness's fast path and the authors' reference path (Delta built every step); {} when there is none."""
     if not path.exists():
         return {}
     rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
-    return {(r["kernel"], r["stride"]): (r["step_s_median"], r["ratio_to_lora"], r["ratio_to_lora_q1"],
-                                         r["ratio_to_lora_q3"]) for r in rows
-            if r.get("method") == "dcft" and r.get("impl") == "fast" and r.get("phase", "train") == "train"
-            and r.get("via") in (None, "harness")}
+    return {(r["kernel"], r["stride"], r["impl"]): (r["step_s_median"], r["ratio_to_lora"], r["ratio_to_lora_q1"],
+                                                    r["ratio_to_lora_q3"]) for r in rows
+            if r.get("method") == "dcft" and r.get("impl") in ("fast", "reference")
+            and r.get("phase", "train") == "train" and r.get("via") in (None, "harness")}
+
+
+def _bench_text(b: tuple[float, ...] | None) -> str:
+    return f"{1000 * b[0]:.0f} ({b[1]:.2f}x LoRA, IQR {b[2]:.2f}-{b[3]:.2f})" if b else "-"
 
 
 def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | None = None) -> None:
@@ -187,17 +191,19 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | 
                 continue
             ref = {"kernel": [S.TABLE1[1], k8], "stride": [k8], "targets": [k8], "init": [k8]}[kind]
             for s in sorted([*settings, *ref], key=lambda s: s.title):
-                c = S.cell(runs, task, s, sel.lr)
+                own = cells.get((task, s.name)) if s in S.TABLE1 else None  # DCFT k2: its own Table 1 rate
+                c = own[1] if own else S.cell(runs, task, s, sel.lr)
                 p = S.paired(c, base) if s is not k8 else None
                 secs = [r["time_h"] * 3600 for r in S.runs_of(runs, task, s) if r["time_h"]]
                 o = s.overrides()
-                b = bench.get((o.get("kernel"), o.get("stride", o.get("kernel")))) if kind in ("kernel", "stride") \
+                shape = (o.get("kernel"), o.get("stride", o.get("kernel"))) if kind in ("kernel", "stride") \
                     and "targets" not in o and "method.init" not in o else None
                 n_params = _params(runs, task, s)
                 rows.append([task, kind, s.title, f"{n_params:,}" if n_params is not None else "-", _fmt(c),
                              *(_paired_text(p)[1:4] if p else ["-", "-", "-"]),
                              f"{statistics.median(secs):.0f}" if secs else "-",
-                             f"{1000 * b[0]:.0f} ({b[1]:.2f}x LoRA, IQR {b[2]:.2f}-{b[3]:.2f})" if b else "-"])
+                             *(_bench_text(bench.get((*shape, impl)) if shape else None)
+                               for impl in ("fast", "reference"))])
     _write(out, "ablations", "Ablations at DCFT k8's selected rate (Tables 4-6, initialisation)",
            ["Dev score x100, mean ± std over seeds 6, 7, 8 at DCFT k8's selected rate (DCFT k2 in the kernel rows: "
             "at its own selected rate, from Table 1); difference to DCFT k8 paired by seed with its 95 % interval.",
@@ -205,9 +211,11 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | 
             "each): indicative only.", f"Bench step ms: median training step (forward, backward, AdamW) of MiniLM "
             f"with random weights, from `{BENCH_FILE}` (`python -m dcft.bench --model minilm --shapes ...` on an "
             "idle machine), its ratio to LoRA r=1 in the same run and that ratio's interquartile range over the "
-            "timed rounds; - = not benchmarked."],
+            "timed rounds: this harness's path (`impl=fast`, x M then G) and the authors' (`impl=reference`, "
+            "Delta built by conv_transpose2d every step, the path behind the paper's time column); - = not "
+            "benchmarked."],
            ["task", "ablation", "setting", "#Params", "dev", "- DCFT k8", "95 % interval", "exceeds noise",
-            "train s", "bench step ms"], rows)
+            "train s", "bench step ms", "bench step ms, authors' path"], rows)
 
 
 def write_convergence(runs: list[dict[str, Any]], out: Path, cells) -> None:

@@ -223,6 +223,10 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
         _result_file(runs, "sst2", "dcft", lr, 6, h, d, 7488, **dcft)
     _result_file(runs, "sst2", "dcft", 8e-4, 7, 0.5, 0.72, 7488, **dcft)
     _result_file(runs, "sst2", "dcft", 8e-4, 8, 0.5, 0.74, 7488, **dcft)
+    k2 = {**dcft, "kernel": 2, "stride": 2}
+    for lr, seed, h, d in ((3e-4, 6, .9, .80), (8e-4, 6, .8, .50), (2e-3, 6, .7, .50), (3e-4, 7, .5, .82),
+                           (3e-4, 8, .5, .84)):  # DCFT k2 selects 3e-4, not DCFT k8's 8e-4
+        _result_file(runs, "sst2", "dcft", lr, seed, h, d, 20880, **k2)
     for lr, h, d in ((1e-4, 0.7, 0.7), (3e-4, 0.9, 0.75), (8e-4, 0.8, 0.9)):  # selected: 3e-4
         _result_file(runs, "sst2", "lora", lr, 6, h, d, 41472)
     _result_file(runs, "sst2", "lora", 3e-4, 7, 0.5, 0.79, 41472)
@@ -233,6 +237,9 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     rows = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "table1.csv"))}
     assert rows["DCFT k8"][1:3] == ["7,488", "72.00 ± 2.00 @ 8.0e-04 (grid unfinished)"]
     assert rows["LoRA r=1"][1:3] == ["41,472", "77.00 ± 2.00 @ 3.0e-04 (grid unfinished)"]
+    kernel_rows = {r[2]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "ablations.csv")) if r[1] == "kernel"}
+    # k2 at its own rate: 80, 82, 84; minus DCFT k8's 70, 72, 74 = +10 each
+    assert kernel_rows["DCFT k2"][3:6] == ["20,880", "82.00 ± 2.00", "+10.00 ± 0.00"]
     paired_rows = list(csv.reader(open(tmp_path / "out" / "tables" / "paired.csv")))
     # DCFT - LoRA per seed: 70 - 75, 72 - 79, 74 - 77 = -5, -7, -3
     assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
@@ -257,7 +264,7 @@ def test_bench_times_keep_the_fast_harness_training_rows(tmp_path):
     rows = [{"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "harness",
              "step_s_median": 0.5, "ratio_to_lora": 1.1, "ratio_to_lora_q1": 1.0, "ratio_to_lora_q3": 1.2},
             {"method": "dcft", "kernel": 8, "stride": 8, "impl": "reference", "phase": "train", "via": "harness",
-             "step_s_median": 0.9, "ratio_to_lora": 2.0},
+             "step_s_median": 0.9, "ratio_to_lora": 2.0, "ratio_to_lora_q1": 1.9, "ratio_to_lora_q3": 2.1},
             {"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "peft",
              "step_s_median": 0.6, "ratio_to_lora": 1.2},
             {"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "inference", "via": "harness",
@@ -265,5 +272,6 @@ def test_bench_times_keep_the_fast_harness_training_rows(tmp_path):
             {"method": "lora", "kernel": None, "stride": None, "impl": None, "phase": "train", "via": None,
              "step_s_median": 0.45, "ratio_to_lora": 1.0}]
     (tmp_path / "b.json").write_text(json.dumps({"rows": rows}))
-    assert bench_times(tmp_path / "b.json") == {(8, 8): (0.5, 1.1, 1.0, 1.2)}
+    assert bench_times(tmp_path / "b.json") == {(8, 8, "fast"): (0.5, 1.1, 1.0, 1.2),
+                                                (8, 8, "reference"): (0.9, 2.0, 1.9, 2.1)}
     assert bench_times(tmp_path / "missing.json") == {}
