@@ -145,16 +145,16 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 # slice; 3 seeds; ablations at DCFT's selected rate. About 10 hours on 2 cores in all: stop it whenever, a
 # relaunch skips finished runs. Each pass asks `python -m dcft.study next` which stage files the finished runs
 # call for (core grids, widened at an edge -> budget check at 2x steps and seeds -> other baselines and
-# ablations, only once the budget has converged) and runs the sweeps with runs to do.
+# ablations, only once the budget has converged), runs the first sweep with runs to do, and asks again.
 # STUDY_ARGS narrows a chunk, e.g. STUDY_ARGS="--tasks sst2,cola --settings dcft8,dcft2,lora,full".
 CPU_STUDY = results/cpu-study
 STUDY_ARGS ?=
-STUDY_PASSES ?= 6
+STUDY_PASSES ?= 500
 cpu-study:  ## the CPU-scale reproduction: runs what is missing, stage by stage (hours; resumes), then its report
 	@for pass in $$(seq $(STUDY_PASSES)); do \
 	  todo="$$($(PYTHON) -m dcft.study next $(STUDY_ARGS))" || exit 1; \
 	  [ -z "$$todo" ] && break; \
-	  for s in $$todo; do $(PYTHON) run.py +sweep=$$s $(SWEEP_ARGS) || exit 1; done; \
+	  s=$$(echo "$$todo" | head -n 1); $(PYTHON) run.py +sweep=$$s $(SWEEP_ARGS) || exit 1; \
 	done
 	$(MAKE) cpu-report
 

@@ -329,7 +329,7 @@ def plan_next(runs: list[dict[str, Any]], tasks: tuple[str, ...] = TASKS, settin
                         f"{check.best.title} ({selected[check.best.name].describe()}),",
                         f"at twice the budget's steps, seeds {', '.join(map(str, SEEDS))}: has the budget converged?"],
                         task, s2, [check.lr], SEEDS, steps=2 * BUDGET[task]["max_steps"]), task, s2)
-        if "seeds" in stages:
+        if "seeds" in stages and check is not None:  # the budget check's sweeps come first
             for name, sel in selected.items():
                 seeds(task, next(s for s in TABLE1 if s.name == name), sel)
         dcft8 = select(runs, task, TABLE1[0]) if verdict == "converged" else None

@@ -112,6 +112,7 @@ def test_the_budget_check_doubles_the_best_core_setting_on_held_out_not_on_dev(s
     runs = [_run("sst2", "lora", lr, 6, h, d) for lr, h, d in ((1e-4, .80, .70), (3e-4, .90, .95), (8e-4, .85, .9))]
     runs += [_run("sst2", "dcft", lr, 6, h, d) for lr, h, d in ((8e-4, .80, .7), (2e-3, .92, .6), (5e-3, .85, .7))]
     assert S.budget_check(runs, "sst2") is None  # the DCFT file's kernel-2 grid is not run yet
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/tune_sst2_dcft"]  # and LoRA's seeds wait for the check
     runs += [_run("sst2", "dcft", lr, 6, h, .99, kernel=2) for lr, h in ((8e-4, .7), (2e-3, .89), (5e-3, .8))]
     check = S.budget_check(runs, "sst2")
     assert (check.best.name, check.lr, check.verdict) == ("dcft8", 2e-3, "running")  # 0.92 > 0.90 held-out
