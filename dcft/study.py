@@ -332,12 +332,10 @@ def plan_next(runs: list[dict[str, Any]], tasks: tuple[str, ...] = TASKS, settin
         if "seeds" in stages and check is not None:  # the budget check's sweeps come first
             for name, sel in selected.items():
                 seeds(task, next(s for s in TABLE1 if s.name == name), sel)
-        dcft8 = select(runs, task, TABLE1[0]) if verdict == "converged" else None
+        dcft8 = select(runs, task, TABLE1[0]) if verdict == "converged" and wanted(TABLE1[0]) else None
         if "ablate" in stages and dcft8 is not None and dcft8.lr is not None:
             for kind, settings_ in ABLATIONS.items():
                 for s in settings_ if task in ABLATION_TASKS[kind] else ():
-                    if settings is not None and "dcft8" not in settings:
-                        continue
                     name = f"ablate_{task}_{s.name}"
                     emit(name, sweep_yaml(name, [f"CPU study stage 3 (dcft.study): {s.title} on {task} at DCFT k8's "
                                                  f"selected rate ({dcft8.describe()}),",
