@@ -140,12 +140,13 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
 
 .PHONY: cpu-study cpu-report cpu-bench
-# The CPU-scale reproduction (issue 16; results/cpu-study/README.md): MiniLM on SST-2, CoLA, STS-B and RTE from
-# ../shared/glue; every method at its own source settings and its own learning rate, selected on a held-out
-# slice; 3 seeds; ablations at DCFT's selected rate. About 10 hours on 2 cores in all: stop it whenever, a
+# The CPU-scale reproduction (issue 16; results/cpu-study/README.md): MiniLM on SST-2 and CoLA from
+# ../shared/glue (dcft.study.SCOPE); every method at its own source settings and its own learning rate, selected
+# on a held-out slice; 3 seeds; ablations at DCFT's selected rate. Many hours on 2 cores: stop it whenever, a
 # relaunch skips finished runs. Each pass asks `python -m dcft.study next` which stage files the finished runs
-# call for (core grids, widened at an edge -> budget check at 2x steps and seeds -> other baselines and
-# ablations, only once the budget has converged), runs the first sweep with runs to do, and asks again.
+# call for (per budget: core grids, widened at an edge -> budget check at 2x steps; a short budget moves on to
+# the next; once converged: core seeds -> ablations -> other baselines), runs the first sweep with runs to do,
+# and asks again.
 # STUDY_ARGS narrows a chunk, e.g. STUDY_ARGS="--tasks sst2,cola --settings dcft8,dcft2,lora,full".
 CPU_STUDY = results/cpu-study
 STUDY_ARGS ?=

@@ -13,12 +13,14 @@ source settings and the task's CPU budget (`scripts/cpu_study.py` writes those c
    from seeds 6, 7, 8: the dev score at each run's best held-out step, mean +- sample std. The task's
    best core setting (held-out score) gets its seeds first and runs at twice the steps, seeds 6, 7, 8
    (`double_<task>`): the budget has converged when the 95 % interval of the paired 2x - 1x
-   difference contains 0 (`BudgetCheck`). The other baselines and the ablations wait for that
-   verdict, and a budget that has not converged stops the task's plan: nothing more is spent on a
-   budget known to be short.
-3. **the other baselines** (tune, then seeds) and the **ablations** (Tables 4-6 and the
+   difference contains 0 (`BudgetCheck`). Everything else waits for that verdict. A budget that has
+   not converged moves the plan to the task's next budget (`budgets`: `EARLIER_STEPS`, then
+   `BUDGET`; the core grids run again there, around the rates the short budget selected, their
+   files under `conf/sweep/cpu/steps<N>/` for the earlier budgets), or at `BUDGET` stops it:
+   nothing more is spent on a budget known to be short.
+3. once converged, in this order: the core settings' seeds, the **ablations** (Tables 4-6 and the
    initialisation: DCFT variants at DCFT kernel 8's selected rate, seeds 6, 7, 8, on
-   `ABLATION_TASKS`, `ablate_*`).
+   `ABLATION_TASKS`, `ablate_*`; `LATER_ABLATIONS` last) and **the other baselines** (tune, then seeds).
 
 `python -m dcft.study next` writes the stage files the finished runs call for and prints the
 sweeps that still have runs to do, in order; `make cpu-study` runs them until none is left
@@ -35,7 +37,7 @@ import argparse
 import math
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +51,17 @@ METRIC = {"sst2": "accuracy", "cola": "matthews_correlation", "stsb": "pearson",
 # The CPU budget per task, identical for every method. steps x batch = examples seen;
 # holdout = fraction of train.tsv held out (seeded by the run's seed) to select the learning rate on.
 BUDGET = {
-    "sst2": {"max_steps": 500, "batch_size": 32, "max_len": 128, "eval_steps": 100, "holdout": 0.01},
-    "cola": {"max_steps": 600, "batch_size": 32, "max_len": 64, "eval_steps": 100, "holdout": 0.1},
+    "sst2": {"max_steps": 1000, "batch_size": 32, "max_len": 128, "eval_steps": 100, "holdout": 0.01},
+    "cola": {"max_steps": 1200, "batch_size": 32, "max_len": 64, "eval_steps": 100, "holdout": 0.1},
     "stsb": {"max_steps": 500, "batch_size": 32, "max_len": 128, "eval_steps": 100, "holdout": 0.1},
     "rte": {"max_steps": 400, "batch_size": 32, "max_len": 128, "eval_steps": 50, "holdout": 0.1},
 }
+# Budgets (optimizer steps) checked before BUDGET and found short: their budget check did not converge.
+# The planner walks them first, in order, with BUDGET last: at each, the core grids (centred, after the
+# first budget, on the rate the budget before selected), then the best core setting's seeds and its
+# doubled budget; only a budget that has not converged lets it move on. Their runs stay in the record
+# (tables/convergence.md). SST-2 at 500 steps: +1.68 [+0.34, +3.03] at 1000 (full FT, seeds 6, 7, 8).
+EARLIER_STEPS = {"sst2": (500,), "cola": (600,)}
 SEED = 6  # the tuning seed (the authors' scripts use 6)
 SEEDS = (6, 7, 8)
 MAX_EXTEND = 2
@@ -70,17 +78,24 @@ class Setting:
     title: str  # table row, e.g. "DCFT k8"
     method: str
     keys: tuple[tuple[str, Any], ...] = ()  # run.py overrides besides method (kernel, stride, targets, method.init)
-    steps_factor: int = 1  # x the task's budget
+    steps: int | None = None  # optimizer steps; None: the task's BUDGET
 
     def overrides(self) -> dict[str, Any]:
         return dict(self.keys)
+
+    def at(self, steps: int) -> "Setting":
+        """The same setting at `steps` optimizer steps (the task's BUDGET: `steps` None)."""
+        return replace(self, steps=steps)
+
+    def max_steps(self, task: str) -> int:
+        return self.steps or BUDGET[task]["max_steps"]
 
     def matches(self, run: dict[str, Any], task: str) -> bool:
         d = run["declared"]
         m = d.get("method", {})
         if run["task"] != task or run["method"] != self.method:
             return False
-        if (d.get("train", {}).get("max_steps")) != BUDGET[task]["max_steps"] * self.steps_factor:
+        if (d.get("train", {}).get("max_steps")) != self.max_steps(task):
             return False
         want = {"kernel": None, "stride": None, "targets": "all", "init": "normal"}
         want.update({k.split(".")[-1]: v for k, v in self.keys})
@@ -118,6 +133,11 @@ ABLATIONS = {
                      for t in ("qk", "qv", "qkv", "qkvo")),
     "init": (Setting("dcft8lorainit", "DCFT k8 init=lora", "dcft", (("kernel", 8), ("method.init", "lora"))),),
 }
+
+# The second tier of ablations, planned after the first and before the other baselines: the first tier
+# answers each table's question with values either side of DCFT k8 (kernel 4 and 12, stride 1 and 4,
+# targets qv and qkvo, the initialisation); these fill in the paper's other rows as the hours allow.
+LATER_ABLATIONS = ("dcft6", "dcft8s2", "dcft8qk", "dcft8qkv")
 
 
 def lr_grid(rate: float) -> list[float]:
@@ -200,27 +220,53 @@ def _pending(path: Path, runs: list[dict[str, Any]], task: str, setting: Setting
     return any(not _done(runs, task, setting, lr, s) for lr, s, _ in sweep_runs(path))
 
 
-def _setting_of_tune(path: Path) -> list[Setting]:
-    method = path.stem.split("_", 2)[2]
-    return [s for s in TABLE1 if s.method == method]
+def budgets(task: str) -> tuple[int, ...]:
+    """The task's budgets in the order the planner walks them: `EARLIER_STEPS`, then `BUDGET`."""
+    return (*EARLIER_STEPS.get(task, ()), BUDGET[task]["max_steps"])
+
+
+def sweep_dir(task: str, steps: int) -> Path:
+    """Where `task`'s stage files at `steps` live: `conf/sweep/cpu/` at the task's BUDGET,
+    `conf/sweep/cpu/steps<N>/` at an earlier budget."""
+    return SWEEP_DIR if steps == BUDGET[task]["max_steps"] else SWEEP_DIR / f"steps{steps}"
+
+
+def tune_path(task: str, setting: Setting) -> Path:
+    """A setting's stage-1 grid: `tune_<task>_<method>` around its source's rate (scripts/cpu_study.py) at
+    its first budget; `retune_<task>_<setting>` around the rate the budget before selected (this planner)
+    at a core setting's later budgets."""
+    steps = setting.max_steps(task)
+    if setting.name in CORE and steps != budgets(task)[0]:
+        return sweep_dir(task, steps) / f"retune_{task}_{setting.name}.yaml"
+    return sweep_dir(task, steps) / f"tune_{task}_{setting.method}.yaml"
+
+
+def sweep_name(path: Path) -> str:
+    """The `+sweep=` value of a stage file, e.g. cpu/steps500/double_sst2."""
+    return "cpu/" + path.relative_to(SWEEP_DIR).with_suffix("").as_posix()
 
 
 # ---- the stage planner -----------------------------------------------------------------------------
 @dataclass
 class BudgetCheck:
-    """Stage 2 of a task: its best core setting (held-out score of seed 6 at the selected rate) at the
-    budget and at twice its steps, seeds 6, 7, 8, paired by seed. `verdict`: "running" until both cells
-    have every seed, then "converged" (the 95 % interval of 2x - 1x contains 0) or "not converged"."""
+    """Stage 2 of a task at one budget: its best core setting (held-out score of seed 6 at the selected
+    rate) at the budget and at twice its steps, seeds 6, 7, 8, paired by seed. `verdict`: "running" until
+    both cells have every seed, then "converged" (the 95 % interval of 2x - 1x contains 0) or "not
+    converged"."""
 
     task: str
-    best: Setting
+    best: Setting  # at the checked budget (`best.steps`)
     lr: float
     base: "Cell"
     doubled: "Cell"
 
     @property
+    def steps(self) -> int:
+        return self.best.max_steps(self.task)
+
+    @property
     def doubled_setting(self) -> Setting:
-        return doubled(self.best)
+        return doubled(self.best, self.task)
 
     @property
     def difference(self) -> dict[str, Any] | None:
@@ -233,27 +279,35 @@ class BudgetCheck:
         return "not converged" if self.difference["exceeds"] else "converged"
 
 
-def doubled(setting: Setting) -> Setting:
-    return Setting(setting.name + "x2", setting.title + " (2x steps)", setting.method, setting.keys, steps_factor=2)
+def doubled(setting: Setting, task: str) -> Setting:
+    """`setting` at twice its steps on `task` (the budget check's other cell)."""
+    return Setting(setting.name + "x2", setting.title + " (2x steps)", setting.method, setting.keys,
+                   2 * setting.max_steps(task))
 
 
-def budget_check(runs: list[dict[str, Any]], task: str) -> BudgetCheck | None:
-    """The task's budget check, once every core setting in scope has its rate selected; else None."""
-    core = [s for s in TABLE1 if s.name in CORE and task in SCOPE.get(s.name, ())
-            and (SWEEP_DIR / f"tune_{task}_{s.method}.yaml").exists()]
+def core_settings(task: str, steps: int | None = None) -> list[Setting]:
+    """The core settings in `task`'s scope, at `steps` (default: the task's BUDGET)."""
+    steps = steps or BUDGET[task]["max_steps"]
+    return [s.at(steps) for s in TABLE1 if s.name in CORE and task in SCOPE.get(s.name, ())]
+
+
+def budget_check(runs: list[dict[str, Any]], task: str, steps: int | None = None) -> BudgetCheck | None:
+    """The task's budget check at `steps` (default: its BUDGET), once every core setting in scope whose
+    grid file exists has its rate selected; else None."""
+    core = [s for s in core_settings(task, steps) if tune_path(task, s).exists()]
     sels = {s.name: _grid_state(runs, task, s) for s in core}
     if not core or any(st[0] != "selected" for st in sels.values()):
         return None
     best = max(core, key=lambda s: (sels[s.name][1].scores[sels[s.name][1].lr], -CORE.index(s.name)))
     lr = sels[best.name][1].lr
-    return BudgetCheck(task, best, lr, cell(runs, task, best, lr), cell(runs, task, doubled(best), lr))
+    return BudgetCheck(task, best, lr, cell(runs, task, best, lr), cell(runs, task, doubled(best, task), lr))
 
 
 def _grid_state(runs: list[dict[str, Any]], task: str, setting: Setting) -> tuple[str, Selection | None]:
     """("tune", None) while the stage-1 grid has runs to do; ("extend", selection) while the selected
     rate sits at the grid's edge and the grid may still grow; ("selected", selection) once it is chosen."""
-    tune = SWEEP_DIR / f"tune_{task}_{setting.method}.yaml"
-    if _pending(tune, runs, task, setting):
+    tune = tune_path(task, setting)
+    if not tune.exists() or _pending(tune, runs, task, setting):
         return "tune", None
     sel = select(runs, task, setting)
     n_ext = len(sel.scores) - len(lr_grid(sel.lr)) if sel.lr else 0
@@ -264,84 +318,127 @@ def plan_next(runs: list[dict[str, Any]], tasks: tuple[str, ...] = TASKS, settin
               stages: tuple[str, ...] = ("tune", "seeds", "ablate", "double"), write: bool = True) -> list[str]:
     """Stage files the runs call for (written when `write`), and the sweeps with runs still to do, in order.
 
-    Per task: the core settings' grids first; then the budget check (the best core setting's seeds and its
-    doubled budget, `double_<task>`) with the other core settings' seeds; the other baselines and the
-    ablations only once the check says the budget has converged. A budget that has not converged stops
-    the task's plan with a message (raise `BUDGET`): nothing more is spent at a budget known to be short.
+    Per task, budget by budget (`budgets`): the core settings' grids first; then the budget check (the
+    best core setting's seeds and its doubled budget, `double_<task>`). A budget that has not converged
+    moves the plan to the task's next budget, or, at its BUDGET, stops it with a message (raise
+    `BUDGET`): nothing more is spent at a budget known to be short. Once the check at BUDGET says
+    "converged": the other core settings' seeds, the other baselines and the ablations.
     """
     todo: list[str] = []
 
     def wanted(s: Setting) -> bool:
         return settings is None or s.name in settings
 
-    def emit(name: str, text: str, task: str, setting: Setting) -> None:
-        path = SWEEP_DIR / f"{name}.yaml"
+    def emit(path: Path, text: str, task: str, setting: Setting, stage: str, owners: tuple[Setting, ...] = ()) -> None:
+        """Write a stage file; list it when its stage is planned, a stream owns it (`settings`: the
+        setting it runs, or one of `owners`) and it has runs to do."""
         if write and (not path.exists() or path.read_text(encoding="utf-8") != text):
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        if (not path.exists() or _pending(path, runs, task, setting)) and f"cpu/{name}" not in todo:
-            todo.append(f"cpu/{name}")
+        if stage in stages and any(wanted(s) for s in (setting, *owners)) and (not path.exists() or _pending(path, runs, task, setting)) \
+                and sweep_name(path) not in todo:
+            todo.append(sweep_name(path))
 
     def seeds(task: str, setting: Setting, sel: Selection) -> None:
-        name = f"seeds_{task}_{setting.name}"
-        emit(name, sweep_yaml(name, [f"CPU study (dcft.study): {setting.title} on {task}, {sel.describe()};",
-                                     f"seeds {', '.join(map(str, SEEDS[1:]))} at that rate. Written by python -m "
-                                     "dcft.study next."], task, setting, [sel.lr], SEEDS[1:]), task, setting)
+        path = sweep_dir(task, setting.max_steps(task)) / f"seeds_{task}_{setting.name}.yaml"
+        emit(path, sweep_yaml(path.stem, [f"CPU study (dcft.study): {setting.title} on {task}, {sel.describe()};",
+                                          f"seeds {', '.join(map(str, SEEDS[1:]))} at that rate. Written by python -m "
+                                          "dcft.study next."], task, setting, [sel.lr], SEEDS[1:],
+                                  steps=setting.max_steps(task)), task, setting, "seeds")
 
     for task in tasks:
-        check = budget_check(runs, task)
-        verdict = check.verdict if check else None
-        if verdict == "not converged":
-            d = check.difference
-            print(f"dcft.study: {task}: the budget has not converged: {check.best.title} at twice the steps moved "
-                  f"the dev score by {d['mean']:+.2f} (95 % interval [{d['lo']:+.2f}, {d['hi']:+.2f}]); raise "
-                  f"dcft.study.BUDGET['{task}'] (now {BUDGET[task]['max_steps']} steps). Nothing more is planned "
-                  f"for {task}.", file=sys.stderr)
-            continue
-        in_scope = [s for s in sorted(TABLE1, key=lambda s: s.name not in CORE)
-                    if task in SCOPE.get(s.name, ()) and wanted(s)
-                    and (SWEEP_DIR / f"tune_{task}_{s.method}.yaml").exists()
-                    and (s.name in CORE or verdict == "converged")]
+        steps_list = budgets(task)
+        for i, steps in enumerate(steps_list):
+            final = steps == BUDGET[task]["max_steps"]
+            if i > 0:  # the core grids at this budget, around the rates the budget before selected
+                for s in core_settings(task, steps):
+                    prev = select(runs, task, s.at(steps_list[i - 1]))
+                    if prev.lr is None:  # not tuned at the budget before (no grid file there)
+                        continue
+                    path = tune_path(task, s)
+                    emit(path, sweep_yaml(path.stem, [
+                        f"CPU study stage 1 at {steps} steps (dcft.study): {s.title} on {task}, learning-rate grid "
+                        f"around the rate {steps_list[i - 1]} steps", f"{prev.describe()} (two ladder steps either "
+                        f"side), seed {SEED}. Written by python -m dcft.study next."],
+                        task, s, lr_grid(prev.lr), (SEED,), steps=steps), task, s, "tune")
+            check = budget_check(runs, task, steps)
+            verdict = check.verdict if check else None
+            if verdict == "not converged" and not final:
+                continue  # this budget is short: the next one
+            if verdict == "not converged":
+                d = check.difference
+                print(f"dcft.study: {task}: the budget has not converged: {check.best.title} at twice the steps "
+                      f"moved the dev score by {d['mean']:+.2f} (95 % interval [{d['lo']:+.2f}, {d['hi']:+.2f}]); "
+                      f"raise dcft.study.BUDGET['{task}'] (now {steps} steps) and add {steps} to "
+                      f"EARLIER_STEPS['{task}']. Nothing more is planned for {task}.", file=sys.stderr)
+            elif verdict == "converged" and not final:
+                print(f"dcft.study: {task}: the budget check converged at {steps} steps, an earlier budget than "
+                      f"BUDGET['{task}'] ({BUDGET[task]['max_steps']}): make {steps} the task's BUDGET. Nothing "
+                      f"more is planned for {task}.", file=sys.stderr)
+            else:
+                _plan_budget(task, steps, check, verdict, runs, emit, seeds)
+            break
+    return todo
+
+
+def _plan_budget(task: str, steps: int, check: BudgetCheck | None, verdict: str | None, runs, emit, seeds) -> None:
+    """`plan_next` at one budget whose check is still to come or running (core settings only), or has
+    converged at the task's BUDGET: then, in this order, the core settings' seeds, the first-tier
+    ablations, the `LATER_ABLATIONS` and the other baselines (grids, then seeds)."""
+    def grids(settings: list[Setting]) -> dict[str, Selection]:
         selected: dict[str, Selection] = {}
-        for setting in in_scope:
+        for setting in settings:
+            if not tune_path(task, setting).exists():
+                continue
             step, sel = _grid_state(runs, task, setting)
             if step == "tune":
-                if "tune" in stages and f"cpu/tune_{task}_{setting.method}" not in todo:
-                    todo.append(f"cpu/tune_{task}_{setting.method}")
+                emit(tune_path(task, setting), tune_path(task, setting).read_text(encoding="utf-8"), task, setting,
+                     "tune")
             elif step == "extend":
                 lr = ladder_step(sel.lr, -2 if sel.edge == "low" else 2)
-                name = f"extend_{task}_{setting.name}_{_yaml(lr)}"
-                if "tune" in stages:
-                    emit(name, sweep_yaml(name, [
-                        f"CPU study stage 1b (dcft.study): {setting.title} on {task}: the {sel.describe()} is the",
-                        f"grid's {'smallest' if sel.edge == 'low' else 'largest'} rate, so the next rate beyond it "
-                        f"(two ladder steps) runs too. Written by python -m dcft.study next."],
-                        task, setting, [lr], (SEED,)), task, setting)
+                path = sweep_dir(task, steps) / f"extend_{task}_{setting.name}_{_yaml(lr)}.yaml"
+                emit(path, sweep_yaml(path.stem, [
+                    f"CPU study stage 1b (dcft.study): {setting.title} on {task}: the {sel.describe()} is the",
+                    f"grid's {'smallest' if sel.edge == 'low' else 'largest'} rate, so the next rate beyond it "
+                    f"(two ladder steps) runs too. Written by python -m dcft.study next."],
+                    task, setting, [lr], (SEED,), steps=steps), task, setting, "tune")
             else:
                 selected[setting.name] = sel
-        if check is not None and verdict == "running":
-            if wanted(check.best) and check.best.name in selected:
-                if "seeds" in stages:
-                    seeds(task, check.best, selected[check.best.name])
-                if "double" in stages:
-                    s2, name = check.doubled_setting, f"double_{task}"
-                    emit(name, sweep_yaml(name, [
-                        f"CPU study budget check (dcft.study): {task}'s best core setting on the held-out slice, "
-                        f"{check.best.title} ({selected[check.best.name].describe()}),",
-                        f"at twice the budget's steps, seeds {', '.join(map(str, SEEDS))}: has the budget converged?"],
-                        task, s2, [check.lr], SEEDS, steps=2 * BUDGET[task]["max_steps"]), task, s2)
-        if "seeds" in stages and check is not None:  # the budget check's sweeps come first
-            for name, sel in selected.items():
-                seeds(task, next(s for s in TABLE1 if s.name == name), sel)
-        dcft8 = select(runs, task, TABLE1[0]) if verdict == "converged" and wanted(TABLE1[0]) else None
-        if "ablate" in stages and dcft8 is not None and dcft8.lr is not None:
-            for kind, settings_ in ABLATIONS.items():
-                for s in settings_ if task in ABLATION_TASKS[kind] else ():
-                    name = f"ablate_{task}_{s.name}"
-                    emit(name, sweep_yaml(name, [f"CPU study stage 3 (dcft.study): {s.title} on {task} at DCFT k8's "
-                                                 f"selected rate ({dcft8.describe()}),",
-                                                 f"seeds {', '.join(map(str, SEEDS))} (ablation: {kind})."],
-                                          task, s, [dcft8.lr], SEEDS), task, s)
-    return todo
+        return selected
+
+    def all_seeds(settings: list[Setting], selected: dict[str, Selection]) -> None:
+        for s in settings:
+            if s.name in selected:
+                seeds(task, s, selected[s.name])
+
+    core = core_settings(task, steps)
+    selected = grids(core)
+    if check is None:
+        return
+    if verdict == "running" and check.best.name in selected:
+        seeds(task, check.best, selected[check.best.name])
+        path = sweep_dir(task, steps) / f"double_{task}.yaml"
+        emit(path, sweep_yaml(path.stem, [
+            f"CPU study budget check (dcft.study): {task}'s best core setting on the held-out slice at {steps} "
+            f"steps, {check.best.title} ({selected[check.best.name].describe()}),",
+            f"at twice the steps, seeds {', '.join(map(str, SEEDS))}: has the budget converged?"],
+            task, check.doubled_setting, [check.lr], SEEDS, steps=2 * steps), task, check.doubled_setting, "double",
+            (check.best,))
+    if verdict != "converged":
+        return
+    all_seeds(core, selected)
+    dcft8 = selected.get(TABLE1[0].name)
+    ablations = [(kind, s) for kind, settings_ in ABLATIONS.items() for s in settings_
+                 if task in ABLATION_TASKS[kind] and dcft8 is not None]
+    for kind, s in sorted(ablations, key=lambda ks: ks[1].name in LATER_ABLATIONS):
+        s = s.at(steps)
+        path = sweep_dir(task, steps) / f"ablate_{task}_{s.name}.yaml"
+        emit(path, sweep_yaml(path.stem, [f"CPU study stage 3 (dcft.study): {s.title} on {task} at DCFT k8's "
+                                          f"selected rate ({dcft8.describe()}),",
+                                          f"seeds {', '.join(map(str, SEEDS))} (ablation: {kind})."],
+                              task, s, [dcft8.lr], SEEDS, steps=steps), task, s, "ablate", (TABLE1[0],))
+    others = [s.at(steps) for s in TABLE1 if s.name not in CORE and task in SCOPE.get(s.name, ())]
+    all_seeds(others, grids(others))
 
 
 # ---- cells -----------------------------------------------------------------------------------------

@@ -77,8 +77,7 @@ def table1_cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[S.Se
 
 def tuned(runs: list[dict[str, Any]], task: str, setting: S.Setting) -> bool:
     """Every rate of the setting's grid (stage 1 and any extension) has its seed-6 run."""
-    files = [S.SWEEP_DIR / f"tune_{task}_{setting.method}.yaml",
-             *S.SWEEP_DIR.glob(f"extend_{task}_{setting.name}_*.yaml")]
+    files = [S.tune_path(task, setting), *S.SWEEP_DIR.glob(f"extend_{task}_{setting.name}_*.yaml")]
     return files[0].exists() and not any(S._pending(f, runs, task, setting) for f in files if f.exists())
 
 
@@ -218,24 +217,29 @@ def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | 
             "train s", "bench step ms", "bench step ms, authors' path"], rows)
 
 
-def write_convergence(runs: list[dict[str, Any]], out: Path, cells) -> None:
-    """The budget check (`dcft.study.BudgetCheck`): the task's best core setting at the budget and at 2x
-    its steps, paired by seed, with the check's verdict."""
+def checks(runs: list[dict[str, Any]], task: str) -> list[S.BudgetCheck]:
+    """The task's budget checks that have runs at twice their steps, budget by budget (`dcft.study.budgets`)."""
+    out = []
+    for steps in S.budgets(task):
+        check = S.budget_check(runs, task, steps)
+        if check is not None and S.runs_of(runs, task, check.doubled_setting):
+            out.append(check)
+    return out
+
+
+def write_convergence(runs: list[dict[str, Any]], out: Path) -> None:
+    """The budget checks (`dcft.study.BudgetCheck`), every budget the study walked: the task's best core
+    setting at the budget and at 2x its steps, paired by seed, with the check's verdict."""
     rows = []
     for task in S.TASKS:
-        for base in S.TABLE1:
-            s2 = S.doubled(base)
-            if (task, base.name) not in cells or not S.runs_of(runs, task, s2):
-                continue
-            sel, c1 = cells[(task, base.name)]
-            check = S.BudgetCheck(task, base, sel.lr, c1, S.cell(runs, task, s2, sel.lr))
-            rows.append([task, base.title, S._yaml(sel.lr), S.BUDGET[task]["max_steps"], _fmt(c1),
-                         2 * S.BUDGET[task]["max_steps"], _fmt(check.doubled),
-                         *_paired_text(check.difference)[1:4], check.verdict])
+        for check in checks(runs, task):
+            rows.append([task, check.best.title, S._yaml(check.lr), check.steps, _fmt(check.base), 2 * check.steps,
+                         _fmt(check.doubled), *_paired_text(check.difference)[1:4], check.verdict])
     _write(out, "convergence", "Has the budget converged? The best core setting at twice the steps",
-           ["Dev score x100, mean ± std over seeds 6, 7, 8 at the setting's selected rate; 2x minus 1x paired by "
-            "seed with its 95 % interval. The budget has converged when the interval includes 0 (doubling "
-            "does not move the score beyond seed noise)."],
+           ["Dev score x100, mean ± std over seeds 6, 7, 8 at the rate the setting selected at that budget; 2x "
+            "minus 1x paired by seed with its 95 % interval. The budget has converged when the interval includes "
+            "0 (doubling does not move the score beyond seed noise). A budget that had not converged was doubled "
+            "(dcft.study.EARLIER_STEPS) and its core grids run again there, around the rates it had selected."],
            ["task", "setting", "lr", "steps", "dev", "2x steps", "dev at 2x", "2x - 1x", "95 % interval",
             "exceeds noise", "verdict"], rows)
 
@@ -297,27 +301,20 @@ def _curves_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
     ax.legend(fontsize=6)
 
 
-def _doubled(runs: list[dict[str, Any]], task: str) -> S.Setting | None:
-    """The Table 1 setting that has doubled-budget runs on `task`, if any."""
-    for base in S.TABLE1:
-        s2 = S.Setting(base.name + "x2", base.title + " (2x steps)", base.method, base.keys, steps_factor=2)
-        if S.runs_of(runs, task, s2):
-            return s2
-    return None
-
-
 def _convergence_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
-    """Dev score against step of the task's best setting at the budget and at twice its steps."""
-    s2 = _doubled(runs, task)
-    base = next((b for b in S.TABLE1 if s2 and b.name + "x2" == s2.name), None)
-    lr = cells[(task, base.name)][0].lr if base and (task, base.name) in cells else None
-    for s in (base, s2):
-        pts = mean_curve(runs, task, s, lr) if s else []
-        if pts:
-            x, m, sd, _ = zip(*pts)
-            ax.errorbar(x, m, yerr=sd, marker="o", ms=3, capsize=2, label=s.title)
+    """Dev score against step of each budget check's setting at its budget and at twice its steps."""
+    drawn = set()
+    for check in checks(runs, task):
+        for s in (check.best, check.doubled_setting):
+            key = (s.method, s.keys, s.max_steps(task), check.lr)
+            pts = mean_curve(runs, task, s, check.lr) if key not in drawn else []
+            drawn.add(key)
+            if pts:
+                x, m, sd, _ = zip(*pts)
+                ax.errorbar(x, m, yerr=sd, marker="o", ms=3, capsize=2,
+                            label=f"{check.best.title}, {s.max_steps(task)} steps (lr {S._yaml(check.lr)})")
     ax.set_xlabel("optimizer step")
-    if base:
+    if drawn:
         ax.legend(fontsize=6)
 
 
@@ -332,8 +329,8 @@ def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
                                       "Pareto front)"),
             ("learning_curves", _curves_panel, "dev score against optimizer step, mean ± std over seeds at "
                                                "each setting's selected rate"),
-            ("convergence", _convergence_panel, "the best setting at the budget and at twice its steps "
-                                                "(same rate, seeds 6, 7, 8)")):
+            ("convergence", _convergence_panel, "each budget check: the best core setting at the budget and "
+                                                "at twice its steps (its rate, seeds 6, 7, 8)")):
         if not tasks:
             break
         fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 2.8), squeeze=False)
@@ -372,7 +369,7 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     out = Path(out)
     res = write_tables(runs, out / "tables")
     write_ablations(runs, out / "tables", res["cells"], bench_times(out / BENCH_FILE))
-    write_convergence(runs, out / "tables", res["cells"])
+    write_convergence(runs, out / "tables")
     figs = write_figures(runs, out / "figures", res["cells"])
     machine_h = write_compute(runs, out / "tables")
     print(f"{len(runs)} runs ({machine_h:.2f} h of the 2-core machine); wrote {out}/tables/"

@@ -7,7 +7,8 @@ Writes, from the DeBERTaV3-base sources the paper's Table 1 uses:
 * `conf/method_hp/own/minilm/<method>/<task>.yaml`: every baseline's own DeBERTaV3-base settings
   (`scripts/method_hp.py`'s source tables) with the same CPU budget;
 * `conf/sweep/cpu/tune_<task>_<method>.yaml`: stage 1, each method's learning-rate grid, seed 6, for
-  the tasks the study covers (`dcft.study.SCOPE`).
+  the tasks the study covers (`dcft.study.SCOPE`); a core method's grid sits in `steps<N>/` when its
+  first budget is one the study checked before `BUDGET` and found short (`dcft.study.EARLIER_STEPS`).
 
 How a source's setting becomes a CPU one (the same rule for every method):
 
@@ -42,7 +43,8 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import method_hp as mh  # noqa: E402  (the baselines' source tables and the yaml renderer)
 
-from dcft.study import BUDGET, MODEL, SCOPE, SEED, SWEEP_DIR, TASKS, Setting, lr_grid, sweep_yaml  # noqa: E402
+from dcft.study import (BUDGET, CORE, MODEL, SCOPE, SEED, TABLE1, TASKS, Setting, budgets, lr_grid,  # noqa: E402
+                        sweep_dir, sweep_yaml)
 
 ROOT = mh.ROOT
 SOURCE_MODEL = mh.V3  # the sources are DeBERTaV3-base's (paper Table 1)
@@ -136,6 +138,13 @@ def baseline_entry(method: str) -> mh.Entry:
                            f"Learning-rate grid (stage 1, seed {SEED}): {grids}."))
 
 
+def tune_steps(task: str, method: str) -> int:
+    """A method's first budget on the task: a core method's is the first budget the planner walks
+    (`dcft.study.budgets`), the other baselines' (tuned only at a converged BUDGET) the task's BUDGET."""
+    core = {s.method for s in TABLE1 if s.name in CORE}
+    return budgets(task)[0] if method in core else BUDGET[task]["max_steps"]
+
+
 def tune_sweep(task: str, method: str) -> str:
     if method == "dcft":
         rate, setting = authors_preset(task)["train"]["lr"], Setting("dcft", "DCFT", "dcft", (("kernel", "8,2"),))
@@ -144,11 +153,11 @@ def tune_sweep(task: str, method: str) -> str:
         setting = Setting(method, method, method)
     grid = lr_grid(rate)
     runs = len(grid) * (2 if method == "dcft" else 1)
-    name = f"tune_{task}_{method}"
+    name, steps = f"tune_{task}_{method}", tune_steps(task, method)
     return sweep_yaml(name, [f"CPU study stage 1 (issue 16): {method} on MiniLM x {task}, learning-rate grid around the "
-                             f"source's", f"{_v(rate)} (two ladder steps either side), seed {SEED}: {runs} runs. The "
-                             "rate is selected on the", "held-out slice (data.holdout); stage 2 adds seeds at it. "
-                             "Written by scripts/cpu_study.py."], task, setting, grid, (SEED,))
+                             f"source's", f"{_v(rate)} (two ladder steps either side), seed {SEED}, {steps} steps: {runs} "
+                             "runs. The rate is selected on the", "held-out slice (data.holdout); stage 2 adds seeds at "
+                             "it. Written by scripts/cpu_study.py."], task, setting, grid, (SEED,), steps=steps)
 
 
 def planned_files() -> dict[Path, str]:
@@ -161,7 +170,7 @@ def planned_files() -> dict[Path, str]:
     for t in TASKS:  # stage 1 of the settings the study covers on the task (dcft.study.SCOPE)
         for m in ("dcft", *BASELINES):
             if t in SCOPE["dcft8" if m == "dcft" else m]:
-                files[SWEEP_DIR / f"tune_{t}_{m}.yaml"] = tune_sweep(t, m)
+                files[sweep_dir(t, tune_steps(t, m)) / f"tune_{t}_{m}.yaml"] = tune_sweep(t, m)
     return files
 
 

@@ -32,13 +32,13 @@ def test_committed_files_are_what_the_generator_writes():
     planned = _generator().planned_files()
     for path, text in planned.items():
         assert path.read_text(encoding="utf-8") == text, path
-    assert set(S.SWEEP_DIR.glob("tune_*.yaml")) == {p for p in planned if p.name.startswith("tune_")}
+    assert set(S.SWEEP_DIR.glob("**/tune_*.yaml")) == {p for p in planned if p.name.startswith("tune_")}
 
 
 def test_dcft_on_sst2_has_the_authors_settings_and_the_cpu_budget():
     cfg = compose_cfg(["model=minilm", "preset=cpu", "task=sst2", "method=dcft", "kernel=8"])
     t = cfg.train
-    assert (t.lr, t.batch_size, t.max_steps, t.cls_dropout, t.weight_decay) == (8e-4, 32, 500, 0.0, 0.01)
+    assert (t.lr, t.batch_size, t.max_steps, t.cls_dropout, t.weight_decay) == (8e-4, 32, 1000, 0.0, 0.01)
     assert t.warmup_steps == 0 and t.warmup_ratio == pytest.approx(1000 / 50520, abs=1e-4)
     assert t.group_by_length is True and cfg.data.holdout == 0.01
     assert (cfg.method.alpha, cfg.method.r, cfg.method.reg_orth_coef) == (16.0, 2.0, 0.1)
@@ -48,14 +48,14 @@ def test_lora_on_sst2_has_its_own_source_settings_and_the_same_budget():
     cfg = compose_cfg(["model=minilm", "preset=cpu", "task=sst2", "method=lora"])
     t = cfg.train
     assert (t.lr, t.warmup_ratio, t.weight_decay, t.max_grad_norm) == (3e-4, 0.06, 0.1, 0.1)
-    assert (t.batch_size, t.max_steps, cfg.data.holdout) == (32, 500, 0.01)  # the task's, as DCFT's
+    assert (t.batch_size, t.max_steps, cfg.data.holdout) == (32, 1000, 0.01)  # the task's, as DCFT's
     assert (cfg.method.r, cfg.method.targets) == (1, "all")
 
 
 def test_full_finetuning_on_cola_keeps_its_warmup_fraction():
     cfg = compose_cfg(["model=minilm", "preset=cpu", "task=cola", "method=full"])
     assert cfg.train.lr == 2e-5 and cfg.train.warmup_ratio == pytest.approx(100 / 1608, abs=1e-4)
-    assert (cfg.train.adam_eps, cfg.train.cls_dropout, cfg.train.max_steps) == (1e-6, 0.15, 600)
+    assert (cfg.train.adam_eps, cfg.train.cls_dropout, cfg.train.max_steps) == (1e-6, 0.15, 1200)
 
 
 @pytest.mark.parametrize("rate, grid", [(8e-4, [3e-4, 8e-4, 2e-3]), (2.2e-3, [1e-3, 2.2e-3, 5e-3]),
@@ -77,7 +77,15 @@ def _run(task, method, lr, seed, holdout, dev, steps=None, **method_keys):
 
 
 @pytest.fixture
-def sweeps(tmp_path, monkeypatch):
+def budget500(monkeypatch):
+    """One budget per task, SST-2 at 500 steps and CoLA at 600, none checked before."""
+    monkeypatch.setitem(S.BUDGET, "sst2", {**S.BUDGET["sst2"], "max_steps": 500})
+    monkeypatch.setitem(S.BUDGET, "cola", {**S.BUDGET["cola"], "max_steps": 600})
+    monkeypatch.setattr(S, "EARLIER_STEPS", {})
+
+
+@pytest.fixture
+def sweeps(tmp_path, monkeypatch, budget500):
     monkeypatch.setattr(S, "SWEEP_DIR", tmp_path)
     lora = S.Setting("lora", "LoRA", "lora")
     (tmp_path / "tune_sst2_lora.yaml").write_text(S.sweep_yaml("tune_sst2_lora", [], "sst2", lora,
@@ -116,11 +124,11 @@ def test_the_budget_check_doubles_the_best_core_setting_on_held_out_not_on_dev(s
     runs += [_run("sst2", "dcft", lr, 6, h, .99, kernel=2) for lr, h in ((8e-4, .7), (2e-3, .89), (5e-3, .8))]
     check = S.budget_check(runs, "sst2")
     assert (check.best.name, check.lr, check.verdict) == ("dcft8", 2e-3, "running")  # 0.92 > 0.90 held-out
-    assert S.plan_next(runs, ("sst2",)) == ["cpu/seeds_sst2_dcft8", "cpu/double_sst2", "cpu/seeds_sst2_dcft2",
-                                            "cpu/seeds_sst2_lora"]
+    # the other core settings' seeds wait for the verdict, as the other baselines do
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/seeds_sst2_dcft8", "cpu/double_sst2"]
     assert [p["kernel"] for _, _, p in S.sweep_runs(sweeps / "double_sst2.yaml")] == [8, 8, 8]
     # a stream that runs other settings leaves the check to the stream that runs DCFT k8
-    assert S.plan_next(runs, ("sst2",), ("lora",)) == ["cpu/seeds_sst2_lora"]
+    assert S.plan_next(runs, ("sst2",), ("lora",)) == []
 
 
 def _checked(doubled_devs):
@@ -140,7 +148,24 @@ def test_other_baselines_wait_for_a_converged_budget(sweeps):
     assert check.verdict == "converged"
     assert (check.difference["lo"], check.difference["hi"]) == (pytest.approx(-0.0504, abs=1e-3),
                                                                 pytest.approx(1.3838, abs=1e-3))
-    assert S.plan_next(runs, ("sst2",)) == ["cpu/tune_sst2_bitfit"]
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/tune_sst2_bitfit"]  # LoRA's seeds are all there
+
+
+def test_after_a_converged_check_core_seeds_then_ablations_by_tier_then_other_baselines(sweeps):
+    _tune_file(sweeps, "sst2", S.Setting("bitfit", "BitFit", "bitfit"), [1e-4, 3e-4, 8e-4])
+    _tune_file(sweeps, "sst2", S.TABLE1[0], [1e-3, 2e-3, 5e-3])
+    runs = _checked((.61, .625, .645))  # LoRA converged (the test above)
+    runs += [_run("sst2", "dcft", lr, 6, h, 0.5) for lr, h in ((1e-3, .7), (2e-3, .8), (5e-3, .75))]
+    runs += [_run("sst2", "dcft", lr, 6, h, 0.5, kernel=2) for lr, h in ((1e-3, .7), (2e-3, .8), (5e-3, .75))]
+    assert S.budget_check(runs, "sst2").best.name == "lora"  # held-out 0.9 against DCFT's 0.8
+    assert S.plan_next(runs, ("sst2",)) == [
+        "cpu/seeds_sst2_dcft8", "cpu/seeds_sst2_dcft2",
+        "cpu/ablate_sst2_dcft4", "cpu/ablate_sst2_dcft12", "cpu/ablate_sst2_dcft8s1", "cpu/ablate_sst2_dcft8s4",
+        "cpu/ablate_sst2_dcft8qv", "cpu/ablate_sst2_dcft8qkvo", "cpu/ablate_sst2_dcft8lorainit",
+        "cpu/ablate_sst2_dcft6", "cpu/ablate_sst2_dcft8s2", "cpu/ablate_sst2_dcft8qk", "cpu/ablate_sst2_dcft8qkv",
+        "cpu/tune_sst2_bitfit"]
+    assert [(lr, seed) for lr, seed, _ in S.sweep_runs(sweeps / "ablate_sst2_dcft8s1.yaml")] == [(2e-3, 6), (2e-3, 7),
+                                                                                                 (2e-3, 8)]
 
 
 def test_a_budget_that_moves_beyond_seed_noise_stops_the_task(sweeps, capsys):
@@ -150,6 +175,50 @@ def test_a_budget_that_moves_beyond_seed_noise_stops_the_task(sweeps, capsys):
     assert S.plan_next(runs, ("sst2",)) == []
     err = capsys.readouterr().err
     assert "sst2: the budget has not converged" in err and "+2.83" in err and "BUDGET['sst2']" in err
+
+
+@pytest.fixture
+def walk(tmp_path, monkeypatch):
+    """SST-2 checked at 500 steps before its BUDGET of 1000; LoRA the only core setting with a grid."""
+    monkeypatch.setattr(S, "SWEEP_DIR", tmp_path)
+    monkeypatch.setitem(S.BUDGET, "sst2", {**S.BUDGET["sst2"], "max_steps": 1000})
+    monkeypatch.setattr(S, "EARLIER_STEPS", {"sst2": (500,)})
+    (tmp_path / "steps500").mkdir()
+    (tmp_path / "steps500" / "tune_sst2_lora.yaml").write_text(
+        S.sweep_yaml("tune_sst2_lora", [], "sst2", S.TABLE1[2], [1e-4, 3e-4, 8e-4], (6,), steps=500))
+    runs = [_run("sst2", "lora", lr, 6, h, d, steps=500) for lr, h, d in ((1e-4, .8, .5), (3e-4, .9, .6), (8e-4, .85, .5))]
+    return tmp_path, runs
+
+
+def test_a_short_budget_moves_the_plan_to_the_next_one_around_its_rates(walk, capsys):
+    sweeps, runs = walk
+    # the check at 500 steps, its files in steps500/, at 500 and 1000 steps
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/steps500/seeds_sst2_lora", "cpu/steps500/double_sst2"]
+    assert [(lr, p["train.max_steps"]) for lr, _, p in S.sweep_runs(sweeps / "steps500" / "double_sst2.yaml")] \
+        == [(3e-4, 1000)] * 3
+    runs += [_run("sst2", "lora", 3e-4, seed, 0.9, dev, steps=500) for seed, dev in ((7, .62), (8, .64))]
+    runs += [_run("sst2", "lora", 3e-4, seed, 0.92, dev, steps=1000) for seed, dev in ((6, .63), (7, .645))]
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/steps500/double_sst2"]  # seed 8 at 1000 missing
+    runs.append(_run("sst2", "lora", 3e-4, 8, 0.92, .67, steps=500 * 2))  # +3, +2.5, +3: not converged
+    # 1000 steps: a grid around 500's choice (3e-4), not the source's; 3e-4's seed 6 is the check's run
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/retune_sst2_lora"]
+    assert [(lr, seed, p["train.max_steps"]) for lr, seed, p in S.sweep_runs(sweeps / "retune_sst2_lora.yaml")] \
+        == [(1e-4, 6, 1000), (3e-4, 6, 1000), (8e-4, 6, 1000)]
+    runs += [_run("sst2", "lora", lr, 6, h, 0.5, steps=1000) for lr, h in ((1e-4, 0.8), (8e-4, 0.95))]
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/extend_sst2_lora_2.0e-03"]  # 8e-4 at the top edge, at 1000
+    runs.append(_run("sst2", "lora", 2e-3, 6, 0.85, 0.5, steps=1000))
+    assert S.plan_next(runs, ("sst2",)) == ["cpu/seeds_sst2_lora", "cpu/double_sst2"]
+    assert [(lr, seed, p["train.max_steps"]) for lr, seed, p in S.sweep_runs(sweeps / "double_sst2.yaml")] \
+        == [(8e-4, 6, 2000), (8e-4, 7, 2000), (8e-4, 8, 2000)]
+    assert capsys.readouterr().err == ""  # a short earlier budget is walked past, not reported as the end
+
+
+def test_a_budget_that_converges_before_the_last_one_stops_the_walk(walk, capsys):
+    sweeps, runs = walk
+    runs += [_run("sst2", "lora", 3e-4, seed, 0.9, dev, steps=500) for seed, dev in ((7, .62), (8, .64))]  # 60, 62, 64
+    runs += [_run("sst2", "lora", 3e-4, seed, 0.9, dev, steps=1000) for seed, dev in ((6, .61), (7, .625), (8, .645))]
+    assert S.plan_next(runs, ("sst2",)) == []  # +1, +0.5, +0.5: [-0.05, +1.38] holds 0
+    assert "converged at 500 steps" in capsys.readouterr().err
 
 
 def test_a_rate_chosen_at_the_grid_edge_extends_the_grid_twice_at_most(sweeps):
@@ -162,7 +231,7 @@ def test_a_rate_chosen_at_the_grid_edge_extends_the_grid_twice_at_most(sweeps):
     assert [lr for lr, _, _ in S.sweep_runs(sweeps / "seeds_sst2_lora.yaml")] == [5e-3, 5e-3]
 
 
-def test_settings_tell_kernels_strides_and_budgets_apart():
+def test_settings_tell_kernels_strides_and_budgets_apart(budget500):
     k8, k2 = S.TABLE1[0], S.TABLE1[1]
     s2 = S.ABLATIONS["stride"][1]
     run = _run("cola", "dcft", 1e-3, 6, 0.1, 0.1)
@@ -213,11 +282,12 @@ def _result_file(root: Path, task, method, lr, seed, holdout, dev, params, steps
     (folder / "result.json").write_text(json.dumps(rec))
 
 
-def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, monkeypatch):
+def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, monkeypatch, budget500):
     from dcft.study_report import report
 
     monkeypatch.setattr(S, "SWEEP_DIR", tmp_path / "sweeps")
     (tmp_path / "sweeps").mkdir()
+    _tune_file(tmp_path / "sweeps", "sst2", S.TABLE1[2], [1e-4, 3e-4, 8e-4])  # LoRA's grid: the check's setting
     runs = tmp_path / "runs"
     dcft = {"kernel": 8, "stride": 8, "targets": "all", "init": "normal"}
     for lr, h, d in ((3e-4, 0.80, 0.90), (8e-4, 0.85, 0.70), (2e-3, 0.82, 0.80)):  # selected: 8e-4 (held-out)
@@ -237,7 +307,7 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     report(runs, tmp_path / "out")
     rows = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "table1.csv"))}
     assert rows["DCFT k8"][1:3] == ["7,488", "72.00 ± 2.00 @ 8.0e-04 (grid unfinished)"]
-    assert rows["LoRA r=1"][1:3] == ["41,472", "77.00 ± 2.00 @ 3.0e-04 (grid unfinished)"]
+    assert rows["LoRA r=1"][1:3] == ["41,472", "77.00 ± 2.00 @ 3.0e-04"]  # its grid file exists and ran
     kernel_rows = {r[2]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "ablations.csv")) if r[1] == "kernel"}
     # k2 at its own rate: 80, 82, 84; minus DCFT k8's 70, 72, 74 = +10 each
     assert kernel_rows["DCFT k2"][3:6] == ["20,880", "82.00 ± 2.00", "+10.00 ± 0.00"]
