@@ -12,8 +12,10 @@ Tables (`<out>/tables/*.md` and `.csv`):
   seed noise* when that interval excludes 0.
 * `ablations`: kernel (Table 4), stride (Table 5), targets (Table 6) and initialisation, all at DCFT
   k8's selected rate; each row against DCFT k8 paired by seed.
-* `convergence`: the budget check, the task's best core setting at the budget and at twice its steps
-  (same rate, seeds), and its verdict.
+* `convergence`: the budget checks, the task's best core setting at each budget and at twice its steps
+  (same rate, seeds), and their verdicts.
+* `learning_speed`: dev score at the first evaluations, DCFT (both initialisations) against LoRA, the
+  first evaluation's difference paired by seed.
 
 Figures (`<out>/figures/*.png`): `pareto` (score against #Params per task, error bars = std),
 `learning_curves` (dev score against optimizer step, mean over seeds at the selected rate),
@@ -264,6 +266,46 @@ def mean_curve(runs: list[dict[str, Any]], task: str, setting: S.Setting, lr: fl
     return out
 
 
+def step_cells(runs: list[dict[str, Any]], task: str, setting: S.Setting, lr: float | None) -> dict[int, S.Cell]:
+    """Dev score x100 per evaluated step, one value per seed (6, 7, 8) at `lr`: the curves as cells."""
+    out: dict[int, S.Cell] = {}
+    for r in S.runs_of(runs, task, setting) if lr is not None else ():
+        if math.isclose(float(r["lr"]), lr, rel_tol=1e-9) and r["seed"] in S.SEEDS:
+            for step, v in curve(r, task):
+                c = out.setdefault(step, S.Cell({}, []))
+                c.values[r["seed"]] = v
+                c.runs.append(r["run"])
+    return out
+
+
+def write_learning_speed(runs: list[dict[str, Any]], out: Path, cells) -> None:
+    """Question 5: dev score at the first evaluations for DCFT k8 (the authors' and the LoRA-like
+    initialisation), DCFT k2 and LoRA r=1 at their selected rates (the init ablation at DCFT k8's), and
+    each DCFT row minus LoRA at the first evaluation, paired by seed."""
+    init, lora = S.ABLATIONS["init"][0], S.TABLE1[2]
+    rows = []
+    for task in S.TASKS:
+        if (task, lora.name) not in cells:
+            continue
+        base = step_cells(runs, task, lora, cells[(task, lora.name)][0].lr)
+        for s in (S.TABLE1[0], init, S.TABLE1[1], lora):
+            sel = cells.get((task, "dcft8" if s is init else s.name))
+            by_step = step_cells(runs, task, s, sel[0].lr if sel else None)
+            if not by_step:
+                continue
+            first = min(by_step)
+            diff = S.paired(by_step[first], base[first]) if s is not lora and first in base else None
+            early = [_fmt(by_step[st]) for st in sorted(by_step)[:3]]
+            rows.append([task, s.title, S._yaml(sel[0].lr), *early, *["-"] * (3 - len(early)),
+                         _fmt(by_step[max(by_step)]), first, *_paired_text(diff)[1:4]])
+    _write(out, "learning_speed", "Learning speed: dev score at the first evaluations (Figure 3's question)",
+           ["Dev score x100, mean ± std over seeds 6, 7, 8 at each setting's selected rate (DCFT k8 init=lora at "
+            "DCFT k8's), at the first three evaluations and the last; '- LoRA' is the row minus LoRA r=1 at the "
+            "first evaluation, paired by seed, with its 95 % interval. The curves: figures/learning_curves.png."],
+           ["task", "setting", "lr", "1st eval", "2nd eval", "3rd eval", "last eval", "1st eval step",
+            "- LoRA at 1st eval", "95 % interval", "exceeds noise"], rows)
+
+
 def _pareto_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
     """Score against #Params (log) of the Table 1 settings on one task; dashed: the Pareto front."""
     pts = []
@@ -370,7 +412,8 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     res = write_tables(runs, out / "tables")
     write_ablations(runs, out / "tables", res["cells"], bench_times(out / BENCH_FILE))
     write_convergence(runs, out / "tables")
+    write_learning_speed(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])
     machine_h = write_compute(runs, out / "tables")
     print(f"{len(runs)} runs ({machine_h:.2f} h of the 2-core machine); wrote {out}/tables/"
-          f"{{table1,paired,ablations,convergence,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))
+          f"{{table1,paired,ablations,convergence,learning_speed,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))

@@ -317,6 +317,11 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     conv = list(csv.reader(open(tmp_path / "out" / "tables" / "convergence.csv")))
     assert conv[1][:7] == ["sst2", "LoRA r=1", "3.0e-04", "500", "77.00 ± 2.00", "1000", "78.00 ± 2.00"]
     assert conv[1][7:] == ["+1.00 ± 0.00", "[+1.00, +1.00]", "yes", "not converged"]
+    speed = {r[1]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "learning_speed.csv"))}
+    # step 100 holds half the dev score: DCFT k8 35, 36, 37; LoRA 37.5, 39.5, 38.5: -2.5, -3.5, -1.5
+    assert speed["DCFT k8"][3:8] == ["36.00 ± 1.00", "72.00 ± 2.00", "-", "72.00 ± 2.00", "100"]
+    assert speed["DCFT k8"][8:] == ["-2.50 ± 1.00", "[-4.98, -0.02]", "yes"]
+    assert speed["LoRA r=1"][3] == "38.50 ± 1.00" and speed["LoRA r=1"][8:] == ["-", "-", "-"]
     for stem in ("pareto", "learning_curves", "convergence"):
         assert (tmp_path / "out" / "figures" / f"{stem}.png").stat().st_size > 0
 
