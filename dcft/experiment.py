@@ -123,23 +123,31 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         resolved = OmegaConf.to_container(cfg, resolve=True)
         ident = identity.effective_config(resolved, task, method.revision)
     except BaseException:
-        reuse.remove_unstarted(run_dir, root=cfg.get("output_root"))
+        if not reuse.remove_unstarted(run_dir, root=cfg.get("output_root")):
+            reuse.drop_launch(run_dir)
         raise
     unused = identity.unused_method_inputs(cfg, overridden)
     if unused:
         print(f"[dcft] method={cfg.method.name} does not use {', '.join(unused)}: ignored (this run is the same "
               f"run as without {'it' if len(unused) == 1 else 'them'})")
     main_rank = identity.env_rank() == 0
-    with reuse.RunLock(run_dir, enabled=main_rank):
-        existing = results.read_result(run_dir)
-        decision = reuse.decide(existing, ident, bool(cfg.train.overwrite), run_dir)
-        if decision == "reuse":
-            print(f"[dcft] {run_dir} is already completed with this configuration (reused; "
-                  f"train.overwrite=true re-runs it):")
-            print(summary_text(existing))
-            return {**existing, "outcome": "reused"}
-        with RunConsole(run_dir if main_rank else None, progress=cfg.train.progress):  # quiet; run.log
-            return _train(cfg, run_dir, choices, method, task, resolved, ident, sources)
+    try:
+        with reuse.RunLock(run_dir, enabled=main_rank):
+            existing = results.read_result(run_dir)
+            decision = reuse.decide(existing, ident, bool(cfg.train.overwrite), run_dir)
+            if main_rank:  # Hydra's record of this launch: the run's own if it trains, else dropped
+                (reuse.drop_launch if decision == "reuse" else reuse.keep_launch)(run_dir)
+            if decision == "reuse":
+                print(f"[dcft] {run_dir} is already completed with this configuration (reused; "
+                      f"train.overwrite=true re-runs it):")
+                print(summary_text(existing))
+                return {**existing, "outcome": "reused"}
+            with RunConsole(run_dir if main_rank else None, progress=cfg.train.progress):  # quiet; run.log
+                return _train(cfg, run_dir, choices, method, task, resolved, ident, sources)
+    except reuse.RunRefused:
+        if main_rank:
+            reuse.drop_launch(run_dir)
+        raise
 
 
 def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, method, task,

@@ -29,7 +29,9 @@ from typing import Any, Mapping
 from dcft import identity
 
 LOCK_FILE = ".run.lock"
-HYDRA_ONLY = {".hydra", "run.log"}  # what Hydra puts in a run folder before `run()` starts
+LAUNCH_DIR = ".hydra-launch"  # Hydra's record of a launch (conf/config.yaml: hydra.output_subdir)
+RECORD_DIR = ".hydra"  # the record of the launch that trained the run
+HYDRA_ONLY = {LAUNCH_DIR, RECORD_DIR, "run.log"}  # what Hydra puts in a run folder before `run()` starts
 
 
 class RunRefused(RuntimeError):
@@ -115,6 +117,20 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def keep_launch(run_dir: str | Path) -> None:
+    """A launch that trains: its Hydra record (`.hydra-launch/`) becomes the run's `.hydra/`."""
+    launch, record = Path(run_dir) / LAUNCH_DIR, Path(run_dir) / RECORD_DIR
+    if launch.is_dir():
+        shutil.rmtree(record, ignore_errors=True)
+        launch.rename(record)
+
+
+def drop_launch(run_dir: str | Path) -> None:
+    """A launch that does not train (reused, refused, rejected): its Hydra record goes, so the folder's
+    `.hydra/` keeps naming the launch that made the run."""
+    shutil.rmtree(Path(run_dir) / LAUNCH_DIR, ignore_errors=True)
 
 
 def remove_unstarted(run_dir: str | Path, root: str | Path | None = None) -> bool:

@@ -127,6 +127,34 @@ def test_run_py_sweep_writes_one_result_per_point(glue_dir, tmp_path):
     assert len(df) == 4 and "metrics.best.score" in df.columns
 
 
+def test_a_relaunch_that_reuses_a_run_leaves_its_hydra_record_as_the_training_launch_wrote_it(glue_dir, tmp_path):
+    """Hydra writes its record of every launch into the run folder before the run starts; a relaunch
+    that reuses the result must not replace the record of the launch that trained it."""
+    out = tmp_path / "runs"
+    args = TINY_RUN + ["method=dcft", "kernel=4", "debug=smoke", f"data.glue_dir={glue_dir}", f"output_root={out}"]
+    assert _run_py(args, cwd=tmp_path).returncode == 0
+    (run_dir,) = [f.parent for f in out.rglob("result.json")]
+    first = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    p = _run_py(args + ["train.eval_batch_size=8"], cwd=tmp_path)  # not part of the run's identity: reused
+    assert p.returncode == 0 and "reused" in p.stdout, p.stderr[-2000:]
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == first and "eval_batch_size" not in first
+    assert sorted(x.name for x in run_dir.iterdir() if x.name.startswith(".hydra")) == [".hydra"]
+
+
+def test_a_refused_launch_drops_its_hydra_record_and_keeps_the_runs(glue_dir, tmp_path):
+    from dcft.reuse import RunRefused
+
+    d = tmp_path / "run"
+    run(compose_cfg(TINY_RUN + ["method=dcft", "kernel=8", "debug=smoke", f"data.glue_dir={glue_dir}"]), d)
+    (d / ".hydra").mkdir()
+    (d / ".hydra" / "overrides.yaml").write_text("- kernel=8\n")  # what the training launch's Hydra wrote
+    (d / ".hydra-launch").mkdir()
+    (d / ".hydra-launch" / "overrides.yaml").write_text("- kernel=2\n")  # this launch's
+    with pytest.raises(RunRefused):
+        run(compose_cfg(TINY_RUN + ["method=dcft", "kernel=2", "debug=smoke", f"data.glue_dir={glue_dir}"]), d)
+    assert (d / ".hydra" / "overrides.yaml").read_text() == "- kernel=8\n" and not (d / ".hydra-launch").exists()
+
+
 def test_gradient_accumulation_matches_the_larger_batch(glue_dir, tmp_path):
     """2 micro-batches of 16 per optimizer step train the same weights as one batch of 32."""
     import torch
