@@ -31,6 +31,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from dcft import study as S
@@ -179,44 +180,74 @@ def _bench_text(b: tuple[float, ...] | None) -> str:
     return f"{1000 * b[0]:.0f} ({b[1]:.2f}x LoRA, IQR {b[2]:.2f}-{b[3]:.2f})" if b else "-"
 
 
-def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | None = None) -> None:
-    bench = bench or {}
+TARGET_ORDER = ("qk", "qv", "qkv", "qkvo", "all")  # the paper's Table 6 rows, smallest first
+
+
+def ablated_value(kind: str, setting: S.Setting) -> Any:
+    """What an ablation varies, for a DCFT setting: its kernel, stride (= kernel unless set), targets
+    ("all" unless set) or initialisation ("normal", the authors', unless set)."""
+    o = setting.overrides()
+    return {"kernel": o.get("kernel"), "stride": o.get("stride", o.get("kernel")),
+            "targets": o.get("targets", "all"), "init": o.get("method.init", "normal")}[kind]
+
+
+def _order(kind: str, value: Any) -> Any:
+    return TARGET_ORDER.index(value) if kind == "targets" else (value != "normal") if kind == "init" else value
+
+
+@dataclass
+class AblationRow:
+    task: str
+    kind: str  # "kernel", "stride", "targets", "init"
+    setting: S.Setting
+    value: Any  # ablated_value(kind, setting)
+    cell: S.Cell
+    vs_k8: dict[str, Any] | None  # S.paired(cell, DCFT k8's cell); None for DCFT k8 itself
+    shape: tuple[int, int] | None  # (kernel, stride) of a kernel/stride row: its bench key
+
+
+def ablation_rows(runs: list[dict[str, Any]], cells) -> list[AblationRow]:
+    """Every ablation row with its cell at DCFT k8's selected rate (DCFT k2 in the kernel rows: at its own,
+    from Table 1), ordered by the ablated value (kernel and stride ascending, targets as Table 6)."""
     rows = []
     k8 = S.TABLE1[0]
     for task in S.TASKS:
-        if (task, "dcft8") not in cells:
+        if (task, k8.name) not in cells:
             continue
-        sel, base = cells[(task, "dcft8")]
+        sel, base = cells[(task, k8.name)]
         for kind, settings in S.ABLATIONS.items():
             if task not in S.ABLATION_TASKS[kind]:
                 continue
-            ref = {"kernel": [S.TABLE1[1], k8], "stride": [k8], "targets": [k8], "init": [k8]}[kind]
-            for s in sorted([*settings, *ref], key=lambda s: s.title):
-                own = cells.get((task, s.name)) if s in S.TABLE1 else None  # DCFT k2: its own Table 1 rate
+            ref = [S.TABLE1[1], k8] if kind == "kernel" else [k8]
+            for s in sorted([*settings, *ref], key=lambda s: _order(kind, ablated_value(kind, s))):
+                own = cells.get((task, s.name)) if s in S.TABLE1 else None
                 c = own[1] if own else S.cell(runs, task, s, sel.lr)
-                p = S.paired(c, base) if s is not k8 else None
-                secs = [r["time_h"] * 3600 for r in S.runs_of(runs, task, s) if r["time_h"]]
-                o = s.overrides()
-                shape = (o.get("kernel"), o.get("stride", o.get("kernel"))) if kind in ("kernel", "stride") \
-                    and "targets" not in o and "method.init" not in o else None
-                n_params = _params(runs, task, s)
-                rows.append([task, kind, s.title, f"{n_params:,}" if n_params is not None else "-", _fmt(c),
-                             *(_paired_text(p)[1:4] if p else ["-", "-", "-"]),
-                             f"{statistics.median(secs):.0f}" if secs else "-",
-                             *(_bench_text(bench.get((*shape, impl)) if shape else None)
-                               for impl in ("fast", "reference"))])
+                shape = (ablated_value("kernel", s), ablated_value("stride", s)) if kind in ("kernel", "stride") \
+                    else None
+                rows.append(AblationRow(task, kind, s, ablated_value(kind, s), c,
+                                        S.paired(c, base) if s is not k8 else None, shape))
+    return rows
+
+
+def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | None = None) -> None:
+    bench = bench or {}
+    rows = []
+    for a in ablation_rows(runs, cells):
+        n_params = _params(runs, a.task, a.setting)
+        rows.append([a.task, a.kind, a.setting.title, f"{n_params:,}" if n_params is not None else "-", _fmt(a.cell),
+                     *(_paired_text(a.vs_k8)[1:4] if a.vs_k8 else ["-", "-", "-"]),
+                     *(_bench_text(bench.get((*a.shape, impl)) if a.shape else None) for impl in ("fast", "reference"))])
     _write(out, "ablations", "Ablations at DCFT k8's selected rate (Tables 4-6, initialisation)",
            ["Dev score x100, mean ± std over seeds 6, 7, 8 at DCFT k8's selected rate (DCFT k2 in the kernel rows: "
             "at its own selected rate, from Table 1); difference to DCFT k8 paired by seed with its 95 % interval.",
-            "Train s: median training time per run in seconds, two runs side by side on 2 cores (one thread "
-            "each): indicative only.", f"Bench step ms: median training step (forward, backward, AdamW) of MiniLM "
+            f"Bench step ms: median training step (forward, backward, AdamW) of MiniLM "
             f"with random weights, from `{BENCH_FILE}` (`python -m dcft.bench --model minilm --shapes ...` on an "
             "idle machine), its ratio to LoRA r=1 in the same run and that ratio's interquartile range over the "
             "timed rounds: this harness's path (`impl=fast`, x M then G) and the authors' (`impl=reference`, "
             "Delta built by conv_transpose2d every step, the path behind the paper's time column); - = not "
             "benchmarked."],
            ["task", "ablation", "setting", "#Params", "dev", "- DCFT k8", "95 % interval", "exceeds noise",
-            "train s", "bench step ms", "bench step ms, authors' path"], rows)
+            "bench step ms", "bench step ms, authors' path"], rows)
 
 
 def checks(runs: list[dict[str, Any]], task: str) -> list[S.BudgetCheck]:
@@ -386,23 +417,86 @@ def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
     return written
 
 
+def ablation_series(rows: list[AblationRow], task: str, kind: str) -> list[tuple[str, float, float, int]]:
+    """One ablation panel's points in table order: (ablated value, dev mean, std (0 below 2 seeds), seeds)."""
+    return [(str(a.value), a.cell.mean, a.cell.std if a.cell.n > 1 else 0.0, a.cell.n)
+            for a in rows if a.task == task and a.kind == kind and a.cell.n]
+
+
+def _ablation_panel(ax, rows: list[AblationRow], task: str, kind: str, bench: dict) -> None:
+    """Dev score (mean ± std over seeds) against the ablated value; for kernel and stride, the bench's
+    training-step time of both DCFT paths on a second axis (the paper's time column)."""
+    pts = ablation_series(rows, task, kind)
+    labels = [a for a, *_ in pts]
+    ax.errorbar(range(len(pts)), [m for _, m, _, _ in pts], yerr=[sd for _, _, sd, _ in pts], fmt="o-", ms=4,
+                capsize=2, color="C0", label="dev score")
+    for i, (_, m, _, n) in enumerate(pts):
+        if n < len(S.SEEDS):
+            ax.annotate(f"n={n}", (i, m), fontsize=6, xytext=(3, -8), textcoords="offset points")
+    ax.set_xticks(range(len(pts)), labels)
+    ax.set_xlabel({"kernel": "kernel d (stride = d)", "stride": "stride at kernel 8", "targets": "targets",
+                   "init": "initialisation"}[kind])
+    ax.set_ylabel(f"dev {S.METRIC[task]} x100")
+    ax.set_title(f"{task}: {kind}")
+    shapes = {str(a.value): a.shape for a in rows if a.task == task and a.kind == kind and a.cell.n and a.shape}
+    timed = [(i, impl, bench[(*shapes[v], impl)][0]) for i, v in enumerate(labels) if v in shapes
+             for impl in ("fast", "reference") if (*shapes[v], impl) in bench]
+    if timed:
+        tx = ax.twinx()
+        for impl, style in (("fast", "s--"), ("reference", "^:")):
+            xs = [(i, 1000 * t) for i, im, t in timed if im == impl]
+            if xs:
+                tx.plot(*zip(*xs), style, color="0.45", ms=3, lw=0.8,
+                        label="step ms, this harness" if impl == "fast" else "step ms, authors' path")
+        tx.set_ylim(bottom=0)  # from 0: the two paths' ratio reads off the plot
+        tx.set_ylabel("bench training step (ms)", fontsize=7)
+        tx.spines["right"].set_visible(True)
+        tx.legend(fontsize=6, loc="lower right")
+
+
+def write_ablation_figure(runs: list[dict[str, Any]], out: Path, cells, bench: dict | None = None) -> list[Path]:
+    """`ablations`: one panel per (task, ablation) with runs: kernel, stride, targets, initialisation."""
+    from dcft.figures import _save, plt
+
+    rows = ablation_rows(runs, cells)
+    panels = [(t, k) for t in S.TASKS for k in S.ABLATIONS if ablation_series(rows, t, k)]
+    if not panels:
+        return []
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
+    for ax, (t, k) in zip(axes[0], panels):
+        _ablation_panel(ax, rows, t, k, bench or {})
+    fig.suptitle("MiniLM, CPU study: ablations at DCFT k8's selected rate (mean ± std over seeds 6, 7, 8; "
+                 "grey: training-step time on an idle machine)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out, "ablations")
+
+
 def _record(run: dict[str, Any]) -> dict[str, Any]:
     return json.loads((Path(run["path"]) / "result.json").read_text(encoding="utf-8"))
 
 
 def write_compute(runs: list[dict[str, Any]], out: Path) -> float:
-    """Wall time of every run (loading, training, evaluations), per task and method; returns machine-hours:
-    the study runs two single-thread runs side by side on the 2 cores, so machine time = run time / 2."""
-    per: dict[tuple[str, str], list[float]] = {}
+    """Wall time of every run (loading, training, evaluations), per task, method and CPU (the study moved
+    between machines across sessions: `environment.cpu` of each result file); returns machine-hours: the
+    study runs two single-thread runs side by side on the 2 cores, so machine time = run time / 2."""
+    per: dict[tuple[str, str, str], list[float]] = {}
     for r in runs:
-        per.setdefault((r["task"], r["method"]), []).append(float(_record(r).get("wall_time_s") or 0.0))
-    rows = [[t, m, len(v), f"{sum(v) / 3600:.2f}", f"{statistics.median(v) / 60:.1f}"] for (t, m), v in sorted(per.items())]
+        rec = _record(r)
+        cpu = (rec.get("environment") or {}).get("cpu") or "unknown"
+        per.setdefault((r["task"], r["method"], cpu), []).append(float(rec.get("wall_time_s") or 0.0))
+    rows = [[t, m, cpu, len(v), f"{sum(v) / 3600:.2f}", f"{statistics.median(v) / 60:.1f}"]
+            for (t, m, cpu), v in sorted(per.items())]
+    for cpu in sorted({k[2] for k in per}):
+        v = [x for k, xs in per.items() if k[2] == cpu for x in xs]
+        rows.append(["all", "", cpu, len(v), f"{sum(v) / 3600:.2f}", ""])
     total = sum(sum(v) for v in per.values()) / 3600
-    rows.append(["all", "", sum(len(v) for v in per.values()), f"{total:.2f}", ""])
+    rows.append(["all", "", "all", sum(len(v) for v in per.values()), f"{total:.2f}", ""])
     _write(out, "compute", "Compute spent",
            [f"Run wall time (model load, training, evaluations), one torch thread per run, two runs side by side on "
-            f"the 2-core machine: {total:.2f} run-hours = {total / 2:.2f} hours of the machine."],
-           ["task", "method", "runs", "run-hours", "median min/run"], rows)
+            f"the 2-core machine: {total:.2f} run-hours = {total / 2:.2f} hours of the machine.",
+            "cpu: the result file's `environment.cpu`; the sessions ran on different 2-core machines, so run "
+            "times compare only within one cpu (training-time comparisons: the bench, on one idle machine)."],
+           ["task", "method", "cpu", "runs", "run-hours", "median min/run"], rows)
     return total / 2
 
 
@@ -410,10 +504,12 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     runs = S.load(runs_dir)
     out = Path(out)
     res = write_tables(runs, out / "tables")
-    write_ablations(runs, out / "tables", res["cells"], bench_times(out / BENCH_FILE))
+    bench = bench_times(out / BENCH_FILE)
+    write_ablations(runs, out / "tables", res["cells"], bench)
     write_convergence(runs, out / "tables")
     write_learning_speed(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])
+    figs += write_ablation_figure(runs, out / "figures", res["cells"], bench)
     machine_h = write_compute(runs, out / "tables")
     print(f"{len(runs)} runs ({machine_h:.2f} h of the 2-core machine); wrote {out}/tables/"
           f"{{table1,paired,ablations,convergence,learning_speed,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))

@@ -298,6 +298,8 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     for lr, seed, h, d in ((3e-4, 6, .9, .80), (8e-4, 6, .8, .50), (2e-3, 6, .7, .50), (3e-4, 7, .5, .82),
                            (3e-4, 8, .5, .84)):  # DCFT k2 selects 3e-4, not DCFT k8's 8e-4
         _result_file(runs, "sst2", "dcft", lr, seed, h, d, 20880, **k2)
+    for seed, d in ((6, .60), (7, .62), (8, .67)):  # the kernel-12 ablation, at DCFT k8's rate
+        _result_file(runs, "sst2", "dcft", 8e-4, seed, 0.5, d, 5000, **{**dcft, "kernel": 12, "stride": 12})
     for lr, h, d in ((1e-4, 0.7, 0.7), (3e-4, 0.9, 0.75), (8e-4, 0.8, 0.9)):  # selected: 3e-4
         _result_file(runs, "sst2", "lora", lr, 6, h, d, 41472)
     _result_file(runs, "sst2", "lora", 3e-4, 7, 0.5, 0.79, 41472)
@@ -308,9 +310,13 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     rows = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "table1.csv"))}
     assert rows["DCFT k8"][1:3] == ["7,488", "72.00 ± 2.00 @ 8.0e-04 (grid unfinished)"]
     assert rows["LoRA r=1"][1:3] == ["41,472", "77.00 ± 2.00 @ 3.0e-04"]  # its grid file exists and ran
-    kernel_rows = {r[2]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "ablations.csv")) if r[1] == "kernel"}
+    kernel_rows = [r for r in csv.reader(open(tmp_path / "out" / "tables" / "ablations.csv")) if r[1] == "kernel"]
+    # by kernel, not by title ("DCFT k12" < "DCFT k2" as text)
+    assert [r[2] for r in kernel_rows] == ["DCFT k2", "DCFT k4", "DCFT k6", "DCFT k8", "DCFT k12"]
     # k2 at its own rate: 80, 82, 84; minus DCFT k8's 70, 72, 74 = +10 each
-    assert kernel_rows["DCFT k2"][3:6] == ["20,880", "82.00 ± 2.00", "+10.00 ± 0.00"]
+    assert kernel_rows[0][3:6] == ["20,880", "82.00 ± 2.00", "+10.00 ± 0.00"]
+    # k12: 60, 62, 67 (mean 63, std sqrt(26 / 2)); minus 70, 72, 74 = -10, -10, -7 (std sqrt(6 / 2))
+    assert kernel_rows[4][3:7] == ["5,000", "63.00 ± 3.61", "-9.00 ± 1.73", "[-13.30, -4.70]"]
     paired_rows = list(csv.reader(open(tmp_path / "out" / "tables" / "paired.csv")))
     # DCFT - LoRA per seed: 70 - 75, 72 - 79, 74 - 77 = -5, -7, -3
     assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
@@ -322,7 +328,12 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     assert speed["DCFT k8"][3:8] == ["36.00 ± 1.00", "72.00 ± 2.00", "-", "72.00 ± 2.00", "100"]
     assert speed["DCFT k8"][8:] == ["-2.50 ± 1.00", "[-4.98, -0.02]", "yes"]
     assert speed["LoRA r=1"][3] == "38.50 ± 1.00" and speed["LoRA r=1"][8:] == ["-", "-", "-"]
-    for stem in ("pareto", "learning_curves", "convergence"):
+    from dcft.study_report import ablation_rows, ablation_series, table1_cells
+
+    points = ablation_series(ablation_rows(S.load(runs), table1_cells(S.load(runs))), "sst2", "kernel")
+    assert [(v, round(m, 2), round(sd, 2), n) for v, m, sd, n in points] == [
+        ("2", 82.0, 2.0, 3), ("8", 72.0, 2.0, 3), ("12", 63.0, 3.61, 3)]  # the kernel panel: runs only, in order
+    for stem in ("pareto", "learning_curves", "convergence", "ablations"):
         assert (tmp_path / "out" / "figures" / f"{stem}.png").stat().st_size > 0
 
 
