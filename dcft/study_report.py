@@ -15,7 +15,7 @@ Tables (`<out>/tables/*.md` and `.csv`):
 * `convergence`: the budget checks, the task's best core setting at each budget and at twice its steps
   (same rate, seeds), and their verdicts.
 * `learning_speed`: dev score at the first evaluations, DCFT (both initialisations) against LoRA, the
-  first evaluation's difference paired by seed.
+  first evaluation's difference and the first half's mean (`early_mean`) paired by seed.
 
 Figures (`<out>/figures/*.png`): `pareto` (score against #Params per task, error bars = std),
 `learning_curves` (dev score against optimizer step, mean over seeds at the selected rate),
@@ -309,10 +309,21 @@ def step_cells(runs: list[dict[str, Any]], task: str, setting: S.Setting, lr: fl
     return out
 
 
+def early_mean(by_step: dict[int, S.Cell]) -> S.Cell:
+    """Per seed, the mean dev score over the evaluations in the first half of the run (steps <= half the
+    last evaluated step): the area under the early learning curve, one number per seed. Only seeds
+    evaluated at every one of those steps count."""
+    steps = [st for st in sorted(by_step) if st <= max(by_step) / 2] if by_step else []
+    seeds = set.intersection(*(set(by_step[st].values) for st in steps)) if steps else set()
+    return S.Cell({sd: statistics.fmean(by_step[st].values[sd] for st in steps) for sd in sorted(seeds)},
+                  sorted({r for st in steps for r in by_step[st].runs}))
+
+
 def write_learning_speed(runs: list[dict[str, Any]], out: Path, cells) -> None:
     """Question 5: dev score at the first evaluations for DCFT k8 (the authors' and the LoRA-like
-    initialisation), DCFT k2 and LoRA r=1 at their selected rates (the init ablation at DCFT k8's), and
-    each DCFT row minus LoRA at the first evaluation, paired by seed."""
+    initialisation), DCFT k2 and LoRA r=1 at their selected rates (the init ablation at DCFT k8's); each
+    DCFT row minus LoRA at the first evaluation and over the first half of the run (`early_mean`), paired
+    by seed."""
     init, lora = S.ABLATIONS["init"][0], S.TABLE1[2]
     rows = []
     for task in S.TASKS:
@@ -326,15 +337,22 @@ def write_learning_speed(runs: list[dict[str, Any]], out: Path, cells) -> None:
                 continue
             first = min(by_step)
             diff = S.paired(by_step[first], base[first]) if s is not lora and first in base else None
+            half = early_mean(by_step)
+            half_diff = S.paired(half, early_mean(base)) if s is not lora else None
             early = [_fmt(by_step[st]) for st in sorted(by_step)[:3]]
             rows.append([task, s.title, S._yaml(sel[0].lr), *early, *["-"] * (3 - len(early)),
-                         _fmt(by_step[max(by_step)]), first, *_paired_text(diff)[1:4]])
+                         _fmt(by_step[max(by_step)]), first, *_paired_text(diff)[1:4], _fmt(half),
+                         *_paired_text(half_diff)[1:4]])
     _write(out, "learning_speed", "Learning speed: dev score at the first evaluations (Figure 3's question)",
            ["Dev score x100, mean ± std over seeds 6, 7, 8 at each setting's selected rate (DCFT k8 init=lora at "
             "DCFT k8's), at the first three evaluations and the last; '- LoRA' is the row minus LoRA r=1 at the "
-            "first evaluation, paired by seed, with its 95 % interval. The curves: figures/learning_curves.png."],
+            "first evaluation, paired by seed, with its 95 % interval.",
+            "First half: per seed, the mean dev score over the evaluations in the first half of the run (the "
+            "area under the early curve); '- LoRA' the same for LoRA r=1 subtracted seed by seed, with its 95 % "
+            "interval. The curves: figures/learning_curves.png."],
            ["task", "setting", "lr", "1st eval", "2nd eval", "3rd eval", "last eval", "1st eval step",
-            "- LoRA at 1st eval", "95 % interval", "exceeds noise"], rows)
+            "- LoRA at 1st eval", "95 % interval", "exceeds noise", "first half", "- LoRA, first half",
+            "95 % interval, first half", "exceeds noise, first half"], rows)
 
 
 def _pareto_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:

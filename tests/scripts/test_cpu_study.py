@@ -264,6 +264,17 @@ def test_a_one_seed_difference_is_shown_without_spread_or_interval():
                                                                                          "-", "-"]
 
 
+def test_early_mean_averages_each_seeds_first_half_by_hand():
+    from dcft.study_report import early_mean
+
+    by_step = {100: S.Cell({6: 10.0, 7: 20.0, 8: 5.0}, ["a"]), 200: S.Cell({6: 30.0, 7: 40.0}, ["b"]),
+               300: S.Cell({6: 50.0, 7: 60.0, 8: 0.0}, []), 400: S.Cell({6: 70.0, 7: 80.0, 8: 0.0}, [])}
+    # first half: steps 100 and 200 (<= 400 / 2); seed 8 has no step 200, so it is left out
+    half = early_mean(by_step)
+    assert half.values == {6: 20.0, 7: 30.0} and half.runs == ["a", "b"]
+    assert early_mean({}).n == 0
+
+
 def _result_file(root: Path, task, method, lr, seed, holdout, dev, params, steps=None, **method_keys):
     m = {"name": method, **method_keys}
     steps = steps or S.BUDGET[task]["max_steps"]
@@ -326,8 +337,11 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     speed = {r[1]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "learning_speed.csv"))}
     # step 100 holds half the dev score: DCFT k8 35, 36, 37; LoRA 37.5, 39.5, 38.5: -2.5, -3.5, -1.5
     assert speed["DCFT k8"][3:8] == ["36.00 ± 1.00", "72.00 ± 2.00", "-", "72.00 ± 2.00", "100"]
-    assert speed["DCFT k8"][8:] == ["-2.50 ± 1.00", "[-4.98, -0.02]", "yes"]
-    assert speed["LoRA r=1"][3] == "38.50 ± 1.00" and speed["LoRA r=1"][8:] == ["-", "-", "-"]
+    assert speed["DCFT k8"][8:11] == ["-2.50 ± 1.00", "[-4.98, -0.02]", "yes"]
+    # first half of a 500-step run: step 100 only (step 500 > 250), so the same numbers as the first evaluation
+    assert speed["DCFT k8"][11:] == ["36.00 ± 1.00", "-2.50 ± 1.00", "[-4.98, -0.02]", "yes"]
+    assert speed["LoRA r=1"][3] == "38.50 ± 1.00" and speed["LoRA r=1"][8:] == ["-", "-", "-", "38.50 ± 1.00",
+                                                                              "-", "-", "-"]
     from dcft.study_report import ablation_rows, ablation_series, table1_cells
 
     points = ablation_series(ablation_rows(S.load(runs), table1_cells(S.load(runs))), "sst2", "kernel")
