@@ -446,7 +446,8 @@ def _ablation_panel(ax, rows: list[AblationRow], task: str, kind: str, bench: di
     training-step time of both DCFT paths on a second axis (the paper's time column)."""
     pts = ablation_series(rows, task, kind)
     labels = [a for a, *_ in pts]
-    ax.errorbar(range(len(pts)), [m for _, m, _, _ in pts], yerr=[sd for _, _, sd, _ in pts], fmt="o-", ms=4,
+    ax.errorbar(range(len(pts)), [m for _, m, _, _ in pts], yerr=[sd for _, _, sd, _ in pts],
+                fmt="o-" if kind in ("kernel", "stride") else "o", ms=4,  # a line only along an ordered axis
                 capsize=2, color="C0", label="dev score")
     for i, (_, m, _, n) in enumerate(pts):
         if n < len(S.SEEDS):
