@@ -117,7 +117,8 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
         for t in tasks:
             sel, c = cells.get((t, setting.name), (None, S.Cell({}, [])))
             row.append(_fmt(c) + (f" @ {S._yaml(sel.lr)}" if sel and sel.lr and c.n else "")
-                       + ("" if not c.n or tuned(runs, t, setting) else " (grid unfinished)"))
+                       + ("" if not c.n else " (grid unfinished)" if not tuned(runs, t, setting)
+                          else f" (grid's {sel.edge} edge)" if sel.edge else ""))
             if sel and c.n:
                 csv_cells.append([t, setting.title, S._yaml(sel.lr), f"{c.mean:.4f}", f"{c.std:.4f}", c.n,
                                   " ".join(c.runs)])
@@ -125,6 +126,9 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     notes = [f"Dev score x100 ({', '.join(f'{t}: {S.METRIC[t]}' for t in tasks)}) at each run's best held-out "
              f"step; mean ± sample std over seeds {', '.join(map(str, S.SEEDS))} (n shown when fewer), at the "
              "learning rate (after @) selected on the held-out slice by seed 6 (dcft.study.select); - = not run.",
+             f"(grid's high / low edge): the selected rate is the largest / smallest tried so far; the study widens "
+             f"a grid at its edge at most {S.MAX_EXTEND} times (dcft.study.MAX_EXTEND), so once it has, a better "
+             "rate may lie beyond it.",
              "#Params: the adapter's trainable parameters, classifier head aside (SoRA, AdaLoRA: live count after "
              "training).", "Left out (dcft.study.SCOPE, sized to about 10 hours of the machine): " + left_out() + ".",
              "Runs behind each cell: cells.csv."]

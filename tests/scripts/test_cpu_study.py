@@ -299,6 +299,8 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     monkeypatch.setattr(S, "SWEEP_DIR", tmp_path / "sweeps")
     (tmp_path / "sweeps").mkdir()
     _tune_file(tmp_path / "sweeps", "sst2", S.TABLE1[2], [1e-4, 3e-4, 8e-4])  # LoRA's grid: the check's setting
+    bitfit = next(s for s in S.TABLE1 if s.name == "bitfit")
+    _tune_file(tmp_path / "sweeps", "sst2", bitfit, [1e-4, 3e-4, 8e-4])  # BitFit's: it selects its high edge
     runs = tmp_path / "runs"
     dcft = {"kernel": 8, "stride": 8, "targets": "all", "init": "normal"}
     for lr, h, d in ((3e-4, 0.80, 0.90), (8e-4, 0.85, 0.70), (2e-3, 0.82, 0.80)):  # selected: 8e-4 (held-out)
@@ -313,6 +315,8 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
         _result_file(runs, "sst2", "dcft", 8e-4, seed, 0.5, d, 5000, **{**dcft, "kernel": 12, "stride": 12})
     for lr, h, d in ((1e-4, 0.7, 0.7), (3e-4, 0.9, 0.75), (8e-4, 0.8, 0.9)):  # selected: 3e-4
         _result_file(runs, "sst2", "lora", lr, 6, h, d, 41472)
+    for lr, seed, h, d in ((1e-4, 6, .5, .5), (3e-4, 6, .6, .5), (8e-4, 6, .7, .60), (8e-4, 7, .1, .61), (8e-4, 8, .1, .62)):
+        _result_file(runs, "sst2", "bitfit", lr, seed, h, d, 100)
     _result_file(runs, "sst2", "lora", 3e-4, 7, 0.5, 0.79, 41472)
     _result_file(runs, "sst2", "lora", 3e-4, 8, 0.5, 0.77, 41472)
     for seed, dev in ((6, 0.76), (7, 0.80), (8, 0.78)):  # LoRA at twice the steps: +1, +1, +1
@@ -321,6 +325,7 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     rows = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "tables" / "table1.csv"))}
     assert rows["DCFT k8"][1:3] == ["7,488", "72.00 ± 2.00 @ 8.0e-04 (grid unfinished)"]
     assert rows["LoRA r=1"][1:3] == ["41,472", "77.00 ± 2.00 @ 3.0e-04"]  # its grid file exists and ran
+    assert rows["BitFit"][2] == "61.00 ± 1.00 @ 8.0e-04 (grid's high edge)"  # its largest rate won: flagged
     kernel_rows = [r for r in csv.reader(open(tmp_path / "out" / "tables" / "ablations.csv")) if r[1] == "kernel"]
     # by kernel, not by title ("DCFT k12" < "DCFT k2" as text)
     assert [r[2] for r in kernel_rows] == ["DCFT k2", "DCFT k4", "DCFT k6", "DCFT k8", "DCFT k12"]
