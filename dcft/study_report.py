@@ -233,10 +233,9 @@ def ablation_rows(runs: list[dict[str, Any]], cells) -> list[AblationRow]:
     return rows
 
 
-def write_ablations(runs: list[dict[str, Any]], out: Path, cells, bench: dict | None = None) -> None:
-    bench = bench or {}
+def write_ablations(runs: list[dict[str, Any]], out: Path, ablations: list[AblationRow], bench: dict) -> None:
     rows = []
-    for a in ablation_rows(runs, cells):
+    for a in ablations:
         n_params = _params(runs, a.task, a.setting)
         rows.append([a.task, a.kind, a.setting.title, f"{n_params:,}" if n_params is not None else "-", _fmt(a.cell),
                      *(_paired_text(a.vs_k8)[1:4] if a.vs_k8 else ["-", "-", "-"]),
@@ -439,10 +438,15 @@ def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
     return written
 
 
+def _panel_rows(rows: list[AblationRow], task: str, kind: str) -> list[AblationRow]:
+    """One ablation panel's rows with runs, in table order."""
+    return [a for a in rows if a.task == task and a.kind == kind and a.cell.n]
+
+
 def ablation_series(rows: list[AblationRow], task: str, kind: str) -> list[tuple[str, float, float, int]]:
     """One ablation panel's points in table order: (ablated value, dev mean, std (0 below 2 seeds), seeds)."""
     return [(str(a.value), a.cell.mean, a.cell.std if a.cell.n > 1 else 0.0, a.cell.n)
-            for a in rows if a.task == task and a.kind == kind and a.cell.n]
+            for a in _panel_rows(rows, task, kind)]
 
 
 def _ablation_panel(ax, rows: list[AblationRow], task: str, kind: str, bench: dict) -> None:
@@ -461,9 +465,8 @@ def _ablation_panel(ax, rows: list[AblationRow], task: str, kind: str, bench: di
                    "init": "initialisation"}[kind])
     ax.set_ylabel(f"dev {S.METRIC[task]} x100")
     ax.set_title(f"{task}: {kind}")
-    shapes = {str(a.value): a.shape for a in rows if a.task == task and a.kind == kind and a.cell.n and a.shape}
-    timed = [(i, impl, bench[(*shapes[v], impl)][0]) for i, v in enumerate(labels) if v in shapes
-             for impl in ("fast", "reference") if (*shapes[v], impl) in bench]
+    timed = [(i, impl, bench[(*a.shape, impl)][0]) for i, a in enumerate(_panel_rows(rows, task, kind)) if a.shape
+             for impl in ("fast", "reference") if (*a.shape, impl) in bench]
     if timed:
         tx = ax.twinx()
         for impl, style in (("fast", "s--"), ("reference", "^:")):
@@ -477,17 +480,16 @@ def _ablation_panel(ax, rows: list[AblationRow], task: str, kind: str, bench: di
         tx.legend(fontsize=6, loc="lower right")
 
 
-def write_ablation_figure(runs: list[dict[str, Any]], out: Path, cells, bench: dict | None = None) -> list[Path]:
+def write_ablation_figure(rows: list[AblationRow], out: Path, bench: dict) -> list[Path]:
     """`ablations`: one panel per (task, ablation) with runs: kernel, stride, targets, initialisation."""
     from dcft.figures import _save, plt
 
-    rows = ablation_rows(runs, cells)
     panels = [(t, k) for t in S.TASKS for k in S.ABLATIONS if ablation_series(rows, t, k)]
     if not panels:
         return []
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
     for ax, (t, k) in zip(axes[0], panels):
-        _ablation_panel(ax, rows, t, k, bench or {})
+        _ablation_panel(ax, rows, t, k, bench)
     fig.suptitle("MiniLM, CPU study: ablations at DCFT k8's selected rate (mean ± std over seeds 6, 7, 8; "
                  "grey: training-step time on an idle machine)", fontsize=8)
     fig.tight_layout()
@@ -528,11 +530,12 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     out = Path(out)
     res = write_tables(runs, out / "tables")
     bench = bench_times(out / BENCH_FILE)
-    write_ablations(runs, out / "tables", res["cells"], bench)
+    ablations = ablation_rows(runs, res["cells"])
+    write_ablations(runs, out / "tables", ablations, bench)
     write_convergence(runs, out / "tables")
     write_learning_speed(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])
-    figs += write_ablation_figure(runs, out / "figures", res["cells"], bench)
+    figs += write_ablation_figure(ablations, out / "figures", bench)
     machine_h = write_compute(runs, out / "tables")
     print(f"{len(runs)} runs ({machine_h:.2f} h of the 2-core machine); wrote {out}/tables/"
           f"{{table1,paired,ablations,convergence,learning_speed,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))

@@ -349,7 +349,8 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
                                                                               "-", "-", "-"]
     from dcft.study_report import ablation_rows, ablation_series, table1_cells
 
-    points = ablation_series(ablation_rows(S.load(runs), table1_cells(S.load(runs))), "sst2", "kernel")
+    loaded = S.load(runs)
+    points = ablation_series(ablation_rows(loaded, table1_cells(loaded)), "sst2", "kernel")
     assert [(v, round(m, 2), round(sd, 2), n) for v, m, sd, n in points] == [
         ("2", 82.0, 2.0, 3), ("8", 72.0, 2.0, 3), ("12", 63.0, 3.61, 3)]  # the kernel panel: runs only, in order
     for stem in ("pareto", "learning_curves", "convergence", "ablations"):
