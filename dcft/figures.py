@@ -118,6 +118,34 @@ def _caption(fig, model: str, runs: list[dict[str, Any]], extra: str = "", y: fl
     fig.text(0.01, y, wrapped, fontsize=6, ha="left", va="top", color="dimgray")
 
 
+def spread_labels(ax, passes: int = 100) -> None:
+    """Move an axis' point labels (its `annotate` texts in offset points) apart vertically until no two
+    overlap on the drawn figure: of each overlapping pair, the label of the higher point goes up and the
+    other down, half the overlap each, so the labels keep their points' vertical order. Call it after
+    the layout is final (`tight_layout`)."""
+    texts = [t for t in ax.texts if hasattr(t, "xyann")]
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    pt_per_px = 72 / fig.dpi
+    anchors = [(ax.transData.transform(t.xy)[1], k) for k, t in enumerate(texts)]  # points' heights (px; xy in data)
+    for _ in range(passes):
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        moved = False
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                if not boxes[i].overlaps(boxes[j]):
+                    continue
+                lo, hi = (i, j) if anchors[i] <= anchors[j] else (j, i)  # the lower point's label goes down
+                step = ((boxes[lo].y1 - boxes[hi].y0) / 2 + 0.5) * pt_per_px  # half the overlap, in points
+                for k, sign in ((hi, 1), (lo, -1)):
+                    x, y = texts[k].xyann
+                    texts[k].xyann = (x, y + sign * step)
+                boxes = [t.get_window_extent(renderer) for t in texts]
+                moved = True
+        if not moved:
+            return
+
+
 def _save(fig, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]

@@ -121,3 +121,42 @@ def test_figure3_uses_the_task_loss(tmp_path):
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert F._loss_curve(tmp_path) == [(1, 0.7), (2, 0.6)]
     assert F._has_task_loss(tmp_path)
+
+
+def _label_boxes(ax):
+    renderer = ax.figure.canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in ax.texts]
+
+
+def test_spread_labels_separates_overlapping_point_labels_and_keeps_their_order():
+    """Five labels of points 0.01 apart overlap as drawn (checked first, so the test can fail);
+    after `spread_labels` no two overlap, the higher point's label is still the higher one, and each
+    label still points at its own point. Catches: labels left overlapping, a lower point's label
+    pushed above a higher one's, a label detached from its point."""
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ys = [84.50, 84.51, 84.52, 84.53, 84.54]
+    ax.plot([1e4] * 5, ys, "o")
+    ax.set_ylim(80, 90)
+    for i, y in enumerate(ys):
+        ax.annotate(f"setting {i}", (1e4, y), fontsize=6, xytext=(4, 0), textcoords="offset points")
+    fig.tight_layout()
+    before = _label_boxes(ax)
+    assert any(a.overlaps(b) for i, a in enumerate(before) for b in before[i + 1:])
+    F.spread_labels(ax)
+    after = _label_boxes(ax)
+    assert not any(a.overlaps(b) for i, a in enumerate(after) for b in after[i + 1:])
+    centres = [(b.y0 + b.y1) / 2 for b in after]
+    assert centres == sorted(centres)  # the labels keep the points' vertical order
+    assert [t.xy for t in ax.texts] == [(1e4, y) for y in ys]
+    plt.close(fig)
+
+
+def test_spread_labels_leaves_separate_labels_where_they_are():
+    """Two labels far apart are not moved (a spread that shifts everything would fail)."""
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.set_ylim(0, 10)
+    for y in (1, 9):
+        ax.annotate("x", (0.5, y), fontsize=6, xytext=(4, 0), textcoords="offset points")
+    F.spread_labels(ax)
+    assert [t.xyann for t in ax.texts] == [(4, 0), (4, 0)]
+    plt.close(fig)
