@@ -336,6 +336,12 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     paired_rows = list(csv.reader(open(tmp_path / "out" / "tables" / "paired.csv")))
     # DCFT - LoRA per seed: 70 - 75, 72 - 79, 74 - 77 = -5, -7, -3
     assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
+    # then against the other settings: DCFT k8 - BitFit (60, 61, 62 at its 8e-4) = +10, +11, +12;
+    # half-width t(0.975, 2) * 1 / sqrt(3) = 4.303 / 1.732 = 2.48
+    bitfit_row = next(r for r in paired_rows if r[1] == "DCFT k8 - BitFit")
+    assert bitfit_row == ["sst2", "DCFT k8 - BitFit", "+10.00, +11.00, +12.00", "+11.00 ± 1.00", "[+8.52, +13.48]",
+                          "yes"]
+    assert [r[1] for r in paired_rows[1:3]] == ["DCFT k8 - LoRA r=1", "DCFT k2 - LoRA r=1"]
     conv = list(csv.reader(open(tmp_path / "out" / "tables" / "convergence.csv")))
     assert conv[1][:7] == ["sst2", "LoRA r=1", "3.0e-04", "500", "77.00 ± 2.00", "1000", "78.00 ± 2.00"]
     assert conv[1][7:] == ["+1.00 ± 0.00", "[+1.00, +1.00]", "yes", "not converged"]
