@@ -1,6 +1,6 @@
 """The CPU study's tables and figures (`python -m dcft.study report`, `make cpu-report`), from its
 run files only (never trains). Every cell is traceable: the runs behind it are listed in
-`tables/cells.csv`, and every tuning run with its held-out and dev scores in `tables/selection.csv`.
+`tables/cells.csv` (Table 1's cells and the ablations'), and every tuning run with its held-out and dev scores in `tables/selection.csv`.
 
 Tables (`<out>/tables/*.md` and `.csv`):
 
@@ -94,6 +94,23 @@ def _paired_text(p: dict[str, Any] | None) -> list[str]:
             "yes" if p["exceeds"] else "no"]
 
 
+def _cell_row(task: str, table: str, title: str, lr: float | None, c: S.Cell) -> list[Any]:
+    """One line of `cells.csv`: a reported cell and the run folders behind it."""
+    return [task, table, title, S._yaml(lr), f"{c.mean:.4f}", f"{c.std:.4f}", c.n, " ".join(c.runs)]
+
+
+def write_cells(out: Path, table1_rows: list[list[Any]], ablations: list[AblationRow], cells) -> None:
+    """`cells`: every reported cell (Table 1's and the ablations') with the runs behind it, so any number
+    of the report traces to its run files. An ablation row that is a Table 1 setting is listed once."""
+    rows = list(table1_rows)
+    for a in ablations:
+        if a.cell.n and a.setting not in S.TABLE1:
+            rows.append(_cell_row(a.task, f"ablation: {a.kind}", a.setting.title,
+                                  cells[(a.task, S.TABLE1[0].name)][0].lr, a.cell))
+    _write(out, "cells", "Every reported cell and the runs behind it", [],
+           ["task", "table", "setting", "lr", "mean", "std", "n", "runs"], rows)
+
+
 def left_out() -> str:
     """The tasks and (setting, task) pairs the study's scope does not run, in words."""
     covered = {t for ts in S.SCOPE.values() for t in ts}
@@ -120,8 +137,7 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
                        + ("" if not c.n else " (grid unfinished)" if not tuned(runs, t, setting)
                           else f" (grid's {sel.edge} edge)" if sel.edge else ""))
             if sel and c.n:
-                csv_cells.append([t, setting.title, S._yaml(sel.lr), f"{c.mean:.4f}", f"{c.std:.4f}", c.n,
-                                  " ".join(c.runs)])
+                csv_cells.append(_cell_row(t, "table1", setting.title, sel.lr, c))
         rows.append(row)
     notes = [f"Dev score x100 ({', '.join(f'{t}: {S.METRIC[t]}' for t in tasks)}) at each run's best held-out "
              f"step; mean ± sample std over seeds {', '.join(map(str, S.SEEDS))} (n shown when fewer), at the "
@@ -133,7 +149,6 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
              "training).", "Left out (dcft.study.SCOPE, sized to about 10 hours of the machine): " + left_out() + ".",
              "Runs behind each cell: cells.csv."]
     _write(out, "table1", "Table 1 at MiniLM scale", notes, ["setting", "#Params", *tasks], rows)
-    _write(out, "cells", "cells", [], ["task", "setting", "lr", "mean", "std", "n", "runs"], csv_cells)
     # selection
     sel_rows = []
     for (t, name), (sel, _) in sorted(cells.items()):
@@ -162,7 +177,7 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
            ["Dev score x100; per-seed differences (seeds 6, 7, 8), mean ± sample std, 95 % t-interval of the mean; "
             "'exceeds noise' = the interval excludes 0. Each setting at its own selected rate (Table 1)."],
            ["task", "difference", "per seed", "mean ± std", "95 % interval", "exceeds noise"], p_rows)
-    return {"cells": cells, "paired": summary}
+    return {"cells": cells, "paired": summary, "cell_rows": csv_cells}
 
 
 BENCH_FILE = "bench-minilm.json"  # `python -m dcft.bench --model minilm --shapes ...` on an idle machine
@@ -537,6 +552,7 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     bench = bench_times(out / BENCH_FILE)
     ablations = ablation_rows(runs, res["cells"])
     write_ablations(runs, out / "tables", ablations, bench)
+    write_cells(out / "tables", res["cell_rows"], ablations, res["cells"])
     write_convergence(runs, out / "tables")
     write_learning_speed(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])

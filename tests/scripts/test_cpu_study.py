@@ -278,7 +278,8 @@ def test_early_mean_averages_each_seeds_first_half_by_hand():
 def _result_file(root: Path, task, method, lr, seed, holdout, dev, params, steps=None, **method_keys):
     m = {"name": method, **method_keys}
     steps = steps or S.BUDGET[task]["max_steps"]
-    folder = root / "minilm" / task / method / f"{sorted(method_keys.items())}-{lr}-{seed}-{steps}"
+    label = "_".join(f"{k}={v}" for k, v in sorted(method_keys.items()))  # no spaces, as real run folders
+    folder = root / "minilm" / task / method / f"{label}-{lr}-{seed}-{steps}"
     folder.mkdir(parents=True)
     metric = S.METRIC[task]
     rec = {"status": "completed", "finished_at": "2026-12-02T10:00:00",
@@ -333,6 +334,13 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     assert kernel_rows[0][3:6] == ["20,880", "82.00 ± 2.00", "+10.00 ± 0.00"]
     # k12: 60, 62, 67 (mean 63, std sqrt(26 / 2)); minus 70, 72, 74 = -10, -10, -7 (std sqrt(6 / 2))
     assert kernel_rows[4][3:7] == ["5,000", "63.00 ± 3.61", "-9.00 ± 1.73", "[-13.30, -4.70]"]
+    cell_rows = {(r["table"], r["setting"]): r for r in csv.DictReader(open(tmp_path / "out" / "tables" / "cells.csv"))}
+    k12 = cell_rows[("ablation: kernel", "DCFT k12")]  # an ablation cell names its runs too, at DCFT k8's rate
+    assert (k12["lr"], k12["n"], k12["mean"]) == ("8.0e-04", "3", "63.0000")
+    assert sorted(r.rsplit("-", 2)[1] for r in k12["runs"].split()) == ["6", "7", "8"]
+    assert all("12" in r for r in k12["runs"].split())
+    assert cell_rows[("table1", "BitFit")]["n"] == "3"
+    assert ("ablation: kernel", "DCFT k8") not in cell_rows  # a Table 1 setting is listed once, under table1
     paired_rows = list(csv.reader(open(tmp_path / "out" / "tables" / "paired.csv")))
     # DCFT - LoRA per seed: 70 - 75, 72 - 79, 74 - 77 = -5, -7, -3
     assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
