@@ -99,10 +99,18 @@ def _cell_row(task: str, table: str, title: str, lr: float | None, c: S.Cell) ->
     return [task, table, title, S._yaml(lr), f"{c.mean:.4f}", f"{c.std:.4f}", c.n, " ".join(c.runs)]
 
 
-def write_cells(out: Path, table1_rows: list[list[Any]], ablations: list[AblationRow], cells) -> None:
-    """`cells`: every reported cell (Table 1's and the ablations') with the runs behind it, so any number
-    of the report traces to its run files. An ablation row that is a Table 1 setting is listed once."""
+def write_cells(out: Path, runs: list[dict[str, Any]], table1_rows: list[list[Any]], ablations: list[AblationRow],
+                cells) -> None:
+    """`cells`: every reported cell (Table 1's, the budget checks' and the ablations') with the runs behind
+    it, so any number of the report traces to its run files. An ablation row that is a Table 1 setting is
+    listed once, under Table 1."""
     rows = list(table1_rows)
+    for task in S.TASKS:
+        for check in checks(runs, task):
+            for steps, c in ((check.steps, check.base), (2 * check.steps, check.doubled)):
+                row = _cell_row(task, f"convergence: {steps} steps", check.best.title, check.lr, c)
+                if row not in rows:  # one check's 2x cell is the next budget's check cell
+                    rows.append(row)
     for a in ablations:
         if a.cell.n and a.setting not in S.TABLE1:
             rows.append(_cell_row(a.task, f"ablation: {a.kind}", a.setting.title,
@@ -552,7 +560,7 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     bench = bench_times(out / BENCH_FILE)
     ablations = ablation_rows(runs, res["cells"])
     write_ablations(runs, out / "tables", ablations, bench)
-    write_cells(out / "tables", res["cell_rows"], ablations, res["cells"])
+    write_cells(out / "tables", runs, res["cell_rows"], ablations, res["cells"])
     write_convergence(runs, out / "tables")
     write_learning_speed(runs, out / "tables", res["cells"])
     figs = write_figures(runs, out / "figures", res["cells"])

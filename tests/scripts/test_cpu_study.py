@@ -341,6 +341,9 @@ def test_report_selects_on_held_out_and_reports_dev_of_three_seeds(tmp_path, mon
     assert all("12" in r for r in k12["runs"].split())
     assert cell_rows[("table1", "BitFit")]["n"] == "3"
     assert ("ablation: kernel", "DCFT k8") not in cell_rows  # a Table 1 setting is listed once, under table1
+    doubled = cell_rows[("convergence: 1000 steps", "LoRA r=1")]  # the budget check's 2x cell: 76, 80, 78
+    assert (doubled["lr"], doubled["n"], doubled["mean"], len(doubled["runs"].split())) == ("3.0e-04", "3", "78.0000", 3)
+    assert all(r.endswith("-1000") for r in doubled["runs"].split())
     paired_rows = list(csv.reader(open(tmp_path / "out" / "tables" / "paired.csv")))
     # DCFT - LoRA per seed: 70 - 75, 72 - 79, 74 - 77 = -5, -7, -3
     assert paired_rows[1][:4] == ["sst2", "DCFT k8 - LoRA r=1", "-5.00, -7.00, -3.00", "-5.00 ± 2.00"]
