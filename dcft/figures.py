@@ -349,11 +349,16 @@ def _has_task_loss(run_dir: Path) -> bool:
 
 
 def _history(run_dir: Path) -> list[tuple[int, float]]:
-    from dcft.results import read_result
+    """(step, dev score) of every evaluation; with a held-out slice (`data.holdout`) an evaluation's
+    `score` is the held-out one, so the dev key is read instead (`dcft.results.dev_key`)."""
+    from dcft.results import dev_key, read_result
 
     rec = read_result(run_dir) or {}
     hist = (rec.get("metrics") or {}).get("history") or []
-    return [(int(h["step"]), float(h["score"])) for h in hist if h.get("score") is not None]
+    cfg = rec.get("config") or {}
+    key = dev_key((cfg.get("task") or {}).get("name")) if ((cfg.get("data") or {}).get("holdout") or 0) > 0 \
+        else "score"
+    return [(int(h["step"]), float(h[key])) for h in hist if h.get(key) is not None]
 
 
 def figure3(runs: T.Runs, model: str | None, out: Path, task: str = "sst2",

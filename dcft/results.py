@@ -253,11 +253,14 @@ TIDY_SOURCES: dict[str, tuple[str, ...]] = {
     "target_r": ("config.method.target_r",),                  # AdaLoRA final average rank
     "bottleneck": ("config.method.bottleneck",),              # adapter bottleneck width
     "targets": ("config.method.targets",),                    # target matrices
+    "init": ("config.method.init",),                          # DCFT initialisation (normal: the authors')
     "lr": ("config.train.lr",),                               # peak learning rate
     "batch_size": ("config.train.batch_size",),               # examples per device per micro-batch
     "max_len": ("config.train.max_len",),                     # tokens
-    "score": ("metrics.best.score",),                         # best dev score (the task's main metric, result-file scale)
-    "best_step": ("metrics.best.step",),                      # optimizer step of the best score
+    "score": ("metrics.best.score",),                         # dev score at the best step (main metric, result-file scale)
+    "selection_score": ("metrics.best.score",),               # the score that picked the best step: dev, or held-out
+    "holdout": ("config.data.holdout",),                      # fraction of train held out for selection (0: none)
+    "best_step": ("metrics.best.step",),                      # optimizer step of the best (selection) score
     "final_score": ("metrics.final.score",),                  # dev score at the end
     "params_method": ("params.method",),                      # the method's own trainable parameters (paper's #Params)
     "params_head": ("params.head",),                          # classifier / QA head parameters
@@ -280,7 +283,7 @@ TIDY_SOURCES: dict[str, tuple[str, ...]] = {
     "finished_at": ("finished_at",),                          # local time the run ended
     "error": ("error.message",),                              # why a failed run failed
 }
-SETTING_KEYS = {"dcft": ("kernel", "stride", "targets", "rank"), "lora": ("r", "targets"), "lorafa": ("r", "targets"),
+SETTING_KEYS = {"dcft": ("kernel", "stride", "targets", "rank", "init"), "lora": ("r", "targets"), "lorafa": ("r", "targets"),
                 "sora": ("r", "targets"), "adalora": ("init_r", "target_r", "targets"),
                 "hadapter": ("bottleneck",), "padapter": ("bottleneck",)}  # what tells two runs of a method apart
 
@@ -302,6 +305,7 @@ def tidy(raw):
                 col = raw[k].where(raw[k].map(_present), col)
         cols[name] = col
     df = pd.DataFrame(cols)
+    _dev_scores(raw, df)
     df["stride"] = df["stride"].where(df["stride"].map(_present), df["kernel"])
     df["smoke"] = df["debug"] == "smoke"
     for k in ("seed", "kernel", "stride", "rank", "r", "init_r", "target_r", "bottleneck", "steps", "epochs",
@@ -309,6 +313,33 @@ def tidy(raw):
         df[k] = pd.Series([_as_int(v) for v in df[k]], index=df.index, dtype=object)  # json_normalize made them floats
     df["setting"] = [_setting(r) for r in df.to_dict(orient="records")]
     return df
+
+
+def dev_key(task: Any) -> str:
+    """The metrics key of a task's dev score: `<first dev split>/<main metric>` for GLUE (MNLI: matched),
+    `validation/f1` for SQuAD."""
+    if str(task).startswith("squad"):
+        from dcft.tasks.squad import EVAL_NAME
+
+        return f"{EVAL_NAME}/f1"
+    from dcft.data.glue import GLUE_TASKS
+
+    spec = GLUE_TASKS.get(str(task))
+    return f"{spec.eval_splits[0]}/{spec.main_metric}" if spec is not None else "score"
+
+
+def _dev_scores(raw, df) -> None:
+    """With a held-out slice (`data.holdout > 0`), a result file's `score` is the held-out score that
+    picked the best step (`Task.score`); the run's score is then the dev score at that step (and at the
+    end), and the held-out one stays in `selection_score`. Without a holdout both are the dev score."""
+    for i in df.index:
+        h = df.at[i, "holdout"]
+        if not (_present(h) and float(h) > 0):
+            continue
+        key = dev_key(df.at[i, "task"])
+        for col, part in (("score", "best"), ("final_score", "final")):
+            v = raw.at[i, f"metrics.{part}.{key}"] if f"metrics.{part}.{key}" in raw else None
+            df.at[i, col] = v if _present(v) else None
 
 
 def _as_int(v: Any) -> Any:
@@ -319,8 +350,9 @@ def _as_int(v: Any) -> Any:
 
 def _setting(r: dict[str, Any]) -> str:
     """What tells a run apart from other runs of its method, e.g. "kernel=8 stride=4 targets=all";
-    DCFT's subspace rank only when it is not the paper's 1."""
-    keys = [k for k in SETTING_KEYS.get(r["method"], ()) if not (k == "rank" and r[k] == 1)]
+    DCFT's subspace rank and initialisation only when they are not the paper's (1, "normal")."""
+    keys = [k for k in SETTING_KEYS.get(r["method"], ())
+            if not (k == "rank" and r[k] == 1) and not (k == "init" and r[k] == "normal")]
     return " ".join(f"{k}={r[k]}" for k in keys if _present(r[k]))
 
 

@@ -160,3 +160,16 @@ def test_spread_labels_leaves_separate_labels_where_they_are():
     F.spread_labels(ax)
     assert [t.xyann for t in ax.texts] == [(4, 0), (4, 0)]
     plt.close(fig)
+
+
+def test_figure3_curve_of_a_held_out_run_is_its_dev_score(tmp_path):
+    """A run tuned on a held-out slice logs the held-out score as each evaluation's `score`; Figure 3's
+    curve is the dev score (here 0.70, 0.80 against held-out 0.90, 0.95). Without a holdout: `score`."""
+    hist = [{"step": 100, "score": 0.90, "holdout/accuracy": 0.90, "validation/accuracy": 0.70},
+            {"step": 200, "score": 0.95, "holdout/accuracy": 0.95, "validation/accuracy": 0.80}]
+    for holdout, want in ((0.01, [(100, 0.70), (200, 0.80)]), (0.0, [(100, 0.90), (200, 0.95)])):
+        d = tmp_path / str(holdout)
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps({"status": "completed", "config": {
+            "task": {"name": "sst2"}, "data": {"holdout": holdout}}, "metrics": {"history": hist}}))
+        assert F._history(d) == want

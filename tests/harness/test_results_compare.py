@@ -119,3 +119,51 @@ def test_summary_names_preset_lr_budget_smoke_and_adapter():
     rec["choices"]["debug"], rec["adapter"] = None, {"format": None, "reason": "method full saves no adapter"}
     text = R.summary(rec)
     assert "SMOKE" not in text and "adapter: not saved (method full saves no adapter)" in text
+
+
+def _holdout_run(root: Path, seed: int, holdout: float, dev: float, *, init: str = "normal", task: str = "sst2",
+                 split: str = "validation") -> None:
+    """A DCFT run whose best step was picked on a held-out slice scoring 0.90 (its `score`), dev `dev`."""
+    d = root / "m" / task / "dcft" / f"{init}-{seed}-{holdout}"
+    d.mkdir(parents=True)
+    metric = "accuracy"
+    best = {"score": 0.90, "step": 300, f"holdout/{metric}": 0.90, f"{split}/{metric}": dev}
+    if holdout == 0:
+        best = {"score": dev, "step": 300, f"{split}/{metric}": dev}
+    rec = {"status": "completed", "choices": {"preset": "cpu"},
+           "config": {"model": {"name": "minilm"}, "task": {"name": task}, "seed": seed, "data": {"holdout": holdout},
+                      "method": {"name": "dcft", "kernel": 8, "stride": 8, "targets": "all", "rank": 1, "init": init},
+                      "train": {"lr": 5e-3}},
+           "metrics": {"best": best, "final": {**best, f"{split}/{metric}": dev - 0.01}},
+           "params": {"method": 7488}, "train": {"steps": 1000}}
+    (d / "result.json").write_text(json.dumps(rec))
+
+
+def test_a_held_out_run_reports_its_dev_score_not_the_selection_score(tmp_path):
+    """With `data.holdout`, a result file's `score` is the held-out score that picked the step; the
+    comparison must show the dev score at that step (the CPU study's runs: held-out 88.4, dev 85.7), and
+    the held-out one only as `selection_score`. MNLI's dev score is the matched set's."""
+    root = tmp_path / "runs"
+    _holdout_run(root, 6, 0.01, 0.84)
+    _holdout_run(root, 7, 0.01, 0.86)
+    _holdout_run(root, 6, 0.0, 0.80, task="rte")  # no holdout: the score is dev already
+    _holdout_run(root, 6, 0.01, 0.83, task="mnli", split="validation_matched")
+    df = R.load_tidy(root)
+    sst2 = df[df["task"] == "sst2"].sort_values("seed")
+    assert list(sst2["score"]) == [0.84, 0.86] and list(sst2["selection_score"]) == [0.90, 0.90]
+    assert list(sst2["final_score"]) == pytest.approx([0.83, 0.85])
+    assert df[df["task"] == "rte"].iloc[0]["score"] == 0.80
+    assert df[df["task"] == "mnli"].iloc[0]["score"] == 0.83
+    t = R.compare(df, R.parse_filters(["task=sst2"]))
+    assert t.iloc[0]["score_mean"] == pytest.approx(0.85) and t.iloc[0]["n"] == 2
+
+
+def test_dcft_initialisation_is_part_of_the_setting(tmp_path):
+    """Runs that differ only in `method.init` are two settings, never averaged together; the
+    authors' "normal" is not spelled out."""
+    root = tmp_path / "runs"
+    _holdout_run(root, 6, 0.01, 0.84)
+    _holdout_run(root, 6, 0.01, 0.70, init="lora")
+    t = R.compare(R.load_tidy(root))
+    got = {r["setting"]: r["score_mean"] for r in t.to_dict(orient="records")}
+    assert got == {"kernel=8 stride=8 targets=all": 0.84, "kernel=8 stride=8 targets=all init=lora": 0.70}
