@@ -1,6 +1,7 @@
 """The CPU study's tables and figures (`python -m dcft.study report`, `make cpu-report`), from its
 run files only (never trains). Every cell is traceable: the runs behind it are listed in
-`tables/cells.csv` (Table 1's cells and the ablations'), and every tuning run with its held-out and dev scores in `tables/selection.csv`.
+`tables/cells.csv` (Table 1's cells, the budget checks' and the ablations'), and every tuning run with
+its held-out and dev scores in `tables/selection.csv`.
 
 Tables (`<out>/tables/*.md` and `.csv`):
 
@@ -452,7 +453,7 @@ def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
                                                 "at twice its steps (its rate, seeds 6, 7, 8)")):
         if not tasks:
             break
-        width = 4.2 if stem == "pareto" else 3.2  # inches per task panel; the Pareto panel carries 11 labels
+        width = 4.2 if stem == "pareto" else 3.2  # inches per task panel; the Pareto panel carries ten labels
         fig, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), 2.8), squeeze=False)
         for ax, t in zip(axes[0], tasks):
             panel(ax, runs, t, cells)
