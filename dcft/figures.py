@@ -350,14 +350,13 @@ def _has_task_loss(run_dir: Path) -> bool:
 
 def _history(run_dir: Path) -> list[tuple[int, float]]:
     """(step, dev score) of every evaluation; with a held-out slice (`data.holdout`) an evaluation's
-    `score` is the held-out one, so the dev key is read instead (`dcft.results.dev_key`)."""
-    from dcft.results import dev_key, read_result
+    `score` is the held-out one, so the dev key is read instead (`dcft.results.dev_score_key`)."""
+    from dcft.results import dev_score_key, read_result
 
     rec = read_result(run_dir) or {}
     hist = (rec.get("metrics") or {}).get("history") or []
     cfg = rec.get("config") or {}
-    key = dev_key((cfg.get("task") or {}).get("name")) if ((cfg.get("data") or {}).get("holdout") or 0) > 0 \
-        else "score"
+    key = dev_score_key((cfg.get("task") or {}).get("name"), (cfg.get("data") or {}).get("holdout"))
     return [(int(h["step"]), float(h[key])) for h in hist if h.get(key) is not None]
 
 

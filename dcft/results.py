@@ -328,15 +328,20 @@ def dev_key(task: Any) -> str:
     return f"{spec.eval_splits[0]}/{spec.main_metric}" if spec is not None else "score"
 
 
+def dev_score_key(task: Any, holdout: Any) -> str:
+    """The key of a run's dev score in its `metrics.best` / `final` / `history` entries: `score` itself
+    without a held-out slice, `dev_key(task)` with one (`score` is then the held-out score)."""
+    return dev_key(task) if _present(holdout) and float(holdout) > 0 else "score"
+
+
 def _dev_scores(raw, df) -> None:
     """With a held-out slice (`data.holdout > 0`), a result file's `score` is the held-out score that
     picked the best step (`Task.score`); the run's score is then the dev score at that step (and at the
     end), and the held-out one stays in `selection_score`. Without a holdout both are the dev score."""
     for i in df.index:
-        h = df.at[i, "holdout"]
-        if not (_present(h) and float(h) > 0):
+        key = dev_score_key(df.at[i, "task"], df.at[i, "holdout"])
+        if key == "score":
             continue
-        key = dev_key(df.at[i, "task"])
         for col, part in (("score", "best"), ("final_score", "final")):
             v = raw.at[i, f"metrics.{part}.{key}"] if f"metrics.{part}.{key}" in raw else None
             df.at[i, col] = v if _present(v) else None

@@ -172,7 +172,7 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
            ["Held-out and dev scores x100 of every tuning run; the rate with the best held-out score is selected."],
            ["task", "setting", "lr", "held-out", "dev", "", "run"], sel_rows)
     # paired: DCFT against LoRA first, then against every other Table 1 setting
-    p_rows, summary = [], {}
+    p_rows = []
     dcft = [s for s in S.TABLE1 if s.name in ("dcft8", "dcft2")]
     others = sorted((s for s in S.TABLE1 if s not in dcft), key=lambda s: s.name != "lora")
     for t in tasks:
@@ -180,13 +180,12 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
             for d in dcft:
                 if (t, d.name) in cells and (t, other.name) in cells:
                     p = S.paired(cells[(t, d.name)][1], cells[(t, other.name)][1])
-                    summary[(t, d.name, other.name)] = p
                     p_rows.append([t, f"{d.title} - {other.title}", *_paired_text(p)])
     _write(out, "paired", "DCFT minus every other Table 1 setting, paired by seed",
            ["Dev score x100; per-seed differences (seeds 6, 7, 8), mean ± sample std, 95 % t-interval of the mean; "
             "'exceeds noise' = the interval excludes 0. Each setting at its own selected rate (Table 1)."],
            ["task", "difference", "per seed", "mean ± std", "95 % interval", "exceeds noise"], p_rows)
-    return {"cells": cells, "paired": summary, "cell_rows": csv_cells}
+    return {"cells": cells, "cell_rows": csv_cells}
 
 
 BENCH_FILE = "bench-minilm.json"  # `python -m dcft.bench --model minilm --shapes ...` on an idle machine
@@ -358,6 +357,7 @@ def write_learning_speed(runs: list[dict[str, Any]], out: Path, cells) -> None:
         if (task, lora.name) not in cells:
             continue
         base = step_cells(runs, task, lora, cells[(task, lora.name)][0].lr)
+        base_half = early_mean(base)
         for s in (S.TABLE1[0], init, S.TABLE1[1], lora):
             sel = cells.get((task, "dcft8" if s is init else s.name))
             by_step = step_cells(runs, task, s, sel[0].lr if sel else None)
@@ -366,7 +366,7 @@ def write_learning_speed(runs: list[dict[str, Any]], out: Path, cells) -> None:
             first = min(by_step)
             diff = S.paired(by_step[first], base[first]) if s is not lora and first in base else None
             half = early_mean(by_step)
-            half_diff = S.paired(half, early_mean(base)) if s is not lora else None
+            half_diff = S.paired(half, base_half) if s is not lora else None
             early = [_fmt(by_step[st]) for st in sorted(by_step)[:3]]
             rows.append([task, s.title, S._yaml(sel[0].lr), *early, *["-"] * (3 - len(early)),
                          _fmt(by_step[max(by_step)]), first, *_paired_text(diff)[1:4], _fmt(half),
