@@ -25,6 +25,16 @@ from dcft.methods.dcft.layer import base_sizes, oriented, shape_error, subspace_
 BASE_ADAPTER = "__base__"  # peft's name, in `adapter_names`, for "this row goes through no adapter"
 
 
+def lora_factors(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, stride: int,
+                 scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lora_A, lora_B) of the LoRA of rank k*d (alpha = rank, scaling 1) equal to a DCFT adapter,
+    in peft's nn.Linear layout: lora_A = M^T (k*d x din), lora_B = scaling * G^T (dout x k*d), so
+    lora_B @ lora_A = scaling * Delta^T (DCFT's Delta = M G, `ops.factors`). peft's LoRA on a
+    Conv1D (fan_in_fan_out) takes the same two matrices."""
+    m, g = ops.factors(A, B, C, stride)
+    return m.t().contiguous(), (scaling * g.t()).contiguous()
+
+
 class DcftLayer(BaseTunerLayer):
     """What every DCFT tuner layer holds: the adapters' tensors and settings, keyed by adapter name."""
 
@@ -82,12 +92,8 @@ class DcftLayer(BaseTunerLayer):
         return oriented(delta, self.transposed).to(weight.dtype)
 
     def lora_factors(self, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lora_A, lora_B) of the exactly equal LoRA of rank k*d (alpha = rank, scaling 1), in
-        peft's nn.Linear layout: lora_A = M^T (k*d x din), lora_B = scaling * G^T (dout x k*d),
-        so lora_B @ lora_A = scaling * Delta^T (DCFT's Delta = M G, `ops.factors`)."""
-        A, B, C = self._tensors(adapter)
-        m, g = ops.factors(A, B, C, self.dcft_stride[adapter])
-        return m.t().contiguous(), (self.dcft_scaling[adapter] * g.t()).contiguous()
+        """(lora_A, lora_B) of the exactly equal LoRA of rank k*d (`lora_factors`)."""
+        return lora_factors(*self._tensors(adapter), self.dcft_stride[adapter], self.dcft_scaling[adapter])
 
     def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
         return True  # additive: W' = W0 + scaling * Delta (peft's convert_to_lora; dcft.to_lora is exact)

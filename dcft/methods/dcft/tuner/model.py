@@ -230,47 +230,75 @@ def orthogonal_loss(model: nn.Module, adapter_name: Optional[str] = None) -> Opt
 
 
 LORA_BIAS = {"none": "none", "all": "all", "dcft_only": "lora_only"}  # DcftConfig.bias -> LoraConfig.bias
+PEFT_PREFIX = "base_model.model."  # how a PeftModel's saved tensors are named
+
+
+def _adapter_tensor(key: str) -> Optional[tuple[str, str]]:
+    """(module name without the PeftModel prefix, "A" / "B" / "C") of a saved DCFT tensor, else None."""
+    module, _, leaf = key.rpartition(".")
+    if leaf not in DcftLayer.adapter_layer_names:
+        return None
+    return module.removeprefix(PEFT_PREFIX), leaf.removeprefix(DcftModel.prefix)
 
 
 @torch.no_grad()
+def lora_from_state(config, state: dict[str, torch.Tensor], conv1d: frozenset[str] = frozenset()):
+    """(LoraConfig, state_dict) of the LoRA equal to a saved DCFT adapter: `config` its DcftConfig,
+    `state` its tensors as `save_pretrained` names them (`base_model.model.<module>.dcft_A`, ...),
+    `conv1d` the modules that are GPT-2 `Conv1D` layers (LoRA's fan_in_fan_out). Each module's
+    kernel / stride / scaling come from the config (its patterns included); rank k*d, alpha = rank
+    (scaling 1), lora_B @ lora_A = scaling * Delta^T exactly (`lora_factors`, no SVD). Every other
+    tensor (modules_to_save, biases for `bias` != "none") is carried over unchanged."""
+    from peft import LoraConfig
+
+    from dcft.methods.dcft.tuner.layer import lora_factors
+
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    out = {}
+    for key, value in state.items():
+        found = _adapter_tensor(key)
+        if found is None:
+            out[key] = value
+        else:
+            parts.setdefault(found[0], {})[found[1]] = value
+    if not parts:
+        raise ValueError("the adapter has no DCFT tensors (dcft_A, dcft_B, dcft_C)")
+    ranks = {}
+    for name, t in sorted(parts.items()):
+        if set(t) != {"A", "B", "C"}:
+            raise ValueError(f"DCFT module {name!r} lacks tensor(s) {sorted({'A', 'B', 'C'} - set(t))}")
+        cfg = DcftModel._module_config(config, name)
+        if tuple(t["C"].shape) != (cfg.kernel, cfg.kernel):
+            raise ValueError(f"DCFT module {name!r}: kernel tensor C has shape {tuple(t['C'].shape)}, the config "
+                             f"says kernel {cfg.kernel} (adapter file and config disagree)")
+        lora_a, lora_b = lora_factors(t["A"], t["B"], t["C"], cfg.step, cfg.scaling)
+        out[f"{PEFT_PREFIX}{name}.lora_A.weight"], out[f"{PEFT_PREFIX}{name}.lora_B.weight"] = lora_a, lora_b
+        ranks[name] = lora_a.shape[0]
+    kinds = {name in conv1d for name in ranks}
+    if len(kinds) > 1:
+        raise ValueError("a model mixing nn.Linear and Conv1D targets needs two LoRA configs (fan_in_fan_out "
+                         "differs); convert them separately")
+    rank = max(ranks.values())
+    others = {k: v for k, v in ranks.items() if v != rank}
+    lora_config = LoraConfig(
+        r=rank, lora_alpha=rank, target_modules=sorted(ranks), fan_in_fan_out=kinds == {True},
+        lora_dropout=config.dropout, bias=LORA_BIAS[config.bias], rank_pattern=others, alpha_pattern=dict(others),
+        modules_to_save=list(dict.fromkeys(config.modules_to_save)) if config.modules_to_save else None,
+        base_model_name_or_path=config.base_model_name_or_path, task_type=config.task_type)
+    return lora_config, out
+
+
 def to_lora(model: nn.Module, adapter_name: str = "default"):
     """(LoraConfig, state_dict) of a LoRA equal to DCFT adapter `adapter_name` of a `PeftModel`,
-    exactly (rank k*d, alpha = rank so scaling 1; lora_B @ lora_A = scaling * Delta^T from
-    `ops.factors`, no SVD). The state dict has the names `save_pretrained` writes; everything the
-    DCFT adapter saves besides A, B, C (modules_to_save, biases for `bias` != "none") is carried
-    over unchanged. Load it with `set_peft_model_state_dict(get_peft_model(base, lora_config),
-    state_dict)`, or write it with `dcft.export_lora`. Works on the meta device (shapes only)."""
-    from peft import LoraConfig, get_peft_model_state_dict
+    exactly (`lora_from_state` of what `save_pretrained` would write). Load it with
+    `set_peft_model_state_dict(get_peft_model(base, lora_config), state_dict)`, or write it with
+    `dcft.export_lora`. Works on the meta device (shapes only)."""
+    from peft import get_peft_model_state_dict
 
     configs = getattr(model, "peft_config", None) or {}
     if adapter_name not in configs:
         raise ValueError(f"adapter {adapter_name!r} is not in this model; it has {sorted(configs)}")
-    config = configs[adapter_name]
-    saved = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
-    state = {k: v for k, v in saved.items() if k.rpartition(".")[2] not in DcftLayer.adapter_layer_names}
-    prefix = "base_model.model."
-    ranks, conv1d = {}, []
-    for name, layer in dcft_tuner_layers(model):
-        if adapter_name not in layer.dcft_A:
-            continue
-        lora_a, lora_b = layer.lora_factors(adapter_name)
-        key = name.removeprefix(prefix)
-        if layer.transposed:
-            conv1d.append(key)
-        state[f"{prefix}{key}.lora_A.weight"] = lora_a
-        state[f"{prefix}{key}.lora_B.weight"] = lora_b
-        ranks[key] = lora_a.shape[0]
-    if not ranks:
-        raise ValueError(f"the model has no DCFT layers with adapter {adapter_name!r}")
-    if conv1d and len(conv1d) != len(ranks):
-        raise ValueError("to_lora: a model mixing nn.Linear and Conv1D targets needs two LoRA configs "
-                         "(fan_in_fan_out differs); convert them separately")
-    rank = max(ranks.values())
-    lora_config = LoraConfig(
-        r=rank, lora_alpha=rank, target_modules=sorted(ranks), fan_in_fan_out=bool(conv1d),
-        lora_dropout=config.dropout, bias=LORA_BIAS[config.bias],
-        rank_pattern={k: v for k, v in ranks.items() if v != rank},
-        alpha_pattern={k: v for k, v in ranks.items() if v != rank},
-        modules_to_save=list(config.modules_to_save) if config.modules_to_save else None,
-        base_model_name_or_path=config.base_model_name_or_path, task_type=config.task_type)
-    return lora_config, state  # peft's LoRA on Conv1D (fan_in_fan_out) takes the same A, B
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
+    conv1d = frozenset(name.removeprefix(PEFT_PREFIX) for name, layer in dcft_tuner_layers(model)
+                       if layer.transposed and adapter_name in layer.dcft_A)
+    return lora_from_state(configs[adapter_name], state, conv1d)
