@@ -301,7 +301,8 @@ def export_lora(source, out: str | Path, adapter_name: str = "default", which: s
         directory, run_dir = resolve_adapter_dir(source, which)
         config = PeftConfig.from_pretrained(str(directory))
         if config.peft_type != "DCFT":
-            raise ValueError(f"{directory} holds a {config.peft_type} adapter, not a DCFT one: nothing to convert")
+            kind = getattr(config.peft_type, "value", config.peft_type)
+            raise ValueError(f"{directory} holds a {kind} adapter, not a DCFT one: nothing to convert")
         weights = directory / "adapter_model.safetensors"
         if not weights.is_file():
             raise FileNotFoundError(f"{directory} has no adapter_model.safetensors")

@@ -79,11 +79,13 @@ def build_trainer(model, tokenizer, dataset, out: str, steps: int = 30, kernel: 
                   batch_size: int = 8, seed: int = 0):
     """A `DcftSFTTrainer` for `model` with a DCFT adapter of `kernel` (stride = kernel, the paper's
     default; default targets of the model type, e.g. Llama's q, k, v, o, gate, up, down projections)."""
+    import torch
     from trl import SFTConfig
 
+    gpu = torch.cuda.is_available()  # on a CPU: float32 (TRL's default bf16 autocast is slow there)
     args = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr,
-                     lr_scheduler_type="constant", logging_steps=5, save_strategy="no", report_to=[], seed=seed,
-                     max_length=64, use_cpu=True, dataloader_num_workers=0)
+                     lr_scheduler_type="constant", logging_steps=max(1, steps // 6), save_strategy="no", report_to=[],
+                     seed=seed, max_length=64, use_cpu=not gpu, bf16=None if gpu else False)
     peft_config = DcftConfig(kernel=kernel, task_type="CAUSAL_LM")
     return trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                            peft_config=peft_config)
