@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 import dcft  # noqa: F401  (registers DCFT with peft)
 from dcft.methods.dcft.tuner import DcftConfig, DcftLayer, dcft_tuner_layers
+from test_peft_layer import delta_by_loops  # the transposed convolution written as loops (the oracle)
 from tiny_models import CUSTOM, CUSTOM_TARGETS, MLP, build, custom_input
 
 KINDS = ("linear", "conv1d")
@@ -188,18 +189,6 @@ def test_safe_merge_refuses_a_broken_adapter_and_changes_nothing(kind):
 
 
 # --- several adapters ---------------------------------------------------------------------------------------------
-def delta_by_loops(A, B, C, stride):
-    """Delta[i*s+p, j*s+q] += F[i, j] C[p, q] with F = A^T B^T, written out (paper Sec. 3)."""
-    k, din_sub = A.shape
-    dout_sub, d = B.shape[0], C.shape[0]
-    out_ = torch.zeros((din_sub - 1) * stride + d, (dout_sub - 1) * stride + d, dtype=A.dtype)
-    for i in range(din_sub):
-        for j in range(dout_sub):
-            f = sum(A[r, i] * B[j, r] for r in range(k))
-            out_[i * stride:i * stride + d, j * stride:j * stride + d] += f * C
-    return out_
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_two_adapters_switch_combine_and_delete(kind):
     model, base = make(kind)
@@ -248,8 +237,9 @@ def test_every_dcft_field_is_covered_by_the_save_load_test():
         assert getattr(defaults, key) != value, key
 
 
-def test_save_and_load_keep_every_field_and_the_function(tmp_path):
-    model = get_peft_model(MLP(), DcftConfig(**EVERY_FIELD)).eval()
+@pytest.mark.parametrize("conv1d", [False, True], ids=["linear", "conv1d"])
+def test_save_and_load_keep_every_field_and_the_function(conv1d, tmp_path):
+    model = get_peft_model(MLP(conv1d=conv1d), DcftConfig(**EVERY_FIELD)).eval()
     layers = dict((n.removeprefix("base_model.model."), m) for n, m in dcft_tuner_layers(model))
     assert sorted(layers) == ["layers.0.proj", "layers.2.proj"]  # layers_to_transform [0, 2]
     assert tuple(layers["layers.0.proj"].dcft_C["default"].shape) == (16, 16)  # kernel 16, stride 8
@@ -266,8 +256,11 @@ def test_save_and_load_keep_every_field_and_the_function(tmp_path):
     for key, value in EVERY_FIELD.items():
         got = getattr(config, key)
         assert (sorted(got) if isinstance(got, (set, list)) else got) == value, key
-    loaded = PeftModel.from_pretrained(MLP(), tmp_path).eval()
+    loaded = PeftModel.from_pretrained(MLP(conv1d=conv1d), tmp_path).eval()
     torch.testing.assert_close(out(loaded, "linear"), y, rtol=0, atol=0)
+    saved_tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert {bias_owner(k) for k in saved_tensors if k.endswith(".bias") and "head" not in k} == {
+        "layers.0.proj", "layers.2.proj"}  # bias="dcft_only": the adapted layers' biases
     layer = dict((n.removeprefix("base_model.model."), m) for n, m in dcft_tuner_layers(loaded))["layers.2.proj"]
     assert layer.dcft_stride["default"] == 4 and layer.dcft_impl["default"] == "reference"
     assert layer.dcft_scaling["default"] == pytest.approx(8.0 / (3.0 + 1e-5))

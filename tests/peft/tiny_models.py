@@ -43,11 +43,15 @@ def batch(seed: int = 0) -> dict:
 
 
 class Block(torch.nn.Module):
-    """One numbered block of `MLP`: a Linear (`proj`) and a ReLU."""
+    """One numbered block of `MLP`: `proj` (an nn.Linear, or GPT-2's Conv1D with `conv1d`) and a ReLU."""
 
-    def __init__(self, din: int, dout: int):
+    def __init__(self, din: int, dout: int, conv1d: bool = False):
+        from transformers.pytorch_utils import Conv1D
+
         super().__init__()
-        self.proj = torch.nn.Linear(din, dout)
+        self.proj = Conv1D(dout, din) if conv1d else torch.nn.Linear(din, dout)
+        if conv1d:
+            torch.nn.init.normal_(self.proj.bias, std=0.1)  # transformers starts it at 0; tests need it to matter
 
     def forward(self, x):
         return torch.relu(self.proj(x))
@@ -55,13 +59,13 @@ class Block(torch.nn.Module):
 
 class MLP(torch.nn.Module):
     """A custom (non-transformers) model as peft's own tests use: three numbered Linear blocks
-    (`layers.{0,1,2}.proj`: 16 -> 32 -> 32 -> 24) and a Linear head (24 -> 8). Kernel 8 fits every
-    block (stride 8); kernel 16 does not fit `layers.2.proj` (24 outputs)."""
+    (`layers.{0,1,2}.proj`: 16 -> 32 -> 32 -> 24; GPT-2 Conv1D layers with `conv1d`) and a Linear head
+    (24 -> 8). Kernel 8 fits every block (stride 8); kernel 16 does not fit `layers.2.proj` (24 outputs)."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, conv1d: bool = False):
         super().__init__()
         torch.manual_seed(seed)
-        self.layers = torch.nn.ModuleList([Block(16, 32), Block(32, 32), Block(32, 24)])
+        self.layers = torch.nn.ModuleList([Block(16, 32, conv1d), Block(32, 32, conv1d), Block(32, 24, conv1d)])
         self.head = torch.nn.Linear(24, 8)
 
     def forward(self, x):
