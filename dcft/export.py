@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -195,13 +196,15 @@ LORA_TASK_CLASSES = {  # peft task_type -> the transformers Auto class whose mod
 }
 
 
+@dataclass
 class LoraExport:
-    """What `export_lora` wrote: the directory, the LoRA's rank and the parameter counts of both
-    forms (`dcft` = A, B, C; `lora` = lora_A, lora_B; `shared` = what both carry unchanged: the
-    modules_to_save head, trained biases)."""
+    """What `export_lora` wrote and the parameter counts of both forms."""
 
-    def __init__(self, directory: Path, rank: int, dcft: int, lora: int, shared: int):
-        self.directory, self.rank, self.dcft, self.lora, self.shared = directory, rank, dcft, lora, shared
+    directory: Path  # the LoRA adapter directory
+    rank: int  # the LoRA's rank r = k*d (the largest, with a kernel_pattern)
+    dcft: int  # DCFT's A, B, C
+    lora: int  # LoRA's lora_A, lora_B
+    shared: int  # what both carry unchanged: the modules_to_save head, trained biases
 
     def summary(self) -> str:
         return (f"DCFT adapter: {self.dcft:,} parameters -> LoRA of rank {self.rank}: {self.lora:,} parameters "
@@ -284,7 +287,7 @@ def export_lora(source, out: str | Path, adapter_name: str = "default", which: s
     `save_pretrained`; or a harness run directory (its `adapter/<which>`). For a directory the base
     model is only built on the meta device, to tell GPT-2's Conv1D layers from nn.Linear (see
     `base_on_meta` for where it comes from). `out` is replaced whole."""
-    from dcft.methods.dcft.tuner import lora_from_state, to_lora
+    from dcft.methods.dcft.tuner import lora_from_state, to_lora  # (registers DCFT with peft: PeftConfig reads it)
     from dcft.methods.dcft.tuner.model import PEFT_PREFIX as prefix, _adapter_tensor
 
     if isinstance(source, nn.Module):
@@ -295,8 +298,6 @@ def export_lora(source, out: str | Path, adapter_name: str = "default", which: s
     else:
         from peft import PeftConfig
         from safetensors.torch import load_file
-
-        import dcft  # noqa: F401  (registers DCFT with peft, so PeftConfig reads a DCFT config)
 
         directory, run_dir = resolve_adapter_dir(source, which)
         config = PeftConfig.from_pretrained(str(directory))
@@ -311,10 +312,9 @@ def export_lora(source, out: str | Path, adapter_name: str = "default", which: s
         conv1d = conv1d_modules(base_on_meta(config, base_model, run_dir), names)
         lora_config, state = lora_from_state(config, dcft_state, conv1d)
     is_lora = lambda k: k.startswith(prefix) and k.endswith((".lora_A.weight", ".lora_B.weight"))  # noqa: E731
-    result = LoraExport(_write_adapter(lora_config, state, Path(out)), rank=lora_config.r,
-                        dcft=_numel(dcft_state, lambda k: _adapter_tensor(k) is not None),
-                        lora=_numel(state, is_lora), shared=_numel(state, lambda k: not is_lora(k)))
-    return result
+    return LoraExport(_write_adapter(lora_config, state, Path(out)), rank=lora_config.r,
+                      dcft=_numel(dcft_state, lambda k: _adapter_tensor(k) is not None),
+                      lora=_numel(state, is_lora), shared=_numel(state, lambda k: not is_lora(k)))
 
 
 def _write_adapter(config, state: dict[str, torch.Tensor], directory: Path) -> Path:
