@@ -2,8 +2,8 @@
 
 The public API (`apply_dcft`, `count_parameters`, `merge_dcft`, `unmerge_dcft`, `save_adapter`,
 `load_adapter`) lives in `dcft.methods.dcft.api`, the peft tuner (`DcftConfig`, `orthogonal_loss`,
-`to_lora`) in `dcft.methods.dcft.tuner`; both are imported on first use, so `import dcft.config`
-stays light.
+`to_lora`) in `dcft.methods.dcft.tuner`, `export_lora` (a DCFT adapter written as a standard peft
+LoRA adapter) in `dcft.export`; all are imported on first use, so `import dcft.config` stays light.
 
 `import dcft` makes DCFT a peft method (`register()`): at once if peft is already imported,
 otherwise right after peft's own import finishes (a one-shot import hook), so that
@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 
 _API = ("apply_dcft", "count_parameters", "merge_dcft", "unmerge_dcft", "save_adapter", "load_adapter")
 _TUNER = ("DcftConfig", "DcftModel", "orthogonal_loss", "to_lora")
-__all__ = [*_API, *_TUNER, "register", "__version__"]
+_EXPORT = ("export_lora",)
+__all__ = [*_API, *_TUNER, *_EXPORT, "register", "__version__"]
 
 
 def register() -> None:
@@ -83,4 +84,8 @@ def __getattr__(name: str):
         from dcft.methods.dcft import tuner
 
         return getattr(tuner, name)
+    if name in _EXPORT:
+        from dcft import export
+
+        return getattr(export, name)
     raise AttributeError(f"module 'dcft' has no attribute {name!r}")

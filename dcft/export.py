@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -185,3 +186,180 @@ def evaluate_run_adapter(run_dir: str | Path, which: str = "best") -> tuple[floa
     accelerator = Accelerator(cpu=True)
     metrics = evaluate(model, task, data, loaders, accelerator, None)
     return task.score(metrics), metrics
+
+
+# --- a DCFT adapter as a standard peft LoRA adapter ----------------------------------------------------
+LORA_TASK_CLASSES = {  # peft task_type -> the transformers Auto class whose module names the adapter uses
+    "SEQ_CLS": "AutoModelForSequenceClassification", "CAUSAL_LM": "AutoModelForCausalLM",
+    "TOKEN_CLS": "AutoModelForTokenClassification", "QUESTION_ANS": "AutoModelForQuestionAnswering",
+    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM", "FEATURE_EXTRACTION": "AutoModel", None: "AutoModel",
+}
+
+
+@dataclass
+class LoraExport:
+    """What `export_lora` wrote and the parameter counts of both forms."""
+
+    directory: Path  # the LoRA adapter directory
+    rank: int  # the LoRA's rank r = k*d (the largest, with a kernel_pattern)
+    dcft: int  # DCFT's A, B, C
+    lora: int  # LoRA's lora_A, lora_B
+    shared: int  # what both carry unchanged: the modules_to_save head, trained biases
+
+    def summary(self) -> str:
+        return (f"DCFT adapter: {self.dcft:,} parameters -> LoRA of rank {self.rank}: {self.lora:,} parameters "
+                f"({self.lora / self.dcft:.1f}x); head and trained biases, the same in both: {self.shared:,}; "
+                f"written to {self.directory}")
+
+
+def _numel(state: dict[str, torch.Tensor], keep) -> int:
+    return sum(v.numel() for k, v in state.items() if keep(k))
+
+
+def resolve_adapter_dir(source: str | Path, which: str = "best") -> tuple[Path, Optional[Path]]:
+    """(adapter directory, run directory or None): `source` is a peft adapter directory, or a
+    harness run directory whose `adapter/<which>` is one."""
+    source = Path(source)
+    if (source / "adapter_config.json").is_file():
+        return source, None
+    adapter = source / ADAPTER_DIR / which
+    if (adapter / "adapter_config.json").is_file():
+        return adapter, source
+    raise FileNotFoundError(f"{str(source)!r} is neither a peft adapter directory (no adapter_config.json) nor a "
+                            f"run directory with {ADAPTER_DIR}/{which}/adapter_config.json")
+
+
+def base_on_meta(config, base_model=None, run_dir: Optional[Path] = None) -> nn.Module:
+    """The base model an adapter was trained on, built on the meta device (no weights, no memory)
+    to read its module types: from a run's `result.json`, else `base_model` (a model, used as is, or
+    a local directory / Hub id), else the adapter's `base_model_name_or_path`."""
+    if run_dir is not None and base_model is None:
+        from omegaconf import OmegaConf
+
+        from dcft import results
+        from dcft.models import build_model
+        from dcft.tasks import build_task
+
+        record = results.read_result(run_dir)
+        if record is None:
+            raise FileNotFoundError(f"{run_dir} has no result file to rebuild its model from")
+        cfg = OmegaConf.create(record["config"])
+        task = build_task(cfg.task, cfg.data)
+        return build_model(cfg.model, head=task.head, num_labels=task.num_labels, device="meta")
+    if isinstance(base_model, nn.Module):
+        return base_model
+    source = base_model or config.base_model_name_or_path
+    if not source:
+        raise ValueError("the adapter does not name its base model (base_model_name_or_path is empty): pass "
+                         "base_model= (--base-model), a local model directory or Hub id")
+    import transformers
+
+    auto = getattr(transformers, LORA_TASK_CLASSES.get(config.task_type, "AutoModel"))
+    try:
+        model_config = transformers.AutoConfig.from_pretrained(str(source))
+    except OSError as e:
+        raise FileNotFoundError(f"cannot read the base model's config from {str(source)!r} ({e.__class__.__name__}); "
+                                f"pass base_model= (--base-model) as a local model directory") from e
+    with torch.device("meta"):
+        return auto.from_config(model_config)
+
+
+def conv1d_modules(model: nn.Module, names: list[str]) -> frozenset[str]:
+    """Which of the adapted modules are GPT-2 `Conv1D` layers (LoRA's fan_in_fan_out); each name must
+    be a module of `model` (else the adapter belongs to another model)."""
+    from dcft.models import is_conv1d
+
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise ValueError(f"the base model has no module {missing[0]!r} (and {len(missing) - 1} more) that the "
+                         f"adapter adapts: pass the base model it was trained on (base_model= / --base-model)")
+    return frozenset(n for n in names if is_conv1d(modules[n]))
+
+
+def export_lora(source, out: str | Path, adapter_name: str = "default", which: str = "best",
+                base_model=None) -> LoraExport:
+    """Write a DCFT adapter as a standard peft LoRA adapter (`adapter_config.json` with a `LoraConfig`,
+    `adapter_model.safetensors`) that plain peft loads without `import dcft`: rank k*d, alpha = rank,
+    the same function exactly (`dcft.methods.dcft.tuner.lora_from_state`), head and biases carried over.
+
+    `source`: a `PeftModel` with DCFT adapter `adapter_name`; or a DCFT adapter directory written by
+    `save_pretrained`; or a harness run directory (its `adapter/<which>`). For a directory the base
+    model is only built on the meta device, to tell GPT-2's Conv1D layers from nn.Linear (see
+    `base_on_meta` for where it comes from). `out` is replaced whole."""
+    from dcft.methods.dcft.tuner import lora_from_state, to_lora  # (registers DCFT with peft: PeftConfig reads it)
+    from dcft.methods.dcft.tuner.model import PEFT_PREFIX as prefix, _adapter_tensor
+
+    if isinstance(source, nn.Module):
+        lora_config, state = to_lora(source, adapter_name)
+        from peft import get_peft_model_state_dict
+
+        dcft_state = get_peft_model_state_dict(source, adapter_name=adapter_name, save_embedding_layers=False)
+    else:
+        from peft import PeftConfig
+        from safetensors.torch import load_file
+
+        directory, run_dir = resolve_adapter_dir(source, which)
+        config = PeftConfig.from_pretrained(str(directory))
+        if config.peft_type != "DCFT":
+            kind = getattr(config.peft_type, "value", config.peft_type)
+            raise ValueError(f"{directory} holds a {kind} adapter, not a DCFT one: nothing to convert")
+        weights = directory / "adapter_model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{directory} has no adapter_model.safetensors")
+        dcft_state = load_file(str(weights))
+        names = sorted({found[0] for k in dcft_state if (found := _adapter_tensor(k))})
+        conv1d = conv1d_modules(base_on_meta(config, base_model, run_dir), names)
+        lora_config, state = lora_from_state(config, dcft_state, conv1d)
+    is_lora = lambda k: k.startswith(prefix) and k.endswith((".lora_A.weight", ".lora_B.weight"))  # noqa: E731
+    return LoraExport(_write_adapter(lora_config, state, Path(out)), rank=lora_config.r,
+                      dcft=_numel(dcft_state, lambda k: _adapter_tensor(k) is not None),
+                      lora=_numel(state, is_lora), shared=_numel(state, lambda k: not is_lora(k)))
+
+
+def _write_adapter(config, state: dict[str, torch.Tensor], directory: Path) -> Path:
+    """`adapter_config.json` + `adapter_model.safetensors` in `directory`, replaced whole (written
+    beside it, then renamed). An existing directory that is not an adapter is refused."""
+    from safetensors.torch import save_file
+
+    if directory.exists() and any(directory.iterdir()) and not (directory / "adapter_config.json").is_file():
+        raise FileExistsError(f"{str(directory)!r} exists and is not an adapter directory; choose a new one")
+    if any(v.is_meta for v in state.values()):
+        raise ValueError("the adapter's tensors are on the meta device: there are no values to write")
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config.save_pretrained(str(tmp))
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()},
+              str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return directory
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m dcft.export --to-lora SOURCE OUT`: a DCFT adapter (directory, or run directory) as a
+    standard peft LoRA adapter; prints both sizes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dcft.export", description=main.__doc__)
+    parser.add_argument("--to-lora", nargs=2, metavar=("SOURCE", "OUT"), required=True,
+                        help="SOURCE: a DCFT adapter directory or a run directory (its adapter/<which>); "
+                             "OUT: the LoRA adapter directory to write (replaced)")
+    parser.add_argument("--which", default="best", choices=("best", "final"),
+                        help="for a run directory: its best (default) or final adapter")
+    parser.add_argument("--base-model", default=None,
+                        help="the base model (local directory or Hub id), when the adapter does not name one "
+                             "(read on the meta device, to tell Conv1D from nn.Linear layers)")
+    args = parser.parse_args(argv)
+    source, out = args.to_lora
+    try:
+        result = export_lora(source, out, which=args.which, base_model=args.base_model)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        parser.exit(2, f"error: {e}\n")
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -37,6 +37,7 @@ SLOW = {
     "make figures": ["wrote results/figures/table4_kernel.png"],
     "make cpu-report": ["results/cpu-study"],
     "make plan SWEEP=table4": ["table4"],
+    "python examples/trl_sft_dcft.py": ["loss", "adapter in sft-dcft/adapter"],
 }
 NOT_RUN = {
     "make install": "installs packages; CI runs it (.ci/run)",
@@ -55,6 +56,10 @@ NOT_RUN = {
     "accelerate launch --multi_gpu --num_processes 2 run.py model=minilm task=rte ...": "a template (tests/test_multiprocess.py runs 2 CPU processes)",
     "python run.py +sweep=table4 hydra/launcher=slurm hydra.launcher.partition=gpu train.checkpoint_steps=500 "
     "hydra.launcher.timeout_min=720 hydra.launcher.array_parallelism=8": "a SLURM cluster",
+    "python -m dcft.export --to-lora my-adapter my-lora": "needs a trained adapter; tests/peft/test_peft_export_lora.py "
+                                                          "runs the command on one",
+    "python -m dcft.export --to-lora results/runs/<run> my-lora": "a template; tests/peft/test_peft_export_lora.py "
+                                                                  "runs it on a run directory",
 }
 
 

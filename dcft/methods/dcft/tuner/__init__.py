@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from dcft.methods.dcft.tuner.config import DcftConfig, DcftPeftType
 from dcft.methods.dcft.tuner.layer import DcftLayer, DcftLinear
-from dcft.methods.dcft.tuner.model import DEFAULT_TARGETS, DcftModel, dcft_tuner_layers, orthogonal_loss, to_lora
+from dcft.methods.dcft.tuner.model import (
+    DEFAULT_TARGETS,
+    DcftModel,
+    dcft_tuner_layers,
+    lora_from_state,
+    orthogonal_loss,
+    to_lora,
+)
 
 __all__ = ["DcftConfig", "DcftPeftType", "DcftLayer", "DcftLinear", "DcftModel", "DEFAULT_TARGETS",
-           "dcft_tuner_layers", "orthogonal_loss", "to_lora", "register"]
+           "dcft_tuner_layers", "orthogonal_loss", "to_lora", "lora_from_state", "register"]
 
 PEFT_TYPE = DcftPeftType.DCFT
 

@@ -2,7 +2,9 @@
 
 Defaults are those of the harness (`dcft.methods.dcft.Config`): the authors' code where paper and
 code differ (alpha = 32, r = 2 as scaling alpha / (r + 1e-5); A, B, C ~ N(0, 0.02), so the update
-is not zero at step 0; `init="zero"` starts at Delta = 0). Validation reuses the harness checks.
+is not zero at step 0; `init="zero"` and `init="lora"` start at Delta = 0). Validation reuses the
+harness checks. `init_weights` and `bias` follow peft's conventions (LoRA's `init_lora_weights`
+and `bias`), so generic peft tooling can set them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from peft.config import PeftConfig
+
+BIASES = ("none", "all", "dcft_only")  # peft's choices, named as LoRA's ("lora_only" -> "dcft_only")
 
 
 class DcftPeftType(str, enum.Enum):
@@ -24,7 +28,17 @@ class DcftPeftType(str, enum.Enum):
 
 @dataclass
 class DcftConfig(PeftConfig):
-    """Configuration of a DCFT adapter (paper Sec. 3); one field per hyperparameter."""
+    """Configuration of a DCFT adapter (paper Sec. 3); one field per hyperparameter.
+
+    Start values: the default `init="normal"` is the authors' (A, B, C ~ N(0, 0.02)), so a fresh
+    adapter already changes the model's output: unlike LoRA, DCFT is NOT the identity at step 0,
+    and `disable_adapter()` on an untrained model gives a different output. For an identity at
+    step 0 (what most peft tooling assumes) name one of the two inits that start at Delta = 0:
+    `init="zero"` (C = 0, A and B ~ N(0, init_std)) or `init="lora"` (B = 0, A and C at LoRA's
+    fan-in scale). `init_weights` is peft's spelling of the same choice: True uses `init`, False
+    draws a random non-identity start (A, B, C ~ N(0, init_std), whatever `init` says; for tests),
+    a name ("normal", "zero", "lora") sets `init`.
+    """
 
     kernel: int = field(default=2, metadata={"help": "kernel size d of the transposed convolution (paper: 2..12); "
                                                     "2 = the authors' code and the paper's best row, 8 = its most efficient"})
@@ -36,6 +50,13 @@ class DcftConfig(PeftConfig):
     init: str = field(default="normal", metadata={"help": "'normal': A, B, C ~ N(0, init_std) (the authors'); 'zero': C = 0; "
                                                              "'lora': B = 0, A and C at fan-in scale"})
     init_std: float = field(default=0.02, metadata={"help": "std of the normal initialisation"})
+    init_weights: Union[bool, str] = field(default=True, metadata={
+        "help": "peft's convention: True = the start `init` names; False = random, not the identity (A, B, C ~ "
+                "N(0, init_std) whatever `init` says; for tests); a name (normal, zero, lora) sets `init`"})
+    bias: str = field(default="none", metadata={
+        "help": "biases trained and saved with the adapter, as LoRA's `bias`: 'none'; 'all' (every bias of the "
+                "model); 'dcft_only' (the biases of the adapted layers). Biases are not undone by "
+                "disable_adapter(); at most one adapter of a model may train biases"})
     impl: str = field(default="fast", metadata={"help": "'fast' (never builds Delta) or 'reference' (conv_transpose2d)"})
     reg_orth_coef: float = field(default=0.1, metadata={
         "help": "gamma of the orthogonal regulariser (paper eq. 4), read by dcft.orthogonal_loss; 0 disables"})
@@ -59,6 +80,9 @@ class DcftConfig(PeftConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.peft_type = DcftPeftType.DCFT
+        self._resolve_init_weights()
+        if self.bias not in BIASES:
+            raise ValueError(f"DcftConfig.bias={self.bias!r} is not known; valid: {', '.join(BIASES)}")
         self.harness_config()  # the harness's checks: a bad value fails here, naming the key
         for key, pattern in (("kernel_pattern", self.kernel_pattern), ("stride_pattern", self.stride_pattern)):
             for name, value in pattern.items():
@@ -73,6 +97,26 @@ class DcftConfig(PeftConfig):
             raise ValueError("DcftConfig: layers_to_transform / layers_pattern need target_modules as a list of "
                              f"names, not the regex {self.target_modules!r}")
 
+    def _resolve_init_weights(self) -> None:
+        """`init_weights` as a name sets `init` (a different explicit `init` is an error)."""
+        from dcft.methods.dcft.config import INITS
+
+        value = self.init_weights
+        if isinstance(value, bool):
+            return
+        if not isinstance(value, str) or value not in INITS:
+            raise ValueError(f"DcftConfig.init_weights={value!r} is not known; valid: True, False, "
+                             f"{', '.join(INITS)}")
+        default_init = type(self).__dataclass_fields__["init"].default
+        if self.init not in (default_init, value):
+            raise ValueError(f"DcftConfig.init_weights={value!r} and init={self.init!r} name two different "
+                             f"starts; set one of them")
+        self.init = value
+
+    def start(self) -> str:
+        """The init the layers use: `init`, or "normal" when `init_weights=False`."""
+        return "normal" if self.init_weights is False else self.init
+
     def harness_config(self, kernel: Optional[int] = None, stride: Optional[int] = None):
         """The same hyperparameters as the harness's `Config` (validated there); `kernel` /
         `stride` override the global values, as `kernel_pattern` / `stride_pattern` do per module."""
@@ -82,7 +126,7 @@ class DcftConfig(PeftConfig):
         stride = self.stride if stride is None else stride
         try:
             return Config(kernel=kernel, stride=stride, rank=self.rank, alpha=self.alpha, r=self.r,
-                          dropout=self.dropout, init=self.init, init_std=self.init_std,
+                          dropout=self.dropout, init=self.start(), init_std=self.init_std,
                           reg_orth_coef=self.reg_orth_coef, impl=self.impl)
         except ValueError as e:
             raise ValueError(str(e).replace("method.", "DcftConfig.")) from None

@@ -5,7 +5,9 @@ module, never by changing the shared config).
 The arithmetic is `dcft.methods.dcft.ops`, the same functions the harness's `DCFTLinear` calls.
 Per adapter: `dcft_A[name]` (k x din'), `dcft_B[name]` (dout' x k), `dcft_C[name]` (d x d), and
 the plain values stride, scaling, impl and a dropout module. Active adapters add their updates;
-merged ones live in the base weight (Delta^T for nn.Linear, Delta for Conv1D).
+merged ones live in the base weight (Delta^T for nn.Linear, Delta for Conv1D). With peft's
+`adapter_names` (one name per row of the batch, "__base__" for none; injected into each layer's
+forward by `DcftModel._enable_peft_forward_hooks`) each row gets its own adapter's update.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ from torch import nn
 
 from dcft.methods.dcft import ops
 from dcft.methods.dcft.layer import base_sizes, oriented, shape_error, subspace_size
+
+BASE_ADAPTER = "__base__"  # peft's name, in `adapter_names`, for "this row goes through no adapter"
+
+
+def lora_factors(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, stride: int,
+                 scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lora_A, lora_B) of the LoRA of rank k*d (alpha = rank, scaling 1) equal to a DCFT adapter,
+    in peft's nn.Linear layout: lora_A = M^T (k*d x din), lora_B = scaling * G^T (dout x k*d), so
+    lora_B @ lora_A = scaling * Delta^T (DCFT's Delta = M G, `ops.factors`). peft's LoRA on a
+    Conv1D (fan_in_fan_out) takes the same two matrices."""
+    m, g = ops.factors(A, B, C, stride)
+    return m.t().contiguous(), (scaling * g.t()).contiguous()
 
 
 class DcftLayer(BaseTunerLayer):
@@ -78,12 +92,8 @@ class DcftLayer(BaseTunerLayer):
         return oriented(delta, self.transposed).to(weight.dtype)
 
     def lora_factors(self, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lora_A, lora_B) of the exactly equal LoRA of rank k*d (alpha = rank, scaling 1), in
-        peft's nn.Linear layout: lora_A = M^T (k*d x din), lora_B = scaling * G^T (dout x k*d),
-        so lora_B @ lora_A = scaling * Delta^T (DCFT's Delta = M G, `ops.factors`)."""
-        A, B, C = self._tensors(adapter)
-        m, g = ops.factors(A, B, C, self.dcft_stride[adapter])
-        return m.t().contiguous(), (self.dcft_scaling[adapter] * g.t()).contiguous()
+        """(lora_A, lora_B) of the exactly equal LoRA of rank k*d (`lora_factors`)."""
+        return lora_factors(*self._tensors(adapter), self.dcft_stride[adapter], self.dcft_scaling[adapter])
 
     def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
         return True  # additive: W' = W0 + scaling * Delta (peft's convert_to_lora; dcft.to_lora is exact)
@@ -121,20 +131,50 @@ class DcftLinear(nn.Module, DcftLayer):
             if name in self.dcft_A:
                 self.get_base_layer().weight.data -= self.get_delta_weight(name)
 
+    def _add_update(self, result: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
+        """`result + scaling * dropout(x) Delta` of adapter `name` (`ops.add_update`)."""
+        A, B, C = self._tensors(name)
+        return ops.add_update(result, self.dcft_dropout[name](x), A, B, C, self.dcft_stride[name],
+                              self.dcft_scaling[name], self.dcft_impl[name])
+
+    def _check_forward_args(self, x: torch.Tensor, adapter_names: Optional[list[str]]) -> None:
+        """peft's rules for `adapter_names`: one name per row of `x`, and no merged adapter (its
+        update is in the base weight for every row)."""
+        if adapter_names is None:
+            return
+        if len(x) != len(adapter_names):
+            raise ValueError("Length of `adapter_names` should be the same as the number of inputs, but got "
+                             f"{len(adapter_names)} and {len(x)} respectively.")
+        if self.merged:
+            raise ValueError("Cannot pass `adapter_names` when there are merged adapters, please call "
+                             "`unmerge_adapter` first.")
+
+    def _mixed_batch_forward(self, x: torch.Tensor, *args: Any, adapter_names: list[str], **kwargs: Any):
+        """The base output, plus on each row the update of the adapter `adapter_names` gives that row
+        (none for "__base__", or for an adapter this layer does not have)."""
+        result = self.base_layer(x, *args, **kwargs)
+        for name in dict.fromkeys(adapter_names):  # first-seen order: deterministic
+            if name == BASE_ADAPTER or name not in self.dcft_A:
+                continue
+            rows = [i for i, n in enumerate(adapter_names) if n == name]
+            result[rows] = self._add_update(result[rows], x[rows], name)
+        return result
+
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        adapter_names = kwargs.pop("adapter_names", None)
+        self._check_forward_args(x, adapter_names)
         if self.disable_adapters:
             if self.merged:
                 self.unmerge()
             return self.base_layer(x, *args, **kwargs)
+        if adapter_names is not None:
+            return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
         result = self.base_layer(x, *args, **kwargs)
         if self.merged:
             return result
         for name in self.active_adapters:
-            if name not in self.dcft_A:
-                continue
-            A, B, C = self._tensors(name)
-            result = ops.add_update(result, self.dcft_dropout[name](x), A, B, C, self.dcft_stride[name],
-                                    self.dcft_scaling[name], self.dcft_impl[name])
+            if name in self.dcft_A:
+                result = self._add_update(result, x, name)
         return result
 
     def __repr__(self) -> str:

@@ -4,22 +4,31 @@ eq. 4 (an explicit loss term; peft's wrappers would skip a tuner-level loss on s
 exact conversion to LoRA (DCFT's Delta = M G is a LoRA of rank k*d; peft's `convert_to_lora`
 goes through an SVD instead).
 
+Targets are checked all at once before the first module is replaced, however they are named
+(list, regex, None for the defaults, "all-linear", layers_to_transform, or the keys of a state
+dict). Mixed-adapter batches use peft's mechanism: `PeftModel.forward(..., adapter_names=[...])`
+and `generate` enter `_enable_peft_forward_hooks`, which hands the names to every DCFT layer
+(and every `modules_to_save` wrapper) through forward pre-hooks.
+
 Default targets (`target_modules=None`) are the paper's "all" set (q, k, v, attention output,
 FFN in and out; paper Sec. 4.1) per transformers `model_type`, the pooler never included.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import copy
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Iterator, Optional
 
 import torch
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
-from peft.utils.other import get_pattern_key
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, _maybe_include_all_linear_layers
+from peft.utils.other import AuxiliaryTrainingWrapper, get_pattern_key
 from torch import nn
 
 from dcft.methods.dcft import ops
 from dcft.methods.dcft.layer import shape_error
-from dcft.methods.dcft.tuner.layer import DcftLayer, DcftLinear
+from dcft.methods.dcft.tuner.layer import BASE_ADAPTER, DcftLayer, DcftLinear
 
 _LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # model_type -> module names (suffix match) of the paper's "all" target set
@@ -45,34 +54,94 @@ class DcftModel(BaseTuner):
     tuner_layer_cls = DcftLayer
     target_module_mapping = DEFAULT_TARGETS
 
+    def inject_adapter(self, model: nn.Module, adapter_name: str, autocast_adapter_dtype: bool = True,
+                       low_cpu_mem_usage: bool = False, state_dict: Optional[dict[str, torch.Tensor]] = None) -> None:
+        """peft's `inject_adapter`; the model and state dict are kept for the all-targets check that
+        `_prepare_adapter_config` runs before any module is replaced."""
+        self._injecting = (model, state_dict)
+        try:
+            super().inject_adapter(model, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
+                                   low_cpu_mem_usage=low_cpu_mem_usage, state_dict=state_dict)
+        finally:
+            self._injecting = None
+
     def _prepare_adapter_config(self, peft_config, model_config: dict):
         if peft_config.target_modules is None and model_config.get("model_type") not in DEFAULT_TARGETS:
             raise ValueError(f"DcftConfig.target_modules=None: no default targets for model_type "
                              f"{model_config.get('model_type')!r}; name the modules (a list of names or one "
                              f"regex) or use a model type with defaults: {', '.join(DEFAULT_TARGETS)}")
         peft_config = super()._prepare_adapter_config(peft_config, model_config)
-        self._check_every_target_fits(peft_config)
+        model, state_dict = getattr(self, "_injecting", None) or (self.model, None)
+        self._check_every_target_fits(peft_config, model, state_dict)
         return peft_config
 
-    def _check_every_target_fits(self, config) -> None:
-        """Every matched module's sizes are checked against its kernel / stride before any module
-        is replaced; all failures are reported in one error (nothing is changed)."""
-        if isinstance(config.target_modules, str) and config.target_modules == "all-linear":
-            return  # expanded later by peft; each module is still checked when it is built
+    def _matched_modules(self, config, model: nn.Module, state_dict=None) -> Iterator[tuple[str, nn.Module]]:
+        """The modules `inject_adapter` will replace, found by its rules: the keys of `state_dict`
+        when one is given, else the config's targets ("all-linear" expanded by peft's own function,
+        on a copy), skipping modules inside existing tuner layers."""
+        if state_dict is not None:
+            wanted = {k.rsplit("." + self.prefix, 1)[0].removeprefix("_orig_mod.") for k in state_dict}
+            matches = lambda key: key.removeprefix("_orig_mod.") in wanted  # noqa: E731
+        else:
+            expanded = _maybe_include_all_linear_layers(copy.copy(config), model)
+            matches = partial(self._check_target_module_exists, expanded)
+        named = list(model.named_modules())
+        inside = tuple(key + "." for key, module in named if isinstance(module, BaseTunerLayer))
+        for key, module in named:
+            if key and not key.startswith(inside) and matches(key):
+                yield key, module
+
+    def _check_every_target_fits(self, config, model: nn.Module, state_dict=None) -> None:
+        """Every module about to be replaced is an `nn.Linear` / `Conv1D` whose sizes fit its kernel
+        and stride; all failures are reported in one error before any module changes."""
+        from dcft.methods.dcft.layer import base_sizes
+
         errors = []
-        for key, module in self.model.named_modules():
-            if not check_target_module_exists(config, key):
-                continue
+        for key, module in self._matched_modules(config, model, state_dict):
             base = module.get_base_layer() if isinstance(module, BaseTunerLayer) else module
-            if not isinstance(base, nn.Module) or not hasattr(base, "weight") or base.weight.dim() != 2:
+            try:
+                din, dout, _ = base_sizes(base, key)
+            except TypeError as e:
+                errors.append(f"- {e}")
                 continue
             cfg = self._module_config(config, key)
-            din, dout = _sizes(base)
-            if din is not None and (error := shape_error(key, din, dout, cfg.kernel, cfg.stride)):
+            if error := shape_error(key, din, dout, cfg.kernel, cfg.stride):
                 errors.append("- " + error)
         if errors:
             raise ValueError(f"DCFT does not fit {len(errors)} target module(s); nothing was changed:\n"
                              + "\n".join(errors[:10]) + ("\n..." if len(errors) > 10 else ""))
+
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any):
+        """peft's hook for mixed-adapter batches: with `adapter_names` (one adapter name per input row,
+        "__base__" for the base model) every DCFT layer and `modules_to_save` wrapper gets the names
+        as a forward keyword for the duration of the call. As peft's LoRA: inference only, names
+        must exist, and with beam search each name is repeated per beam (not for an encoder)."""
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            yield
+            return
+        if self.training:
+            raise ValueError("Cannot pass `adapter_names` when the model is in training mode.")
+        if isinstance(adapter_names, str) or not all(isinstance(n, str) for n in adapter_names):
+            raise TypeError(f"Got adapter names {adapter_names!r}, expected a list of str (one per input row).")
+        known = {name for m in self.model.modules() if isinstance(m, DcftLayer) for name in m.dcft_A}
+        unknown = {n for n in adapter_names if n != BASE_ADAPTER} - known
+        if unknown:
+            raise ValueError(f"Trying to infer with non-existing adapter(s): {', '.join(sorted(unknown))}")
+        per_row = list(adapter_names)
+        beams = kwargs.get("num_beams")
+        if isinstance(beams, int) and beams > 1:  # generate repeats each input row num_beams times
+            per_row = [n for n in adapter_names for _ in range(beams)]
+        handles = _hook_adapter_names(self.model, per_row)
+        encoder = _encoder(self.model) if per_row != list(adapter_names) else None
+        if encoder is not None:  # hooked after: the encoder's own rows (not repeated per beam) win
+            handles += _hook_adapter_names(encoder, list(adapter_names))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def _replace_module(self, parent, child_name, new_module, child) -> None:
         """Put `new_module` in place of `child` and move its DCFT tensors to the base weight's device.
@@ -118,14 +187,23 @@ class DcftModel(BaseTuner):
         self._replace_module(parent, target_name, new_module, target)
 
 
-def _sizes(module: nn.Module) -> tuple[Optional[int], Optional[int]]:
-    from dcft.methods.dcft.layer import base_sizes
+def _set_adapter_names(module, args, kwargs, adapter_names):
+    kwargs["adapter_names"] = adapter_names
+    return args, kwargs
 
-    try:
-        din, dout, _ = base_sizes(module)
-    except TypeError:
-        return None, None
-    return din, dout
+
+def _hook_adapter_names(root: nn.Module, adapter_names: list[str]) -> list:
+    """Forward pre-hooks giving `adapter_names` to every DCFT layer and modules_to_save wrapper."""
+    hook = partial(_set_adapter_names, adapter_names=adapter_names)
+    return [m.register_forward_pre_hook(hook, with_kwargs=True) for m in root.modules()
+            if isinstance(m, (DcftLayer, AuxiliaryTrainingWrapper))]
+
+
+def _encoder(model: nn.Module) -> Optional[nn.Module]:
+    """The encoder of an encoder-decoder model, else None (transformers v5 returns the model itself)."""
+    get = getattr(model, "get_encoder", None)
+    encoder = get() if callable(get) else None
+    return None if encoder is model else encoder
 
 
 def dcft_tuner_layers(model: nn.Module) -> list[tuple[str, DcftLayer]]:
@@ -151,47 +229,76 @@ def orthogonal_loss(model: nn.Module, adapter_name: Optional[str] = None) -> Opt
     return ops.orth_loss(pairs, configs[adapter_name].reg_orth_coef)
 
 
+LORA_BIAS = {"none": "none", "all": "all", "dcft_only": "lora_only"}  # DcftConfig.bias -> LoraConfig.bias
+PEFT_PREFIX = "base_model.model."  # how a PeftModel's saved tensors are named
+
+
+def _adapter_tensor(key: str) -> Optional[tuple[str, str]]:
+    """(module name without the PeftModel prefix, "A" / "B" / "C") of a saved DCFT tensor, else None."""
+    module, _, leaf = key.rpartition(".")
+    if leaf not in DcftLayer.adapter_layer_names:
+        return None
+    return module.removeprefix(PEFT_PREFIX), leaf.removeprefix(DcftModel.prefix)
+
+
 @torch.no_grad()
-def to_lora(model: nn.Module, adapter_name: str = "default"):
-    """(LoraConfig, state_dict) of a LoRA equal to DCFT adapter `adapter_name`, exactly (rank k*d,
-    alpha = rank so scaling 1; lora_B @ lora_A = scaling * Delta^T from `ops.factors`, no SVD).
-    Load it with `set_peft_model_state_dict(get_peft_model(base, lora_config), state_dict)` or save
-    both with `lora_config.save_pretrained(dir)` and safetensors. modules_to_save are carried over."""
+def lora_from_state(config, state: dict[str, torch.Tensor], conv1d: frozenset[str] = frozenset()):
+    """(LoraConfig, state_dict) of the LoRA equal to a saved DCFT adapter: `config` its DcftConfig,
+    `state` its tensors as `save_pretrained` names them (`base_model.model.<module>.dcft_A`, ...),
+    `conv1d` the modules that are GPT-2 `Conv1D` layers (LoRA's fan_in_fan_out). Each module's
+    kernel / stride / scaling come from the config (its patterns included); rank k*d, alpha = rank
+    (scaling 1), lora_B @ lora_A = scaling * Delta^T exactly (`lora_factors`, no SVD). Every other
+    tensor (modules_to_save, biases for `bias` != "none") is carried over unchanged."""
     from peft import LoraConfig
+
+    from dcft.methods.dcft.tuner.layer import lora_factors
+
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    out = {}
+    for key, value in state.items():
+        found = _adapter_tensor(key)
+        if found is None:
+            out[key] = value
+        else:
+            parts.setdefault(found[0], {})[found[1]] = value
+    if not parts:
+        raise ValueError("the adapter has no DCFT tensors (dcft_A, dcft_B, dcft_C)")
+    ranks = {}
+    for name, t in sorted(parts.items()):
+        if set(t) != {"A", "B", "C"}:
+            raise ValueError(f"DCFT module {name!r} lacks tensor(s) {sorted({'A', 'B', 'C'} - set(t))}")
+        cfg = DcftModel._module_config(config, name)
+        if tuple(t["C"].shape) != (cfg.kernel, cfg.kernel):
+            raise ValueError(f"DCFT module {name!r}: kernel tensor C has shape {tuple(t['C'].shape)}, the config "
+                             f"says kernel {cfg.kernel} (adapter file and config disagree)")
+        lora_a, lora_b = lora_factors(t["A"], t["B"], t["C"], cfg.step, cfg.scaling)
+        out[f"{PEFT_PREFIX}{name}.lora_A.weight"], out[f"{PEFT_PREFIX}{name}.lora_B.weight"] = lora_a, lora_b
+        ranks[name] = lora_a.shape[0]
+    kinds = {name in conv1d for name in ranks}
+    if len(kinds) > 1:
+        raise ValueError("a model mixing nn.Linear and Conv1D targets needs two LoRA configs (fan_in_fan_out "
+                         "differs); convert them separately")
+    rank = max(ranks.values())
+    others = {k: v for k, v in ranks.items() if v != rank}
+    lora_config = LoraConfig(
+        r=rank, lora_alpha=rank, target_modules=sorted(ranks), fan_in_fan_out=kinds == {True},
+        lora_dropout=config.dropout, bias=LORA_BIAS[config.bias], rank_pattern=others, alpha_pattern=dict(others),
+        modules_to_save=list(dict.fromkeys(config.modules_to_save)) if config.modules_to_save else None,
+        base_model_name_or_path=config.base_model_name_or_path, task_type=config.task_type)
+    return lora_config, out
+
+
+def to_lora(model: nn.Module, adapter_name: str = "default"):
+    """(LoraConfig, state_dict) of a LoRA equal to DCFT adapter `adapter_name` of a `PeftModel`,
+    exactly (`lora_from_state` of what `save_pretrained` would write). Load it with
+    `set_peft_model_state_dict(get_peft_model(base, lora_config), state_dict)`, or write it with
+    `dcft.export_lora`. Works on the meta device (shapes only)."""
+    from peft import get_peft_model_state_dict
 
     configs = getattr(model, "peft_config", None) or {}
     if adapter_name not in configs:
         raise ValueError(f"adapter {adapter_name!r} is not in this model; it has {sorted(configs)}")
-    config = configs[adapter_name]
-    prefix = "base_model.model."
-    state, ranks, conv1d = {}, {}, []
-    for name, layer in dcft_tuner_layers(model):
-        if adapter_name not in layer.dcft_A:
-            continue
-        lora_a, lora_b = layer.lora_factors(adapter_name)
-        key = name.removeprefix(prefix)
-        if layer.transposed:
-            conv1d.append(key)
-        state[f"{name}.lora_A.weight"] = lora_a
-        state[f"{name}.lora_B.weight"] = lora_b
-        ranks[key] = lora_a.shape[0]
-    if not state:
-        raise ValueError(f"the model has no DCFT layers with adapter {adapter_name!r}")
-    if conv1d and len(conv1d) != len(ranks):
-        raise ValueError("to_lora: a model mixing nn.Linear and Conv1D targets needs two LoRA configs "
-                         "(fan_in_fan_out differs); convert them separately")
-    rank = max(ranks.values())
-    lora_config = LoraConfig(
-        r=rank, lora_alpha=rank, target_modules=sorted(ranks), fan_in_fan_out=bool(conv1d),
-        rank_pattern={k: v for k, v in ranks.items() if v != rank},
-        alpha_pattern={k: v for k, v in ranks.items() if v != rank},
-        modules_to_save=list(config.modules_to_save) if config.modules_to_save else None,
-        base_model_name_or_path=config.base_model_name_or_path, task_type=config.task_type)
-    if config.modules_to_save:
-        from peft.utils.other import ModulesToSaveWrapper
-
-        for mname, module in model.named_modules():
-            if isinstance(module, ModulesToSaveWrapper):
-                for pname, p in module.modules_to_save[adapter_name].named_parameters():
-                    state[f"{mname}.{pname}"] = p.detach().clone()
-    return lora_config, state  # peft's LoRA on Conv1D (fan_in_fan_out) takes the same A, B
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
+    conv1d = frozenset(name.removeprefix(PEFT_PREFIX) for name, layer in dcft_tuner_layers(model)
+                       if layer.transposed and adapter_name in layer.dcft_A)
+    return lora_from_state(configs[adapter_name], state, conv1d)
