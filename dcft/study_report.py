@@ -75,7 +75,7 @@ def table1_cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[S.Se
         for setting in S.TABLE1:
             if task in S.SCOPE.get(setting.name, ()):
                 sel = S.select(runs, task, setting)
-                out[(task, setting.name)] = (sel, S.cell(runs, task, setting, sel.lr))
+                out[(task, setting.name)] = (sel, S.seeds_cell(sel.choice.runs if sel.lr is not None else [], task))
     return out
 
 
