@@ -127,6 +127,16 @@ def tied_steps(history: list[dict[str, Any]], key: str = "score") -> list[int]:
     return [] if first is None else [int(h["step"]) for h in history if h.get(key) == first[key]]
 
 
+def at_best_step(run: dict[str, Any], rule: str) -> dict[str, Any]:
+    """A normalised run (`dcft.tables.normalise`: `best`, `selection_score`, `history`) with its best
+    evaluation taken again from its history under `rule`; the run itself when it has no history."""
+    entry = best_entry(run.get("history") or [], rule)
+    if entry is None:
+        return run
+    best = {k: v for k, v in entry.items() if "/" in k and isinstance(v, (int, float))}
+    return {**run, "best": best, "selection_score": entry["score"], "best_step": int(entry["step"])}
+
+
 # ---- the choice -----------------------------------------------------------------------------------------
 @dataclass
 class LeftOut:
