@@ -3,17 +3,21 @@ paper's printed numbers (`results/paper/table<N>.csv`), as Markdown, CSV and LaT
 
     python -m dcft.tables                            # every table, paper models, into results/tables/
     python -m dcft.tables --model minilm --tables 4,5   # Table 4/5 layouts from minilm runs
-    python -m dcft.tables --runs DIR --out DIR
+    python -m dcft.tables --runs DIR --out DIR --seeds 6,7,8   # mark cells that lack a seed
 
 Reads result files only: it never trains and runs offline in seconds.
 
 What fills a cell. A table's rows and columns are those of the paper's CSV. A run fills the row
 whose method matches (`method.name`) and, for DCFT rows, whose kernel, stride (null = kernel) and
-targets match; its task and metric pick the column. The value is the metric of the run's best
-evaluation (`metrics.best`, the paper reports the best dev score), GLUE ×100 (SQuAD metrics are
-already ×100). Several seeds: mean ± sample std and n. Only completed, non-debug runs count;
-failed, unfinished and smoke runs are counted in a footnote; two results of the same setting and
-seed count once (the newest). Averages follow the paper: MNLI is one task, scored by the mean of
+targets match at the paper's rank and initialisation; its task and metric pick the column. Which of
+those runs fill the cell is `dcft.selection`'s choice, the protocol every table and the CPU study
+share: runs compete only along the learning rate, compared on the tuning seed; runs made under another
+condition (budget, held-out protocol, processes, precision, device kind, data, code) are left out
+with the reason; the cell reports every seed of the chosen rate, mean ± sample std and n. The value
+is the metric of the run's best evaluation (`metrics.best`, the paper reports the best dev score;
+tied evaluations: the earliest), GLUE ×100 (SQuAD metrics are already ×100). Only completed,
+non-debug runs count; failed, unfinished and smoke runs are counted in a footnote; two results of one
+identity count once (the newest). Averages follow the paper: MNLI is one task, scored by the mean of
 matched and mismatched (this reproduces the paper's printed averages; `results/paper/README.md`).
 Time cells: `train.train_time_s` (the training loop, evaluation excluded) in hours.
 """
