@@ -311,3 +311,19 @@ def test_the_paper_table_from_the_cpu_study_runs_gives_the_studys_own_cells():
         assert (round(c.ours, 4), c.n, sorted(c.runs)) == (float(r["mean"]), int(r["n"]), sorted(r["runs"].split())), r
         checked += 1
     assert checked == 13  # SST-2: 9 rows, CoLA: 4
+
+
+def test_figures_2_and_3_show_the_runs_a_cell_would(tmp_path: Path):
+    """Figures 2 and 3 take LoRA's and DCFT's runs on a task as a table cell does: LoRA lr 1e-3 (seeds 6, 7,
+    held-out .80) and lr 2e-3 (seed 6, .85) at 1000 steps, beside DCFT k8 at 1000 steps; a 2000-step LoRA run
+    (.95) is another budget. Shown: LoRA lr 2e-3 seed 6, and DCFT's run."""
+    from dcft import figures as F
+
+    root = tmp_path / "runs"
+    result(root, "dcft", method="dcft", kernel=8, lr=5e-3, dev=0.5)
+    for seed in (6, 7):
+        result(root, f"a-s{seed}", lr=1e-3, seed=seed, score=0.80)
+    result(root, "b-s6", lr=2e-3, score=0.85)
+    result(root, "long", lr=2e-3, score=0.95, steps=2000)
+    shown = sorted(r["run"] for r in F.selected(T.load_runs(root), "minilm", ("sst2",), (8,)))
+    assert shown == ["minilm/sst2/dcft/dcft", "minilm/sst2/lora/b-s6"]
