@@ -327,3 +327,20 @@ def test_figures_2_and_3_show_the_runs_a_cell_would(tmp_path: Path):
     result(root, "long", lr=2e-3, score=0.95, steps=2000)
     shown = sorted(r["run"] for r in F.selected(T.load_runs(root), "minilm", ("sst2",), (8,)))
     assert shown == ["minilm/sst2/dcft/dcft", "minilm/sst2/lora/b-s6"]
+
+
+def test_the_run_comparison_never_averages_runs_of_other_data(tmp_path: Path):
+    """`python -m dcft.results`: LoRA seeds 6 and 7 on the original train.tsv (dev .84, .86) and seed 6 on an
+    edited copy (.60) are two rows, (84 + 86) / 2 = 85 over seeds 6, 7 and the edited run alone, which names
+    the key that sets it apart; not one row of n = 3 over seeds 6, 6, 7."""
+    from dcft import results as RS
+
+    root = tmp_path / "runs"
+    result(root, "orig-s6", seed=6, dev=0.84, holdout=0.0)
+    result(root, "orig-s7", seed=7, dev=0.86, holdout=0.0)
+    result(root, "edited-s6", seed=6, dev=0.60, holdout=0.0, train_sha="e2")
+    t = RS.compare(RS.load_tidy(root)).to_dict(orient="records")
+    assert [(r["n"], r["seeds"], round(r["score_mean"], 4)) for r in sorted(t, key=lambda r: -r["n"])] == \
+        [(2, "6,7", 0.85), (1, "6", 0.60)]
+    assert sorted(r["differs"] for r in t) == ["", "identity: inputs.data.files.train.sha256 e2 vs a1"]
+    assert "identity: inputs.data.files.train.sha256 e2 vs a1" in RS.format_compare(RS.compare(RS.load_tidy(root)))
