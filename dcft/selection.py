@@ -180,10 +180,11 @@ def _sort_value(v: Any) -> tuple:
 def pick_condition(conditions: dict[str, list[dict[str, Any]]], context: list[tuple[str, dict[str, Any]]],
                    axes: Iterable[str] = TUNING_AXES) -> tuple[str, str]:
     """The condition that fills a cell when its candidates ran under several, and how it was picked
-    (a sentence). Never a score: the condition whose values, on the keys where the conditions differ
-    outside the method's own settings, the most rows of the column share (`context`: (row, run) of
-    every run of the column); then the one with the most runs of the column at those values; then the
-    one with the most runs of its own; then the newest run."""
+    (a sentence). Never a score: on the keys where the conditions differ outside the method's own
+    settings, the condition whose values the most rows of the column have runs at (`context`: (row, run)
+    of every run of the column); then the one at which the most rows ran several seeds (the rows a study
+    reported there); then the most runs of the column at those values; then the most runs of its own;
+    then the newest run."""
     skip = {SEED_KEY, *axes}
     reps = {k: runs[0]["facts"] for k, runs in conditions.items()}
     keys = sorted({k for a in reps.values() for b in reps.values() for k, _, _ in differing_keys(a, b, skip)})
@@ -194,14 +195,22 @@ def pick_condition(conditions: dict[str, list[dict[str, Any]]], context: list[tu
 
     rank = {}
     for k, runs in conditions.items():
-        ctx = [row for row, r in context if agrees(r, reps[k])]
-        rank[k] = (len(set(ctx)), len(ctx), len(runs), max(str(r.get("finished_at") or "") for r in runs))
-    best = max(conditions, key=lambda k: rank[k])
-    what = ", ".join(f"{k.removeprefix('declared.')} {reps[best].get(k, ABSENT)}" for k in shared) or \
-        "its method settings"
-    note = (f"{len(conditions)} conditions; kept {what}: the one most rows of the column ran under "
-            f"({rank[best][0]} rows, {rank[best][1]} runs), then most runs, then newest")
-    return best, note
+        ctx = [(row, r["seed"]) for row, r in context if agrees(r, reps[k])]
+        seeded = {row for row, _ in ctx if len({sd for rw, sd in ctx if rw == row}) > 1}
+        rank[k] = (len({row for row, _ in ctx}), len(seeded), len(ctx), len(runs),
+                   max(str(r.get("finished_at") or "") for r in runs))
+    order = sorted(conditions, key=lambda k: rank[k], reverse=True)
+
+    def what(k: str) -> str:
+        return ", ".join(f"{x.removeprefix('declared.')} {reps[k].get(x, ABSENT)}" for x in shared) or \
+            f"{len(conditions[k])} runs of its own"
+
+    def counts(k: str) -> str:
+        return f"{rank[k][0]} rows, {rank[k][1]} with several seeds, {rank[k][2]} runs"
+
+    note = (f"{len(conditions)} conditions; kept {what(order[0])} ({counts(order[0])}; next: {what(order[1])}, "
+            f"{counts(order[1])})")
+    return order[0], note
 
 
 def choose(runs: list[dict[str, Any]], *, axes: Iterable[str] = TUNING_AXES, tuning_seed: int = TUNING_SEED,
@@ -274,7 +283,9 @@ def describe(choice: Choice, tuning_seed: int = TUNING_SEED) -> str:
     elif len(choice.scores) > 1:
         grid = ", ".join(f"{_fmt_values(v)}: {s:.4f}" for v, s in
                          sorted(choice.scores.items(), key=lambda kv: tuple(map(_sort_value, kv[0]))))
-        parts = [f"{axis} {_fmt_values(choice.values)}, the best of {len(choice.scores)} at seed {tuning_seed} ({grid})"]
+        tied = sum(1 for v in choice.scores.values() if v == choice.scores.get(choice.values))
+        parts = [f"{axis} {_fmt_values(choice.values)}, the best of {len(choice.scores)} at seed {tuning_seed} ({grid})"
+                 + (f", tied with {tied - 1} other{'s' if tied > 2 else ''}: the smaller kept" if tied > 1 else "")]
     else:
         parts = [f"{axis} {_fmt_values(choice.values)}, the only one compared at seed {tuning_seed}"]
     for lo in choice.left_out:

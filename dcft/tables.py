@@ -636,8 +636,8 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
         "Selection (`dcft.selection`, one protocol for every table): a cell's runs compete only along the learning "
         "rate. Runs that differ in anything else of their identity (budget, initialisation, method settings, held-out "
         "protocol, processes, precision, device kind, data or model files, code revision) never "
-        "compete: one condition fills the cell, the one most rows of the column ran under, and the others are left "
-        f"out. Among the rates, the one whose seed-{seed} run has the best "
+        "compete: one condition fills the cell (the one most rows of the column ran under, then the one most rows ran "
+        f"several seeds under, then the most runs) and the others are left out. Among the rates, the one whose seed-{seed} run has the best "
         + ("selection score (the held-out slice of the training set with `data.holdout` > 0, dev reported beside; "
            "dev otherwise)" if holdout else "dev score (as the paper: \"we tune the learning rate and pick the best "
                                             "learning rate for every method\", Appendix E)")
