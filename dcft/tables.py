@@ -298,6 +298,7 @@ class Cell:
     lrs: list[float] = field(default_factory=list)  # learning rate(s) of the runs used
     not_selected: list[str] = field(default_factory=list)  # runs that could fill the cell, with the reason
     missing: list[int] = field(default_factory=list)  # seeds the table asks for (--seeds) that the cell lacks
+    machines: int = 0  # time cells: how many accelerators (GPU name, else CPU model) its runs were timed on
     low: float | None = None  # #Params only: the smallest and largest count of the cell's runs (pruning methods vary)
     high: float | None = None
 
@@ -426,6 +427,7 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None, params_
                 if metric == "time_h":
                     use = [r for r in use if r["time_h"] is not None]
                     values = [r["time_h"] for r in use]
+                    cell.machines = len({accelerator(r) for r in use})
                 else:
                     use = [r for r in use if metric in r["best"]]
                     values = [r["best"][metric] * scale(task) for r in use]
@@ -507,10 +509,15 @@ def format_cell(c: Cell) -> str:
         ours = _num(c.ours, time)
         if c.std is not None:
             ours += f"±{_num(c.std, time)}"
+        marks = []
         if c.missing and c.task != "avg":
-            ours += f" (n={c.n}; seed{'s' if len(c.missing) > 1 else ''} {', '.join(map(str, c.missing))} missing)"
+            marks.append(f"n={c.n}; seed{'s' if len(c.missing) > 1 else ''} {', '.join(map(str, c.missing))} missing")
         elif c.n > 1 and c.task != "avg":
-            ours += f" (n={c.n})"
+            marks.append(f"n={c.n}")
+        if time and c.machines > 1:
+            marks.append(f"{c.machines} machines")
+        if marks:
+            ours += f" ({', '.join(marks)})"
     paper = MISSING if c.paper is None else (_num(c.paper, time) if time or not c.printed else c.printed)
     if ours == MISSING and paper == MISSING:
         return MISSING
@@ -527,6 +534,11 @@ class Grid:
     header: list[str]
     rows: list[list[str]]
     notes: list[str]
+
+
+def accelerator(run: dict[str, Any]) -> str:
+    """What a run's time was measured on: its GPU's name, else its CPU's model."""
+    return str(run.get("gpu") or run.get("cpu") or run.get("device") or "unknown")
 
 
 def _hardware(runs: list[dict[str, Any]]) -> str:
@@ -615,7 +627,9 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
         used = [r for r in info["used"] if r["time_h"] is not None]
         hw = ", ".join(dict.fromkeys(PAPER_HARDWARE.get(pm, "?") for _, pm in pairs))
         notes.append(f"Time: training wall time in hours. Ours: `train.train_time_s` (training loop, evaluation "
-                     f"excluded) on {_hardware(used)}. Paper: {hw}.")
+                     f"excluded) on {_hardware(used)}. Paper: {hw}."
+                     + (" A time averaged over runs timed on several machines (GPU or CPU models) says so: its runs "
+                        "do not compare." if any(c.machines > 1 for c in cells) else ""))
     src = info["params_source"]
     notes.append("#Params: the method's own trainable parameters (head excluded), ours exact "
                  + ("from the runs' recorded `params.method` (the setting that ran)" if src == {"runs"} else

@@ -344,3 +344,19 @@ def test_the_run_comparison_never_averages_runs_of_other_data(tmp_path: Path):
         [(2, "6,7", 0.85), (1, "6", 0.60)]
     assert sorted(r["differs"] for r in t) == ["", "identity: inputs.data.files.train.sha256 e2 vs a1"]
     assert "identity: inputs.data.files.train.sha256 e2 vs a1" in RS.format_compare(RS.compare(RS.load_tidy(root)))
+
+
+def test_a_time_cell_from_several_machines_says_so(tmp_path: Path):
+    """Table 5's stride-2 time on CoLA from two seeds timed on different GPUs (1.5 h and 0.5 h): the mean
+    1.00 is shown, marked as timed on 2 machines."""
+    root = tmp_path / "runs"
+    for seed, gpu, secs in ((6, "NVIDIA A100", 5400.0), (7, "NVIDIA T4", 1800.0)):
+        d = result(root, f"s{seed}", task="cola", method="dcft", kernel=8, seed=seed, device="cuda:0")
+        rec = json.loads((d / "result.json").read_text())
+        rec["identity"]["declared"]["method"]["stride"] = rec["config"]["method"]["stride"] = 2
+        rec["environment"]["gpu"], rec["train"]["train_time_s"] = gpu, secs
+        (d / "result.json").write_text(json.dumps(rec))
+    grid, cells = T.build(5, T.load_runs(root), model="minilm")
+    t = next(c for c in cells if c.row.setting == "stride=2" and c.task == "cola" and c.metric == "time_h")
+    assert (t.ours, t.n, t.machines) == (pytest.approx(1.0), 2, 2)
+    assert T.format_cell(t).startswith("1.00±0.71 (n=2, 2 machines) vs ")
