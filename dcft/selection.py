@@ -164,10 +164,6 @@ class Choice:
     empty: str = ""
 
     @property
-    def seeds(self) -> list[int]:
-        return sorted(r["seed"] for r in self.runs)
-
-    @property
     def contested(self) -> bool:
         """Whether anything was passed over (another rate, another condition)."""
         return bool(self.left_out)
@@ -286,8 +282,10 @@ def describe(choice: Choice, tuning_seed: int = TUNING_SEED) -> str:
         tied = sum(1 for v in choice.scores.values() if v == choice.scores.get(choice.values))
         parts = [f"{axis} {_fmt_values(choice.values)}, the best of {len(choice.scores)} at seed {tuning_seed} ({grid})"
                  + (f", tied with {tied - 1} other{'s' if tied > 2 else ''}: the smaller kept" if tied > 1 else "")]
-    else:
+    elif choice.values in choice.scores:
         parts = [f"{axis} {_fmt_values(choice.values)}, the only one compared at seed {tuning_seed}"]
+    else:
+        parts = [f"{axis} {_fmt_values(choice.values)}, the only one (no run at seed {tuning_seed}: nothing to compare)"]
     for lo in choice.left_out:
         if lo.reason.startswith("another condition") or lo.reason == choice.empty:
             parts.append(f"left out {len(lo.runs)} run{'s' if len(lo.runs) > 1 else ''}: {lo.reason}")

@@ -360,3 +360,21 @@ def test_a_time_cell_from_several_machines_says_so(tmp_path: Path):
     t = next(c for c in cells if c.row.setting == "stride=2" and c.task == "cola" and c.metric == "time_h")
     assert (t.ours, t.n, t.machines) == (pytest.approx(1.0), 2, 2)
     assert T.format_cell(t).startswith("1.00±0.71 (n=2, 2 machines) vs ")
+
+
+def test_without_the_tuning_seed_a_lone_rate_fills_the_cell_and_two_rates_leave_it_empty(tmp_path: Path):
+    """Seed 7 only: one rate needs no comparison and fills the cell (seed 6 marked missing); two rates
+    cannot be compared on the tuning seed, so the cell stays empty and says why."""
+    from dcft.selection import choose, describe
+
+    root = tmp_path / "runs"
+    result(root, "a-s7", lr=1e-3, seed=7, dev=0.84)
+    runs = T.load_runs(root).usable
+    one = choose(runs)
+    assert ([r["run"] for r in one.runs], one.missing) == (["minilm/sst2/lora/a-s7"], [6])
+    assert describe(one) == "lr 0.001, the only one (no run at seed 6: nothing to compare)"
+    result(root, "b-s7", lr=2e-3, seed=7, dev=0.90)
+    two = choose(T.load_runs(root).usable)
+    assert two.runs == [] and two.empty == "no run at the tuning seed 6 to compare its 2 settings on (their seeds: 7)"
+    _, cells = table1(root)
+    assert cell(cells, "LoRA", "sst2").ours is None
