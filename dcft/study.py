@@ -5,7 +5,8 @@ source settings and the task's CPU budget (`scripts/cpu_study.py` writes those c
 
 1. **tune**: each Table 1 setting at its source's rate and two ladder steps either side, seed 6
    (`conf/sweep/cpu/tune_<task>_<method>.yaml`). The rate is **selected on the held-out slice**
-   (`data.holdout`, best held-out score of the run, seed 6 only), never on dev. A rate selected
+   (`data.holdout`, best held-out score of the run, seed 6 only; ties: the smaller rate), never on dev:
+   the tables' protocol, `dcft.selection.choose`, with seed 6 as the tuning seed. A rate selected
    at the edge of its grid gets the next rate beyond (two ladder steps), at most `MAX_EXTEND`
    times per setting (`extend_*`), the same rule for every method.
    The core settings (`CORE`) are tuned first.
