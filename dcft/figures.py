@@ -12,7 +12,8 @@ PDF, into results/figures/ (matplotlib, Agg; never trains).
 - `figure3_curves`: dev score and training loss against the optimizer step, DCFT and LoRA on one
   task (SST-2 in the paper), from the runs' `metrics.history` and their `log.jsonl`.
 
-Runs are selected exactly as `dcft.tables` selects them (completed, non-debug, newest duplicate).
+Runs are selected exactly as `dcft.tables` selects them (completed, non-debug, newest duplicate; each
+setting's runs on a task by `dcft.selection`: one condition, the learning rate chosen on the tuning seed).
 A figure whose runs are missing is skipped with a message, except the ablation plots, which
 always show the paper's side.
 
@@ -275,13 +276,26 @@ def _label(r: dict[str, Any]) -> str:
     return f"DCFT d={r['kernel']}" if r["method"] == "dcft" else "LoRA"
 
 
+def selected(runs: T.Runs, model: str, tasks: tuple[str, ...] | list[str], kernels: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The runs Figures 2 and 3 show: per task, LoRA's and each DCFT kernel's runs as a table cell takes
+    them (`dcft.selection.choose`: one condition, the rate chosen on the tuning seed, every seed of it)."""
+    from dcft.selection import choose
+
+    out = []
+    for task in tasks:
+        column = [(_label(r), r) for r in runs.usable if r["model"] == model and r["task"] == task
+                  and (r["method"] == "lora" or _dcft_std(r, kernels))]
+        for label in sorted({lab for lab, _ in column}):
+            out += choose([r for lab, r in column if lab == label], context=column).runs
+    return out
+
+
 def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...] = FIG_KERNELS,
             unit: tuple[str, float] | None = None) -> list[Path]:
     """Total training time of DCFT (each of `kernels`) and LoRA per task (grouped bars, mean over
-    seeds, error bar = std)."""
+    the seeds of each setting's selected runs (`selected`), error bar = std)."""
     model = model or "deberta-v3-base"
-    sel = [r for r in runs.usable if r["model"] == model and r["task"] in FIG2_TASKS and r["time_h"] is not None
-           and (r["method"] == "lora" or _dcft_std(r, kernels))]
+    sel = [r for r in selected(runs, model, FIG2_TASKS, kernels) if r["time_h"] is not None]
     if not any(r["method"] == "lora" for r in sel) or not any(r["method"] == "dcft" for r in sel):
         print(f"figure 2 skipped: needs completed LoRA and DCFT runs of {model} on {', '.join(FIG2_TASKS)}")
         return []
@@ -363,10 +377,9 @@ def _history(run_dir: Path) -> list[tuple[int, float]]:
 def figure3(runs: T.Runs, model: str | None, out: Path, task: str = "sst2",
             kernels: tuple[int, ...] = FIG_KERNELS) -> list[Path]:
     """Dev score and training loss against the step, DCFT (each kernel) and LoRA, on `task`;
-    the lowest seed of each setting."""
+    the lowest seed of each setting's selected runs (`selected`)."""
     model = model or "deberta-v3-base"
-    sel = [r for r in runs.usable if r["model"] == model and r["task"] == task
-           and (r["method"] == "lora" or _dcft_std(r, kernels))]
+    sel = selected(runs, model, (task,), kernels)
     picked: dict[str, dict[str, Any]] = {}
     for r in sorted(sel, key=lambda r: (r["seed"] is None, r["seed"] or 0, r["run"])):
         picked.setdefault(_label(r), r)

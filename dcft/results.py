@@ -23,6 +23,9 @@ import warnings
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from dcft.identity import config_hash
+from dcft.selection import SEED_KEY, condition_key, describe_differences, differing_keys, identity_facts
+
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
 _PACKAGES = ("torch", "transformers", "accelerate", "peft", "datasets", "hydra-core", "omegaconf", "numpy",
@@ -294,7 +297,9 @@ def _present(v: Any) -> bool:
 
 def tidy(raw):
     """The tidy view of a `load_all` frame: the `TIDY_SOURCES` columns (a null stride filled
-    with the kernel), plus `smoke` (bool) and `setting` (e.g. "kernel=8 stride=8 rank=1 targets=all")."""
+    with the kernel), plus `smoke` (bool), `setting` (e.g. "kernel=8 stride=8 rank=1 targets=all"),
+    `facts` (the run's whole identity, `dcft.selection.identity_facts`) and `condition` (a short hash of
+    that identity without the seed: runs that differ only in their seed share it)."""
     import pandas as pd
 
     cols = {}
@@ -312,6 +317,8 @@ def tidy(raw):
               "best_step", "params_method", "params_head", "params_total", "batch_size", "max_len", "processes"):
         df[k] = pd.Series([_as_int(v) for v in df[k]], index=df.index, dtype=object)  # json_normalize made them floats
     df["setting"] = [_setting(r) for r in df.to_dict(orient="records")]
+    df["facts"] = [identity_facts(r) for r in raw.to_dict(orient="records")]
+    df["condition"] = [config_hash(json.loads(condition_key(f, axes=()))) for f in df["facts"]]
     return df
 
 
@@ -403,9 +410,11 @@ def _matches(value: Any, wanted: list[str]) -> bool:
 
 
 def compare(df, filters: dict[str, list[str]] | None = None, include: str = "completed"):
-    """Runs grouped over seeds: one row per `GROUP_KEYS` with score mean, std (sample; None for
-    one seed), n, the seeds, #Params (method), mean steps, mean training time (s). `include`:
-    "completed" (non-smoke completed runs), "smoke" (completed, smoke too) or "all"."""
+    """Runs grouped over seeds: one row per `GROUP_KEYS` and whole identity but the seed (`condition`:
+    runs on other data, code, process counts ... are never averaged together) with score mean, std
+    (sample; None for one seed), n, the seeds, #Params (method), mean steps, mean training time (s), and
+    `differs`: for a row alike in every shown column to a bigger one, the identity keys that set it
+    apart. `include`: "completed" (non-smoke completed runs), "smoke" (completed, smoke too) or "all"."""
     import pandas as pd
 
     for key, wanted in (filters or {}).items():
@@ -415,7 +424,14 @@ def compare(df, filters: dict[str, list[str]] | None = None, include: str = "com
         if include != "smoke" and not (filters or {}).get("smoke"):
             df = df[~df["smoke"]]
     rows = []
-    for key, g in df.groupby(list(GROUP_KEYS), dropna=False, sort=True):
+    groups = list(df.groupby([*GROUP_KEYS, "condition"], dropna=False, sort=True))
+    shown: dict[tuple, list] = {}  # groups alike in every column shown, apart in their identity
+    for key, g in groups:
+        shown.setdefault(tuple(map(str, key[:-1])), []).append(g)
+    for key, g in groups:
+        twins = shown[tuple(map(str, key[:-1]))]
+        ref = max(twins, key=len) if len(twins) > 1 else g
+        key = key[:-1]
         scores = [float(s) for s in g["score"] if _present(s)]
         times = [float(t) for t in g["train_time_s"] if _present(t)]
         rows.append({"_order": (key[0], key[1], key[2], _setting_order(g), str(key[4]), key[5] or 0, key[6] or 0),
@@ -425,10 +441,12 @@ def compare(df, filters: dict[str, list[str]] | None = None, include: str = "com
                      "n": len(g), "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna())),
                      "params_method": g["params_method"].dropna().iloc[0] if g["params_method"].notna().any() else None,
                      "train_time_s_mean": statistics.fmean(times) if times else None,
-                     "statuses": ",".join(sorted(set(map(str, g["status"]))))})
+                     "statuses": ",".join(sorted(set(map(str, g["status"])))),
+                     "differs": "" if ref is g else "identity: " + describe_differences(
+                         differing_keys(g["facts"].iloc[0], ref["facts"].iloc[0], {SEED_KEY}))})
     rows.sort(key=lambda r: r.pop("_order"))
     return pd.DataFrame(rows, columns=list(GROUP_KEYS) + ["metric", "score_mean", "score_std", "n", "seeds", "params_method",
-                                                          "train_time_s_mean", "statuses"])
+                                                          "train_time_s_mean", "statuses", "differs"])
 
 
 def score_metric(task: Any) -> str:
@@ -469,7 +487,8 @@ def format_compare(table) -> str:
                       "preset": r["preset"] or "-", "lr": f"{r['lr']:.3g}" if _present(r["lr"]) else "-",
                       "metric": score_metric(r["task"]), "score": score, "n": str(r["n"]), "#Params": _fmt_params(r["params_method"]),
                       "steps": "-" if not _present(r["steps"]) else str(int(r["steps"])),
-                      "train min": f"{r['train_time_s_mean'] / 60:.2f}" if _present(r["train_time_s_mean"]) else "-"})
+                      "train min": f"{r['train_time_s_mean'] / 60:.2f}" if _present(r["train_time_s_mean"]) else "-",
+                      **({"differs": r["differs"] or "-"} if any(table["differs"]) else {})})
     cols = list(lines[0])
     width = {c: max(len(c), *(len(x[c]) for x in lines)) for c in cols}
     right = {"score", "n", "#Params", "steps", "train min", "lr"}
@@ -539,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(a.csv, table.to_csv(index=False))
         print(f"wrote {a.csv}")
     if a.tidy_csv:
-        atomic_write_text(a.tidy_csv, df.to_csv(index=False))
+        atomic_write_text(a.tidy_csv, df.drop(columns=["facts"]).to_csv(index=False))
         print(f"wrote {a.tidy_csv} ({len(df)} runs, {len(df.columns)} columns)")
     return 0
 

@@ -5,7 +5,8 @@ source settings and the task's CPU budget (`scripts/cpu_study.py` writes those c
 
 1. **tune**: each Table 1 setting at its source's rate and two ladder steps either side, seed 6
    (`conf/sweep/cpu/tune_<task>_<method>.yaml`). The rate is **selected on the held-out slice**
-   (`data.holdout`, best held-out score of the run, seed 6 only), never on dev. A rate selected
+   (`data.holdout`, best held-out score of the run, seed 6 only; ties: the smaller rate), never on dev:
+   the tables' protocol, `dcft.selection.choose`, with seed 6 as the tuning seed. A rate selected
    at the edge of its grid gets the next rate beyond (two ladder steps), at most `MAX_EXTEND`
    times per setting (`extend_*`), the same rule for every method.
    The core settings (`CORE`) are tuned first.
@@ -43,6 +44,7 @@ from typing import Any
 
 from dcft import tables as T
 from dcft.ladder import clean, ladder_step
+from dcft.selection import Choice, choose
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "minilm"
@@ -185,6 +187,7 @@ class Selection:
     scores: dict[float, float] = field(default_factory=dict)  # lr -> held-out score of seed 6
     lr: float | None = None
     edge: str | None = None  # "low" / "high" when the selected rate is the grid's smallest / largest
+    choice: Choice | None = None  # dcft.selection's choice behind it: the runs of every seed, what it left out
 
     def describe(self) -> str:
         grid = ", ".join(f"{_yaml(lr)}: {s:.4f}" for lr, s in sorted(self.scores.items()))
@@ -196,14 +199,12 @@ def runs_of(runs: list[dict[str, Any]], task: str, setting: Setting) -> list[dic
 
 
 def select(runs: list[dict[str, Any]], task: str, setting: Setting) -> Selection:
-    """The rate with the best held-out score among the seed-6 runs (ties: the smaller rate)."""
-    sel = Selection(setting, task)
-    for r in runs_of(runs, task, setting):
-        if r["seed"] == SEED and r["selection_score"] is not None:
-            sel.scores[float(r["lr"])] = float(r["selection_score"])
-    if sel.scores:
-        best = max(sel.scores.values())
-        sel.lr = min(lr for lr, s in sel.scores.items() if s == best)
+    """The rate with the best held-out score among the seed-6 runs (ties: the smaller rate): the table
+    protocol's choice (`dcft.selection.choose`, tuning seed `SEED`) among the setting's runs."""
+    sel = Selection(setting, task, choice=choose(runs_of(runs, task, setting), tuning_seed=SEED, seeds=SEEDS))
+    sel.scores = {float(v[0]): float(s) for v, s in sel.choice.scores.items()}
+    if sel.choice.values in sel.choice.scores:  # compared at the tuning seed (a lone rate without it: none)
+        sel.lr = float(sel.choice.values[0])
         if len(sel.scores) > 1 and sel.lr == min(sel.scores):
             sel.edge = "low"
         elif len(sel.scores) > 1 and sel.lr == max(sel.scores):
@@ -465,18 +466,24 @@ def dev_score(run: dict[str, Any], task: str) -> float | None:
     return None if v is None else 100.0 * float(v)
 
 
-def cell(runs: list[dict[str, Any]], task: str, setting: Setting, lr: float | None) -> Cell:
-    """Seeds of one setting at one rate: dev scores at each run's best held-out step."""
+def seeds_cell(runs: list[dict[str, Any]], task: str) -> Cell:
+    """The seeds (`SEEDS`) of one chosen setting as a cell: dev scores at each run's best held-out step."""
     out = Cell({}, [])
-    if lr is None:
-        return out
-    for r in runs_of(runs, task, setting):
-        if math.isclose(float(r["lr"]), lr, rel_tol=1e-9) and r["seed"] in SEEDS:
-            v = dev_score(r, task)
-            if v is not None:
-                out.values[r["seed"]] = v
-                out.runs.append(r["run"])
+    for r in runs:
+        v = dev_score(r, task)
+        if r["seed"] in SEEDS and v is not None:
+            out.values[r["seed"]] = v
+            out.runs.append(r["run"])
     return out
+
+
+def cell(runs: list[dict[str, Any]], task: str, setting: Setting, lr: float | None) -> Cell:
+    """Seeds of one setting at one rate (the rate another setting selected, or its own): dev scores at each
+    run's best held-out step, from one condition (`dcft.selection.choose` among the runs at that rate)."""
+    if lr is None:
+        return Cell({}, [])
+    at = [r for r in runs_of(runs, task, setting) if math.isclose(float(r["lr"]), lr, rel_tol=1e-9)]
+    return seeds_cell(choose(at, tuning_seed=SEED, seeds=SEEDS).runs, task)
 
 
 def _t95(n: int) -> float:

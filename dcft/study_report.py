@@ -6,8 +6,9 @@ its held-out and dev scores in `tables/selection.csv`.
 Tables (`<out>/tables/*.md` and `.csv`):
 
 * `table1`: each Table 1 setting per task: dev score at each run's best held-out step, mean +- sample
-  std over seeds 6, 7, 8 at the rate selected on the held-out slice (`dcft.study.select`), the rate,
-  and the adapter's trainable parameters (#Params, classifier head aside, as the paper counts).
+  std over seeds 6, 7, 8 at the rate selected on the held-out slice (`dcft.study.select`, the tables'
+  protocol `dcft.selection`), the rate, and the adapter's trainable parameters of those runs (#Params,
+  classifier head aside, as the paper counts; SoRA and AdaLoRA: the mean live count, with its range).
 * `paired`: DCFT (k8, k2) minus LoRA, then minus every other Table 1 setting, per seed (the same seed
   holds out the same rows and draws the same batches), mean, sample std and the 95 % t-interval of the
   mean difference; a difference *exceeds seed noise* when that interval excludes 0.
@@ -17,8 +18,11 @@ Tables (`<out>/tables/*.md` and `.csv`):
   (same rate, seeds), and their verdicts.
 * `learning_speed`: dev score at the first evaluations, DCFT (both initialisations) against LoRA, the
   first evaluation's difference and the first half's mean (`early_mean`) paired by seed.
+* `tie_rule`: every verdict above again with the latest of a run's tied best held-out steps instead of
+  the earliest (`dcft.selection.BEST_STEP_RULE`), and which change.
 
-Figures (`<out>/figures/*.png`): `pareto` (score against #Params per task, error bars = std),
+Figures (`<out>/figures/*.png`): `pareto` (score against #Params per task, error bars = std; #Params of
+the cell's own runs, SoRA's and AdaLoRA's pruned counts as their mean with the range),
 `learning_curves` (dev score against optimizer step, mean over seeds at the selected rate),
 `ablations` (score against kernel, stride, targets).
 
@@ -36,6 +40,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dcft import study as S
+from dcft.selection import BEST_STEP_RULE, at_best_step, tied_steps
+
+BEST_STEP_NOTE = ("Best step: each run's best held-out step is the first evaluation at its highest held-out score; "
+                  f"where several evaluations tie at it, the {BEST_STEP_RULE} counts (dcft.selection.BEST_STEP_RULE: "
+                  "what the training loop records). The study under the other rule (the latest tied step): "
+                  "tie_rule.md.")
 
 
 def _fmt(c: S.Cell, digits: int = 2) -> str:
@@ -46,10 +56,20 @@ def _fmt(c: S.Cell, digits: int = 2) -> str:
     return f"{c.mean:.{digits}f} ± {c.std:.{digits}f}" + ("" if c.n == len(S.SEEDS) else f" (n={c.n})")
 
 
-def _params(runs: list[dict[str, Any]], task: str, setting: S.Setting) -> int | None:
-    """The setting's adapter size on `task` (the largest count its runs report: SoRA/AdaLoRA vary by run)."""
-    return max((int(r["params_method"]) for r in S.runs_of(runs, task, setting) if r["params_method"] is not None),
-               default=None)
+def cell_params(runs: list[dict[str, Any]], names: list[str]) -> tuple[float, int, int] | None:
+    """The adapter size behind a reported cell: the mean count of the runs named (run folders, the cell's
+    seeds at its selected rate), with the smallest and the largest. SoRA and AdaLoRA prune while they train,
+    so their live count varies by run; every other method's is one number."""
+    named = set(names)
+    counts = [int(r["params_method"]) for r in runs if r["run"] in named and r["params_method"] is not None]
+    return (statistics.fmean(counts), min(counts), max(counts)) if counts else None
+
+
+def _params_text(p: tuple[float, int, int] | None) -> str:
+    if p is None:
+        return "-"
+    mean, low, high = p
+    return f"{low:,}" if low == high else f"{mean:,.0f} ({low:,} to {high:,})"
 
 
 def _md(header: list[str], rows: list[list[str]]) -> str:
@@ -75,7 +95,7 @@ def table1_cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[S.Se
         for setting in S.TABLE1:
             if task in S.SCOPE.get(setting.name, ()):
                 sel = S.select(runs, task, setting)
-                out[(task, setting.name)] = (sel, S.cell(runs, task, setting, sel.lr))
+                out[(task, setting.name)] = (sel, S.seeds_cell(sel.choice.runs if sel.lr is not None else [], task))
     return out
 
 
@@ -131,15 +151,23 @@ def left_out() -> str:
     return "; ".join(parts)
 
 
+def paired_differences(cells, tasks: list[str]) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(task, "DCFT k8 - LoRA r=1", `S.paired`) for DCFT k8 and k2 against LoRA first, then every other
+    Table 1 setting, where both cells exist."""
+    dcft = [s for s in S.TABLE1 if s.name in ("dcft8", "dcft2")]
+    others = sorted((s for s in S.TABLE1 if s not in dcft), key=lambda s: s.name != "lora")
+    return [(t, f"{d.title} - {other.title}", S.paired(cells[(t, d.name)][1], cells[(t, other.name)][1]))
+            for t in tasks for other in others for d in dcft if (t, d.name) in cells and (t, other.name) in cells]
+
+
 def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     cells = table1_cells(runs)
     tasks = [t for t in S.TASKS if any(k[0] == t for k in cells)]
     # Table 1
     rows, csv_cells = [], []
     for setting in S.TABLE1:
-        counts = (_params(runs, t, setting) for t in tasks if (t, setting.name) in cells)
-        params = next((n for n in counts if n is not None), None)
-        row = [setting.title, f"{params:,}" if params else "-"]
+        behind = [r for t in tasks if (t, setting.name) in cells for r in cells[(t, setting.name)][1].runs]
+        row = [setting.title, _params_text(cell_params(runs, behind))]
         for t in tasks:
             sel, c = cells.get((t, setting.name), (None, S.Cell({}, [])))
             row.append(_fmt(c) + (f" @ {S._yaml(sel.lr)}" if sel and sel.lr and c.n else "")
@@ -154,8 +182,9 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
              f"(grid's high / low edge): the selected rate is the largest / smallest tried so far; the study widens "
              f"a grid at its edge at most {S.MAX_EXTEND} times (dcft.study.MAX_EXTEND), so once it has, a better "
              "rate may lie beyond it.",
-             "#Params: the adapter's trainable parameters, classifier head aside (SoRA, AdaLoRA: live count after "
-             "training).", "Left out (dcft.study.SCOPE, sized to about 10 hours of the machine): " + left_out() + ".",
+             "#Params: the adapter's trainable parameters, classifier head aside, of the runs behind the row's cells "
+             "(SoRA, AdaLoRA: the live count after training, which pruning makes vary by run: the mean over the "
+             "cells' seeds at the selected rate, with the range).", BEST_STEP_NOTE, "Left out (dcft.study.SCOPE, sized to about 10 hours of the machine): " + left_out() + ".",
              "Runs behind each cell: cells.csv."]
     _write(out, "table1", "Table 1 at MiniLM scale", notes, ["setting", "#Params", *tasks], rows)
     # selection
@@ -172,15 +201,7 @@ def write_tables(runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
            ["Held-out and dev scores x100 of every tuning run; the rate with the best held-out score is selected."],
            ["task", "setting", "lr", "held-out", "dev", "", "run"], sel_rows)
     # paired: DCFT against LoRA first, then against every other Table 1 setting
-    p_rows = []
-    dcft = [s for s in S.TABLE1 if s.name in ("dcft8", "dcft2")]
-    others = sorted((s for s in S.TABLE1 if s not in dcft), key=lambda s: s.name != "lora")
-    for t in tasks:
-        for other in others:
-            for d in dcft:
-                if (t, d.name) in cells and (t, other.name) in cells:
-                    p = S.paired(cells[(t, d.name)][1], cells[(t, other.name)][1])
-                    p_rows.append([t, f"{d.title} - {other.title}", *_paired_text(p)])
+    p_rows = [[t, label, *_paired_text(p)] for t, label, p in paired_differences(cells, tasks)]
     _write(out, "paired", "DCFT minus every other Table 1 setting, paired by seed",
            ["Dev score x100; per-seed differences (seeds 6, 7, 8), mean ± sample std, 95 % t-interval of the mean; "
             "'exceeds noise' = the interval excludes 0. Each setting at its own selected rate (Table 1)."],
@@ -260,8 +281,7 @@ def ablation_rows(runs: list[dict[str, Any]], cells) -> list[AblationRow]:
 def write_ablations(runs: list[dict[str, Any]], out: Path, ablations: list[AblationRow], bench: dict) -> None:
     rows = []
     for a in ablations:
-        n_params = _params(runs, a.task, a.setting)
-        rows.append([a.task, a.kind, a.setting.title, f"{n_params:,}" if n_params is not None else "-", _fmt(a.cell),
+        rows.append([a.task, a.kind, a.setting.title, _params_text(cell_params(runs, a.cell.runs)), _fmt(a.cell),
                      *(_paired_text(a.vs_k8)[1:4] if a.vs_k8 else ["-", "-", "-"]),
                      *(_bench_text(bench.get((*a.shape, impl)) if a.shape else None) for impl in ("fast", "reference"))])
     _write(out, "ablations", "Ablations at DCFT k8's selected rate (Tables 4-6, initialisation)",
@@ -383,20 +403,28 @@ def write_learning_speed(runs: list[dict[str, Any]], out: Path, cells) -> None:
             "95 % interval, first half", "exceeds noise, first half"], rows)
 
 
-def _pareto_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
-    """Score against #Params (log) of the Table 1 settings on one task; dashed: the Pareto front."""
+def pareto_points(runs: list[dict[str, Any]], task: str, cells) -> list[tuple[float, int, int, float, float, str]]:
+    """The Pareto figure's points on one task: (#Params mean, smallest, largest, dev mean, std (0 below two
+    seeds), setting) of each Table 1 setting with a cell, its #Params from the cell's own runs."""
     pts = []
     for s in S.TABLE1:
         _, c = cells.get((task, s.name), (None, S.Cell({}, [])))
-        n = _params(runs, task, s)
-        if c.n and n:
-            pts.append((n, c.mean, 0 if c.n < 2 else c.std, s.title))
-    for n, m, sd, title in pts:
-        ax.errorbar(n, m, yerr=sd, fmt="o", ms=4, capsize=2)
+        p = cell_params(runs, c.runs)
+        if c.n and p:
+            pts.append((p[0], p[1], p[2], c.mean, 0 if c.n < 2 else c.std, s.title))
+    return pts
+
+
+def _pareto_panel(ax, runs: list[dict[str, Any]], task: str, cells) -> None:
+    """Score against #Params (log) of the Table 1 settings on one task; dashed: the Pareto front. A setting
+    whose count varies by run (SoRA, AdaLoRA) sits at its mean, a horizontal bar spanning its range."""
+    pts = pareto_points(runs, task, cells)
+    for n, low, high, m, sd, title in pts:
+        ax.errorbar(n, m, yerr=sd, xerr=[[n - low], [high - n]] if low != high else None, fmt="o", ms=4, capsize=2)
         ax.annotate(title, (n, m), fontsize=6, xytext=(4, 0), textcoords="offset points", va="center",
                     arrowprops={"arrowstyle": "-", "lw": 0.3, "color": "gray", "shrinkA": 0, "shrinkB": 2})
     front, best = [], -math.inf
-    for n, m, _, _ in sorted(pts):
+    for n, *_, m, _, _ in sorted(pts):
         if m > best:
             front.append((n, m))
             best = m
@@ -445,8 +473,8 @@ def write_figures(runs: list[dict[str, Any]], out: Path, cells) -> list[Path]:
     tasks = [t for t in S.TASKS if any(k[0] == t and v[1].n for k, v in cells.items())]
     written: list[Path] = []
     for stem, panel, title in (
-            ("pareto", _pareto_panel, "score against trainable parameters (mean ± std over seeds; dashed: "
-                                      "Pareto front)"),
+            ("pareto", _pareto_panel, "score against trainable parameters (mean ± std over seeds; "
+                                      "SoRA, AdaLoRA: mean pruned count, bar = range; dashed: Pareto front)"),
             ("learning_curves", _curves_panel, "dev score against optimizer step, mean ± std over seeds at "
                                                "each setting's selected rate"),
             ("convergence", _convergence_panel, "each budget check: the best core setting at the budget and "
@@ -554,6 +582,67 @@ def write_compute(runs: list[dict[str, Any]], out: Path) -> float:
     return total / 2
 
 
+def verdicts(runs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any] | None]:
+    """Every difference the report judges against seed noise, keyed (task, table, comparison): DCFT minus
+    every other Table 1 setting (`paired`), each ablation minus DCFT k8 (`ablations`) and each budget check,
+    2x minus 1x (`convergence`). The learning-speed table reads whole curves, not best steps."""
+    cells = table1_cells(runs)
+    tasks = [t for t in S.TASKS if any(k[0] == t for k in cells)]
+    out = {(t, "paired", label): p for t, label, p in paired_differences(cells, tasks)}
+    for a in ablation_rows(runs, cells):
+        if a.setting is not S.TABLE1[0]:
+            out[(a.task, f"ablations: {a.kind}", f"{a.setting.title} - DCFT k8")] = a.vs_k8
+    for t in S.TASKS:
+        for check in checks(runs, t):
+            out[(t, "convergence", f"{check.best.title}, {2 * check.steps} - {check.steps} steps")] = check.difference
+    return out
+
+
+def _verdict_text(p: dict[str, Any] | None) -> str:
+    if p is None or p["exceeds"] is None:
+        return "-"
+    return f"{p['mean']:+.2f} [{p['lo']:+.2f}, {p['hi']:+.2f}] " + ("exceeds noise" if p["exceeds"] else "within noise")
+
+
+def write_tie_rule(runs: list[dict[str, Any]], out: Path) -> list[tuple[str, str, str]]:
+    """`tie_rule`: the study under the other best-step rule. Where a run's highest held-out score is reached
+    at several evaluations, the report takes the earliest (`BEST_STEP_RULE`); here every run's best step is
+    taken again from its history with the latest of them, and every verdict (`verdicts`) compared. The
+    rates do not move (a tie changes which step is best, not the held-out score a rate is selected on).
+    Returns the comparisons whose verdict changes."""
+    other = "latest" if BEST_STEP_RULE == "earliest" else "earliest"
+    moved = [at_best_step(r, other) for r in runs]
+    before, after = verdicts(runs), verdicts(moved)
+    rows, changed = [], []
+    for key, p in before.items():
+        flips = (p or {}).get("exceeds") != (after.get(key) or {}).get("exceeds")
+        if flips:
+            changed.append(key)
+        rows.append([*key, _verdict_text(p), _verdict_text(after.get(key)), "yes" if flips else "no"])
+    tied = [r for r in runs if len(tied_steps(r.get("history") or [])) > 1]
+    differ = [r for r, m in zip(runs, moved) if m["best"] != r["best"]]
+    cells, cells_moved = table1_cells(runs), table1_cells(moved)
+    behind = {name for _, c in cells.values() for name in c.runs}
+    behind |= {name for a in ablation_rows(runs, cells) for name in a.cell.runs}
+    behind |= {name for t in S.TASKS for check in checks(runs, t) for c in (check.base, check.doubled) for name in c.runs}
+    shifted = [f"{S.TABLE1[[s.name for s in S.TABLE1].index(name)].title} on {t} {c.mean:.2f} -> "
+               f"{cells_moved[(t, name)][1].mean:.2f}" for (t, name), (_, c) in cells.items()
+               if c.n and not math.isclose(c.mean, cells_moved[(t, name)][1].mean)]
+    _write(out, "tie_rule", f"Best-step ties: the study with the {other} tied step instead of the {BEST_STEP_RULE}", [
+        f"{len(tied)} of the {len(runs)} runs reach their highest held-out score at more than one evaluation, "
+        f"{len(differ)} of them with different dev scores at the tied steps "
+        f"({len([r for r in differ if r['run'] in behind])} behind a reported cell: cells.csv). The report takes the "
+        f"{BEST_STEP_RULE} of those steps (dcft.selection.BEST_STEP_RULE, what the training loop records); this "
+        f"table recomputes every verdict with the {other} one (dcft.selection.at_best_step). The selected rates are "
+        "the same under both rules (a tie moves the best step, not the held-out score a rate is chosen on).",
+        "Table 1 cells that move: " + ("; ".join(shifted) if shifted else "none") + ".",
+        "Verdicts that change: " + ("; ".join(f"{t} {table}: {c}" for t, table, c in changed) if changed else "none")
+        + ". Dev score x100, mean difference [95 % interval], paired by seed."],
+           ["task", "table", "comparison", f"{BEST_STEP_RULE} tied step (reported)", f"{other} tied step",
+            "verdict changes"], rows)
+    return changed
+
+
 def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-study") -> None:
     runs = S.load(runs_dir)
     out = Path(out)
@@ -564,8 +653,9 @@ def report(runs_dir: str | Path = S.OUTPUT_ROOT, out: str | Path = "results/cpu-
     write_cells(out / "tables", runs, res["cell_rows"], ablations, res["cells"])
     write_convergence(runs, out / "tables")
     write_learning_speed(runs, out / "tables", res["cells"])
+    write_tie_rule(runs, out / "tables")
     figs = write_figures(runs, out / "figures", res["cells"])
     figs += write_ablation_figure(ablations, out / "figures", bench)
     machine_h = write_compute(runs, out / "tables")
     print(f"{len(runs)} runs ({machine_h:.2f} h of the 2-core machine); wrote {out}/tables/"
-          f"{{table1,paired,ablations,convergence,learning_speed,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))
+          f"{{table1,paired,ablations,convergence,learning_speed,tie_rule,selection,cells,compute}}.{{md,csv}}" + (f" and {len(figs)} figure files" if figs else ""))

@@ -3,17 +3,21 @@ paper's printed numbers (`results/paper/table<N>.csv`), as Markdown, CSV and LaT
 
     python -m dcft.tables                            # every table, paper models, into results/tables/
     python -m dcft.tables --model minilm --tables 4,5   # Table 4/5 layouts from minilm runs
-    python -m dcft.tables --runs DIR --out DIR
+    python -m dcft.tables --runs DIR --out DIR --seeds 6,7,8   # mark cells that lack a seed
 
 Reads result files only: it never trains and runs offline in seconds.
 
 What fills a cell. A table's rows and columns are those of the paper's CSV. A run fills the row
 whose method matches (`method.name`) and, for DCFT rows, whose kernel, stride (null = kernel) and
-targets match; its task and metric pick the column. The value is the metric of the run's best
-evaluation (`metrics.best`, the paper reports the best dev score), GLUE ×100 (SQuAD metrics are
-already ×100). Several seeds: mean ± sample std and n. Only completed, non-debug runs count;
-failed, unfinished and smoke runs are counted in a footnote; two results of the same setting and
-seed count once (the newest). Averages follow the paper: MNLI is one task, scored by the mean of
+targets match at the paper's rank and initialisation; its task and metric pick the column. Which of
+those runs fill the cell is `dcft.selection`'s choice, the protocol every table and the CPU study
+share: runs compete only along the learning rate, compared on the tuning seed; runs made under another
+condition (budget, held-out protocol, processes, precision, device kind, data, code) are left out
+with the reason; the cell reports every seed of the chosen rate, mean ± sample std and n. The value
+is the metric of the run's best evaluation (`metrics.best`, the paper reports the best dev score;
+tied evaluations: the earliest), GLUE ×100 (SQuAD metrics are already ×100). Only completed,
+non-debug runs count; failed, unfinished and smoke runs are counted in a footnote; two results of one
+identity count once (the newest). Averages follow the paper: MNLI is one task, scored by the mean of
 matched and mismatched (this reproduces the paper's printed averages; `results/paper/README.md`).
 Time cells: `train.train_time_s` (the training loop, evaluation excluded) in hours.
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dcft.identity import canonical
+from dcft.selection import TUNING_SEED, Choice, choose, declared_of, describe, identity_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIR = ROOT / "results" / "paper"
@@ -55,6 +60,7 @@ TASK_LABEL = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "st
 METRIC_SUFFIX = {"validation_matched/accuracy": "-m", "validation_mismatched/accuracy": "-mm",
                  "validation/exact_match": " EM", "validation/exact": " EM", "validation/f1": " F1"}
 SQUAD_TASKS = ("squad", "squad_v2")  # metrics already ×100 in the result files
+MAX_PICKED_NOTES = 40  # cells whose choice a table's footnotes spell out (all of them: the CSV)
 
 
 def column_label(task: str, metric: str) -> str:
@@ -87,11 +93,16 @@ class Row:
     targets: str | None = None
 
     def matches(self, run: dict[str, Any]) -> bool:
+        """A baseline row takes any configuration of its method (which one fills a cell is
+        `dcft.selection`'s choice); a DCFT row its kernel, stride and targets at the paper's rank (1)
+        and the authors' initialisation (`normal`)."""
         if run["method"] != self.method:
             return False
-        if self.kernel is None:  # baselines: any configuration of the method
+        if self.kernel is None:
             return True
-        return (run["kernel"], run["stride"], run["targets"] or "all") == (self.kernel, self.stride, self.targets)
+        method = (run.get("declared") or {}).get("method") or {}
+        return ((run["kernel"], run["stride"], run["targets"] or "all") == (self.kernel, self.stride, self.targets)
+                and method.get("rank", 1) == 1 and method.get("init", "normal") == "normal")
 
 
 @dataclass
@@ -191,7 +202,9 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
             if k.startswith("metrics.best.") and "/" in k and isinstance(v, (int, float)) and not
             (isinstance(v, float) and math.isnan(v))}
     t = _get(rec, "train.train_time_s")
-    declared = _declared(rec)
+    facts = identity_facts(rec)
+    declared = declared_of(rec)
+    history = _get(rec, "metrics.history")
     return {
         "run": rel,
         "path": run_dir.as_posix(),
@@ -218,48 +231,15 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
         "error": _get(rec, "error.type"),
         "limited": any(_get(rec, k) not in (None, -1) for k in ("config.data.limit_train", "config.train.max_steps")),
         "declared": declared,
-        "setting": _setting_key(declared),  # the declared configuration without the seed
-        "identity": canonical({"declared": declared, "inputs": _nested(rec, "identity.inputs")}),
+        "facts": facts,  # the whole identity, flat (dcft.selection.identity_facts)
+        "identity": canonical(facts),  # one key per identity: two folders with it are duplicates
+        "history": history if isinstance(history, list) else [],
         "lr": _get(rec, "config.train.lr"),
         "selection_score": _get(rec, "metrics.best.score"),
         "holdout": bool(_get(rec, "config.data.holdout")),
         "params_total": _get(rec, "params.total"),
         "params_head": _get(rec, "params.head"),
     }
-
-
-def _nested(rec: dict[str, Any], prefix: str) -> dict[str, Any] | None:
-    """A nested dict back from the flat `prefix.a.b` columns of `load_all` (None if absent)."""
-    out: dict[str, Any] = {}
-    for k, v in rec.items():
-        if k.startswith(prefix + ".") and not (isinstance(v, float) and math.isnan(v)):
-            node = out
-            *parents, last = k[len(prefix) + 1:].split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[last] = v
-    return out or None
-
-
-def _declared(rec: dict[str, Any]) -> dict[str, Any]:
-    """The run's declared configuration (`dcft.identity`): stored in new result files; computed from
-    the stored resolved config for files written before run identities existed."""
-    from dcft.identity import declared_config
-
-    stored = _nested(rec, "identity.declared")
-    return stored if stored is not None else declared_config(_nested(rec, "config") or {})
-
-
-def _setting_key(declared: dict[str, Any]) -> str:
-    return canonical({k: v for k, v in declared.items() if k != "seed"})
-
-
-def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """`key a vs b, ...`: where two declared configurations differ (the seed aside)."""
-    from dcft.identity import changed_keys
-
-    diff = [f"{k} {va} vs {vb}" for k, va, vb in changed_keys(a, b, skip={"seed"})]
-    return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
 
 
 def load_runs(root: str | Path = "results/runs") -> Runs:
@@ -317,39 +297,16 @@ class Cell:
     match: bool | None = None  # #Params only: printed value follows from our count
     lrs: list[float] = field(default_factory=list)  # learning rate(s) of the runs used
     not_selected: list[str] = field(default_factory=list)  # runs that could fill the cell, with the reason
+    missing: list[int] = field(default_factory=list)  # seeds the table asks for (--seeds) that the cell lacks
+    machines: int = 0  # time cells: how many accelerators (GPU name, else CPU model) its runs were timed on
+    low: float | None = None  # #Params only: the smallest and largest count of the cell's runs (pruning methods vary)
+    high: float | None = None
 
     @property
     def diff(self) -> float | None:
         if self.ours is None or self.paper is None or self.metric == "params":
             return None
         return self.ours - self.paper
-
-
-def select_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The runs that fill one cell, and the runs not used with the reason. Runs are grouped by
-    setting (the declared configuration without the seed); seeds of one setting are averaged.
-    Where several settings could fill the cell (e.g. one method at several learning rates), the
-    setting with the best mean selection score wins — `metrics.best.score`: the dev score, or the
-    held-out training slice's score for runs with `data.holdout > 0` (paper Appendix E: "We tune the
-    learning rate and pick the best learning rate for every method"); ties go to more seeds, then the
-    newer run."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault(r["setting"], []).append(r)
-    if len(groups) <= 1:
-        return list(runs), []
-
-    def mean_score(g: list[dict[str, Any]]) -> float:
-        vals = [r["selection_score"] for r in g if r["selection_score"] is not None]
-        return statistics.fmean(vals) if vals else -math.inf
-
-    ranked = sorted(groups.values(), key=lambda g: (mean_score(g), len(g), max(r["finished_at"] for r in g)),
-                    reverse=True)
-    chosen, best = ranked[0], mean_score(ranked[0])
-    unused = [{**r, "reason": f"not selected: mean score {mean_score(g):.4f} < {best:.4f} of the selected setting "
-                              f"({setting_differences(r['declared'], chosen[0]['declared'])})"}
-              for g in ranked[1:] for r in g]
-    return chosen, unused
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None, int]:
@@ -384,8 +341,10 @@ def _params_cell(model: str, row: Row, paper: dict[str, str] | None, matched: li
                  params_rows: list[dict[str, str]], table_number: int = 0) -> tuple[Cell, str, str]:
     """The #Params cell of a row, where our count came from ("runs", "params.csv" or ""), and a
     cross-check note where the runs' own count differs from `make params`'. The count is that of the
-    runs that fill the row (`params.method` in their result files: the setting that actually ran);
-    `make params` (the paper's settings counted on the meta device) fills rows without runs."""
+    runs selected for the row's cells (`params.method` in their result files: the setting that actually
+    ran; SoRA and AdaLoRA: the live count after training, which varies by run: the mean, with the
+    range in `low`/`high`); `make params` (the paper's settings counted on the meta device) fills rows
+    without runs."""
     from dcft.params import in_paper_units
 
     cell = Cell(model, row.model, row, "", "params", printed=(paper or {}).get("printed", ""),
@@ -396,18 +355,21 @@ def _params_cell(model: str, row: Row, paper: dict[str, str] | None, matched: li
     # several settings of one method (e.g. LoRA r=1 and r=8): the row of this table and printed cell first
     candidates.sort(key=lambda p: (p.get("table") != str(table_number), p.get("paper") != cell.printed))
     listed = int(candidates[0]["params"]) if candidates else None
-    counts = sorted({int(r["params_method"]) for r in matched if r["params_method"] is not None})
+    counts = [int(r["params_method"]) for r in matched if r["params_method"] is not None]
     crosscheck = ""
     if counts:
-        cell.ours, cell.n, source = float(counts[0]), len(counts), "runs"
-        if listed is not None and counts != [listed]:
-            crosscheck = (f"{row.setting}: the runs count {', '.join(f'{c:,}' for c in counts)}, "
-                          f"`make params` {listed:,} for the paper's setting")
+        cell.ours, cell.low, cell.high = statistics.fmean(counts), float(min(counts)), float(max(counts))
+        cell.n, source = len(counts), "runs"
+        if listed is not None and set(counts) != {listed}:
+            ours = (f"{min(counts):,}" if len(set(counts)) == 1 else
+                    f"{statistics.fmean(counts):,.0f} on average ({min(counts):,} to {max(counts):,})")
+            crosscheck = f"{row.setting}: the runs count {ours}, `make params` {listed:,} for the paper's setting"
     elif listed is not None:
         cell.ours, cell.n, source = float(listed), 1, "params.csv"
+        cell.low = cell.high = cell.ours
     else:
         return cell, "", ""
-    if model == row.model and cell.printed and cell.printed != MISSING and cell.n == 1:
+    if model == row.model and cell.printed and cell.printed != MISSING and cell.low == cell.high:
         if cell.printed.strip().endswith("%"):
             backbones = {int(r["params_total"]) - int(r["params_method"]) - int(r["params_head"]) for r in matched
                          if None not in (r["params_total"], r["params_method"], r["params_head"])}
@@ -419,28 +381,36 @@ def _params_cell(model: str, row: Row, paper: dict[str, str] | None, matched: li
     return cell, source, crosscheck
 
 
-def build_cells(table: PaperTable, runs: Runs, model: str | None = None,
-                params_csv: Path | None = None) -> tuple[list[Cell], dict[str, Any]]:
+def build_cells(table: PaperTable, runs: Runs, model: str | None = None, params_csv: Path | None = None,
+                tuning_seed: int = TUNING_SEED, seeds: Iterable[int] | None = None) -> tuple[list[Cell], dict[str, Any]]:
     """Every cell of `table` for our `model` (None: each paper model with its own runs; a model
-    name: the first paper model's layout and numbers, our runs of `model`). Also returns facts
-    for the footnotes (which runs were used, where #Params came from)."""
+    name: the first paper model's layout and numbers, our runs of `model`). Each cell's runs are
+    `dcft.selection.choose`'s (compared on `tuning_seed`; `seeds`: the seeds a cell should have).
+    Also returns facts for the footnotes (which runs were used, how each cell was picked, where
+    #Params came from)."""
     paper_models = table.models if model is None else table.models[:1]
     params_rows = _params_lookup(params_csv)
     cells: list[Cell] = []
-    info: dict[str, Any] = {"used": [], "params_source": set(), "pairs": [], "unused": [], "contested": 0}
+    info: dict[str, Any] = {"used": [], "params_source": set(), "pairs": [], "unused": [], "contested": 0,
+                            "picked": [], "tuning_seed": tuning_seed, "seeds": seeds}
     for pm in paper_models:
         ours_model = pm if model is None else model
         info["pairs"].append((ours_model, pm))
-        for row in (r for r in table.rows if r.model == pm):
-            candidates = [r for r in runs.usable if r["model"] == ours_model and row.matches(r)]
-            selected: dict[str, list[dict[str, Any]]] = {}
-            passed_over: dict[str, list[dict[str, Any]]] = {}
+        rows = [r for r in table.rows if r.model == pm]
+        column = {task: [(row.setting, r) for row in rows for r in runs.usable
+                         if r["model"] == ours_model and r["task"] == task and row.matches(r)] for task in table.tasks()}
+        for row in rows:
+            selected: dict[str, Choice] = {}
             for task in table.tasks():
-                chosen, unused = select_setting([r for r in candidates if r["task"] == task])
-                selected[task], passed_over[task] = chosen, unused
-                info["unused"].extend({**u, "cell": f"{row.setting} / {TASK_LABEL.get(task, task)}"} for u in unused)
-                info["contested"] += bool(unused)
-            matched = [r for task in table.tasks() for r in selected[task]]
+                choice = choose([r for label, r in column[task] if label == row.setting], tuning_seed=tuning_seed,
+                                seeds=seeds, context=column[task])
+                selected[task] = choice
+                where = f"{row.setting} / {TASK_LABEL.get(task, task)}"
+                info["unused"].extend({**r, "cell": where, "reason": lo.reason} for lo in choice.left_out for r in lo.runs)
+                info["contested"] += choice.contested
+                if choice.contested or choice.empty:
+                    info["picked"].append((where, choice))
+            matched = [r for task in table.tasks() for r in selected[task].runs]
             pcell, source, crosscheck = _params_cell(ours_model, row, table.paper(pm, row.setting, "", "params"),
                                                      matched, params_rows, table.number)
             if source:
@@ -453,17 +423,19 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None,
                 paper = table.paper(pm, row.setting, task, metric)
                 cell = Cell(ours_model, pm, row, task, metric, paper=paper_value(paper),
                             printed=(paper or {}).get("printed", ""))
-                use = selected[task]
+                use = selected[task].runs
                 if metric == "time_h":
                     use = [r for r in use if r["time_h"] is not None]
                     values = [r["time_h"] for r in use]
+                    cell.machines = len({accelerator(r) for r in use})
                 else:
                     use = [r for r in use if metric in r["best"]]
                     values = [r["best"][metric] * scale(task) for r in use]
                 cell.ours, cell.std, cell.n = _stats(values)
                 cell.runs = [r["run"] for r in use]
                 cell.lrs = sorted({r["lr"] for r in use if r["lr"] is not None})
-                cell.not_selected = [f"{u['run']} ({u['reason']})" for u in passed_over[task]]
+                cell.missing = list(selected[task].missing) if use else []
+                cell.not_selected = [f"{r['run']} ({lo.reason})" for lo in selected[task].left_out for r in lo.runs]
                 info["used"].extend(use)
                 cells.append(cell)
             if table.has_avg:
@@ -518,13 +490,14 @@ def _num(v: float, time: bool = False) -> str:
 
 
 def format_cell(c: Cell) -> str:
-    """`ours vs paper (ours - paper)`: ours `mean±std (n=k)` over seeds, 2 decimals; the paper's
-    score as printed (its time in hours); "—" where missing."""
+    """`ours vs paper (ours - paper)`: ours `mean±std (n=k)` over seeds, 2 decimals, and the seeds the
+    table asks for that the cell lacks; the paper's score as printed (its time in hours); "—" where
+    missing. #Params: the count, or the mean with its range where it varies by run (SoRA, AdaLoRA)."""
     time = c.metric == "time_h"
     if c.metric == "params":
-        ours = f"{int(c.ours):,}" if c.ours is not None else MISSING
-        if c.ours is not None and c.n > 1:
-            ours += " (varies)"
+        ours = f"{round(c.ours):,}" if c.ours is not None else MISSING
+        if c.ours is not None and c.low != c.high:
+            ours += f" ({round(c.low):,} to {round(c.high):,})"
         paper = c.printed or MISSING
         if ours == MISSING and paper == MISSING:
             return MISSING
@@ -536,8 +509,15 @@ def format_cell(c: Cell) -> str:
         ours = _num(c.ours, time)
         if c.std is not None:
             ours += f"±{_num(c.std, time)}"
-        if c.n > 1 and c.task != "avg":
-            ours += f" (n={c.n})"
+        marks = []
+        if c.missing and c.task != "avg":
+            marks.append(f"n={c.n}; seed{'s' if len(c.missing) > 1 else ''} {', '.join(map(str, c.missing))} missing")
+        elif c.n > 1 and c.task != "avg":
+            marks.append(f"n={c.n}")
+        if time and c.machines > 1:
+            marks.append(f"{c.machines} machines")
+        if marks:
+            ours += f" ({', '.join(marks)})"
     paper = MISSING if c.paper is None else (_num(c.paper, time) if time or not c.printed else c.printed)
     if ours == MISSING and paper == MISSING:
         return MISSING
@@ -554,6 +534,11 @@ class Grid:
     header: list[str]
     rows: list[list[str]]
     notes: list[str]
+
+
+def accelerator(run: dict[str, Any]) -> str:
+    """What a run's time was measured on: its GPU's name, else its CPU's model."""
+    return str(run.get("gpu") or run.get("cpu") or run.get("device") or "unknown")
 
 
 def _hardware(runs: list[dict[str, Any]]) -> str:
@@ -642,7 +627,9 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
         used = [r for r in info["used"] if r["time_h"] is not None]
         hw = ", ".join(dict.fromkeys(PAPER_HARDWARE.get(pm, "?") for _, pm in pairs))
         notes.append(f"Time: training wall time in hours. Ours: `train.train_time_s` (training loop, evaluation "
-                     f"excluded) on {_hardware(used)}. Paper: {hw}.")
+                     f"excluded) on {_hardware(used)}. Paper: {hw}."
+                     + (" A time averaged over runs timed on several machines (GPU or CPU models) says so: its runs "
+                        "do not compare." if any(c.machines > 1 for c in cells) else ""))
     src = info["params_source"]
     notes.append("#Params: the method's own trainable parameters (head excluded), ours exact "
                  + ("from the runs' recorded `params.method` (the setting that ran)" if src == {"runs"} else
@@ -650,25 +637,34 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
                     "no runs)" if src == {"params.csv"} else
                     "from the runs' recorded `params.method`, rows without runs from `make params`" if src else
                     "(no count available)")
-                 + " (SoRA, AdaLoRA: the live count after training, `params.after_training`)"
+                 + " (SoRA, AdaLoRA: the live count after training, `params.after_training`, which varies by run: "
+                   "the mean over the runs selected for the row's cells, with its range)"
                  + "; ✓/✗: the printed value does (not) follow from the count in the paper's units "
                  "(binary for DCFT, decimal for baselines; a printed % against the run's backbone size).")
     for note in info.get("crosscheck", []):
         notes.append(f"#Params cross-check: {note}.")
     holdout = any(r["holdout"] for r in info["used"])
-    notes.append("Selection: runs are grouped by their effective configuration (`dcft.identity`), seeds averaged. "
-                 "Where several settings could fill one cell (e.g. one method at several learning rates), the "
-                 "setting with the best mean "
-                 + ("score on the held-out slice of the training set (`data.holdout`; dev reported for that "
-                    "setting only)" if holdout else "dev score (as the paper: \"we tune the learning rate and pick "
-                                                    "the best learning rate for every method\", Appendix E)")
-                 + " fills it; the CSV names its runs and learning rate (`runs`, `lr`) and every run passed over "
-                 f"(`not_selected`). Cells with a choice: {info['contested']}.")
-    unused = info["unused"]
-    if unused:
-        shown = "; ".join(f"{u['run']} [{u['cell']}]: {u['reason']}" for u in unused[:6])
-        more = f"; and {len(unused) - 6} more (see the CSV)" if len(unused) > 6 else ""
-        notes.append(f"Not used ({len(unused)}): {shown}{more}.")
+    seed = info["tuning_seed"]
+    asked = sorted(set(info["seeds"] or ()))
+    notes.append(
+        "Selection (`dcft.selection`, one protocol for every table): a cell's runs compete only along the learning "
+        "rate. Runs that differ in anything else of their identity (budget, initialisation, method settings, held-out "
+        "protocol, processes, precision, device kind, data or model files, code revision) never "
+        "compete: one condition fills the cell (the one most rows of the column ran under, then the one most rows ran "
+        f"several seeds under, then the most runs) and the others are left out. Among the rates, the one whose seed-{seed} run has the best "
+        + ("selection score (the held-out slice of the training set with `data.holdout` > 0, dev reported beside; "
+           "dev otherwise)" if holdout else "dev score (as the paper: \"we tune the learning rate and pick the best "
+                                            "learning rate for every method\", Appendix E)")
+        + " is chosen, every rate compared on that one seed (ties: the smaller rate); the cell reports every seed of "
+        "the chosen rate" + (f", and names the seeds of {', '.join(map(str, asked))} it lacks" if asked else "")
+        + ". Best step: a run's score is its best evaluation; where evaluations tie at the best selection score, the "
+        "earliest counts (what the training loop records). The CSV names each cell's runs and rate (`runs`, `lr`) "
+        f"and every run passed over (`not_selected`). Cells with a choice: {info['contested']}.")
+    picked = info["picked"]
+    for where, choice in picked[:MAX_PICKED_NOTES]:
+        notes.append(f"Picked {where}: {describe(choice, seed)}.")
+    if len(picked) > MAX_PICKED_NOTES:
+        notes.append(f"And {len(picked) - MAX_PICKED_NOTES} more cells with a choice (the CSV's `not_selected`).")
     excl = _excluded_note(runs, table, pairs)
     if excl:
         notes.append(excl)
@@ -725,19 +721,24 @@ def to_latex(g: Grid) -> str:
 
 
 CSV_COLUMNS = ["table", "model", "paper_model", "setting", "method", "kernel", "stride", "targets", "task", "metric",
-               "ours", "ours_std", "n", "paper", "paper_printed", "diff", "match", "lr", "runs", "not_selected"]
+               "ours", "ours_std", "n", "ours_min", "ours_max", "missing_seeds", "paper", "paper_printed", "diff", "match",
+               "lr", "runs", "not_selected"]
 
 
 def to_csv(number: int, cells: list[Cell]) -> str:
-    """One row per cell (tidy), numbers unformatted (4 decimals), run folders relative to --runs."""
+    """One row per cell (tidy), numbers unformatted (4 decimals), run folders relative to --runs. #Params
+    rows: `ours` the mean count of the `n` runs behind the row (rounded), `ours_min` / `ours_max` its range
+    where it varies (SoRA, AdaLoRA). `missing_seeds`: seeds asked for (--seeds) that the cell lacks."""
     f = io.StringIO()
     w = csv.writer(f, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     fmt = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
     for c in cells:
-        ours = "" if c.ours is None else (str(int(c.ours)) if c.metric == "params" else fmt(c.ours))
+        ours = "" if c.ours is None else (str(round(c.ours)) if c.metric == "params" else fmt(c.ours))
+        varies = c.metric == "params" and c.low != c.high
         w.writerow([number, c.model, c.paper_model, c.row.setting, c.row.method, c.row.kernel or "",
                     c.row.stride or "", c.row.targets or "", c.task, c.metric, ours, fmt(c.std), c.n,
+                    round(c.low) if varies else "", round(c.high) if varies else "", ";".join(map(str, c.missing)),
                     "" if c.paper is None else f"{c.paper:g}", c.printed, fmt(c.diff),
                     "" if c.match is None else str(c.match).lower(), ";".join(f"{v:g}" for v in c.lrs),
                     ";".join(c.runs), ";".join(c.not_selected)])
@@ -750,15 +751,17 @@ def to_csv(number: int, cells: list[Cell]) -> str:
 
 
 def build(number: int, runs: Runs, model: str | None = None, paper_dir: str | Path = PAPER_DIR,
-          params_csv: Path | None = None) -> tuple[Grid, list[Cell]]:
+          params_csv: Path | None = None, tuning_seed: int = TUNING_SEED,
+          seeds: Iterable[int] | None = None) -> tuple[Grid, list[Cell]]:
     table = load_paper(number, paper_dir)
-    cells, info = build_cells(table, runs, model, params_csv)
+    cells, info = build_cells(table, runs, model, params_csv, tuning_seed, seeds)
     return make_grid(table, cells, info, runs, model), cells
 
 
 def write_tables(runs_dir: str | Path = "results/runs", out: str | Path = "results/tables",
                  numbers: Iterable[int] = TABLES, model: str | None = None, paper_dir: str | Path = PAPER_DIR,
-                 params_csv: str | Path | None = None) -> list[Path]:
+                 params_csv: str | Path | None = None, tuning_seed: int = TUNING_SEED,
+                 seeds: Iterable[int] | None = None) -> list[Path]:
     """Build the tables and write `table<N>[_<model>].{md,csv,tex}` into `out`; returns the paths."""
     from dcft.results import atomic_write_text
 
@@ -767,7 +770,7 @@ def write_tables(runs_dir: str | Path = "results/runs", out: str | Path = "resul
     runs = load_runs(runs_dir)
     written = []
     for n in numbers:
-        grid, cells = build(n, runs, model, paper_dir, params_csv)
+        grid, cells = build(n, runs, model, paper_dir, params_csv, tuning_seed, seeds)
         stem = f"table{n}" + (f"_{model}" if model else "")
         for ext, text in (("md", to_markdown(grid)), ("csv", to_csv(n, cells)), ("tex", to_latex(grid))):
             atomic_write_text(out / f"{stem}.{ext}", text)
@@ -789,6 +792,13 @@ def _numbers(s: str) -> list[int]:
     return nums
 
 
+def _seed_list(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {s!r}: write integers separated by commas, e.g. 6,7,8") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     from dcft.console import help_text
 
@@ -801,8 +811,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tables", type=_numbers, default=list(TABLES), help="comma-separated table numbers (default all)")
     ap.add_argument("--paper", default=str(PAPER_DIR), help="folder with the paper's table<N>.csv")
     ap.add_argument("--params", default=None, help="params.csv of `make params` (default <out>/params.csv)")
+    ap.add_argument("--tuning-seed", type=int, default=TUNING_SEED,
+                    help=f"the seed every learning rate of a cell is compared on (default {TUNING_SEED}, the config's)")
+    ap.add_argument("--seeds", type=_seed_list, default=None,
+                    help="comma-separated seeds each cell should have, e.g. 6,7,8: a cell lacking some says which "
+                         "(default: the tuning seed)")
     args = ap.parse_args(argv)
-    write_tables(args.runs, args.out, args.tables, args.model, args.paper, args.params)
+    write_tables(args.runs, args.out, args.tables, args.model, args.paper, args.params, args.tuning_seed, args.seeds)
 
 
 if __name__ == "__main__":

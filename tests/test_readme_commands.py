@@ -21,6 +21,8 @@ FAST = {
     "make help": [],
     "make sweeps": ["table4"],
     "make tables": ["results/tables/table6"],
+    "python -m dcft.tables --model minilm --tables 1 --runs results/cpu-study/runs --seeds 6,7,8":
+        ["table 1: 13/90 cells with our runs"],
     "python -m dcft.results": [],
     "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora": ["sst2", "dcft", "lora"],
     "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora --csv sst2.csv": ["wrote sst2.csv"],

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import ROOT, compose_cfg
 from dcft import study as S
+from dcft.identity import flatten
 
 
 def _generator():
@@ -71,9 +72,10 @@ def _run(task, method, lr, seed, holdout, dev, steps=None, **method_keys):
     if method == "dcft":
         m = {"name": "dcft", "kernel": 8, "stride": None, "targets": "all", "init": "normal", **method_keys}
         m["stride"] = m["stride"] or m["kernel"]
+    declared = {"method": m, "seed": seed, "train": {"max_steps": steps or S.BUDGET[task]["max_steps"], "lr": lr}}
     return {"task": task, "method": method, "lr": lr, "seed": seed, "selection_score": holdout,
             "run": f"{task}/{method}/{lr}/{seed}", "best": {f"validation/{S.METRIC[task]}": dev},
-            "declared": {"method": m, "train": {"max_steps": steps or S.BUDGET[task]["max_steps"]}}}
+            "declared": declared, "facts": flatten({"declared": declared})}  # as dcft.tables.normalise gives them
 
 
 @pytest.fixture

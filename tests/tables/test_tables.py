@@ -81,8 +81,8 @@ def test_table6_markdown_exact(table6_runs: Path, tmp_path: Path):
 - Each cell: ours vs paper (ours − paper). Ours: deberta-v3-base runs under `{root}`; paper: DeBERTaV3-base (paper Table 6, `results/paper/table6.csv`).
 - Scores: the metric of the best dev evaluation (the paper reports the best), ×100 (CoLA Matthews correlation, STS-B Pearson, accuracy otherwise; SQuAD EM / F1). Where several seeds ran: mean±std (sample std) and n; a single run shows its value.
 - —: no completed run (ours) or not printed (paper); nothing is filled in.
-- #Params: the method's own trainable parameters (head excluded), ours exact from the runs' recorded `params.method` (the setting that ran) (SoRA, AdaLoRA: the live count after training, `params.after_training`); ✓/✗: the printed value does (not) follow from the count in the paper's units (binary for DCFT, decimal for baselines; a printed % against the run's backbone size).
-- Selection: runs are grouped by their effective configuration (`dcft.identity`), seeds averaged. Where several settings could fill one cell (e.g. one method at several learning rates), the setting with the best mean dev score (as the paper: "we tune the learning rate and pick the best learning rate for every method", Appendix E) fills it; the CSV names its runs and learning rate (`runs`, `lr`) and every run passed over (`not_selected`). Cells with a choice: 0.
+- #Params: the method's own trainable parameters (head excluded), ours exact from the runs' recorded `params.method` (the setting that ran) (SoRA, AdaLoRA: the live count after training, `params.after_training`, which varies by run: the mean over the runs selected for the row's cells, with its range); ✓/✗: the printed value does (not) follow from the count in the paper's units (binary for DCFT, decimal for baselines; a printed % against the run's backbone size).
+- Selection (`dcft.selection`, one protocol for every table): a cell's runs compete only along the learning rate. Runs that differ in anything else of their identity (budget, initialisation, method settings, held-out protocol, processes, precision, device kind, data or model files, code revision) never compete: one condition fills the cell (the one most rows of the column ran under, then the one most rows ran several seeds under, then the most runs) and the others are left out. Among the rates, the one whose seed-6 run has the best dev score (as the paper: "we tune the learning rate and pick the best learning rate for every method", Appendix E) is chosen, every rate compared on that one seed (ties: the smaller rate); the cell reports every seed of the chosen rate. Best step: a run's score is its best evaluation; where evaluations tie at the best selection score, the earliest counts (what the training loop records). The CSV names each cell's runs and rate (`runs`, `lr`) and every run passed over (`not_selected`). Cells with a choice: 0.
 - 1 failed run excluded: {failed} (ValueError); 1 debug/smoke run excluded.
 - Paper (DeBERTaV3-base, Q,K,V,O, #Params): formula gives 12,288 = 12.0 Ki.
 - Paper (DeBERTaV3-base, ALL, CoLA): Tables 1/4 print 71.07 for the same setting.
@@ -105,22 +105,22 @@ def test_table6_csv_exact(table6_runs: Path, tmp_path: Path):
     for setting, (tg, pv, pp, cola, mrpc, stsb, rte) in paper.items():
         s = f'"{setting}"' if "," in setting else setting
         pre = f"{lead},{s},dcft,8,8,{tg}"
-        if setting == "Q,K":
-            lines.append(f"{pre},,params,6144,,1,{pv},{pp},,true,,,")
+        if setting == "Q,K":  # two runs (seeds 6 and 7) count 6,144 each
+            lines.append(f"{pre},,params,6144,,2,,,,{pv},{pp},,true,,,")
         elif setting == "ALL":
-            lines.append(f"{pre},,params,25344,,1,{pv},{pp},,true,,,")
+            lines.append(f"{pre},,params,25344,,1,,,,{pv},{pp},,true,,,")
         else:
-            lines.append(f"{pre},,params,,,0,{pv},{pp},,,,,")
+            lines.append(f"{pre},,params,,,0,,,,{pv},{pp},,,,,")
         for task, metric, p in (("cola", "validation/matthews_correlation", cola), ("mrpc", "validation/accuracy", mrpc),
                                 ("stsb", "validation/pearson", stsb), ("rte", "validation/accuracy", rte)):
             pnum = f"{float(p):g}"
             if setting == "Q,K" and task == "rte":
-                lines.append(f"{pre},{task},{metric},81.0000,1.4142,2,{pnum},{p},-2.0300,,,{rte_runs},")
+                lines.append(f"{pre},{task},{metric},81.0000,1.4142,2,,,,{pnum},{p},-2.0300,,,{rte_runs},")
             elif setting == "ALL" and task == "cola":
                 run = "deberta-v3-base/cola/dcft/kernel=8,seed=6,stride=null,targets=all"
-                lines.append(f'{pre},{task},{metric},70.0000,,1,{pnum},{p},-1.0600,,,"{run}",')
+                lines.append(f'{pre},{task},{metric},70.0000,,1,,,,{pnum},{p},-1.0600,,,"{run}",')
             else:
-                lines.append(f"{pre},{task},{metric},,,0,{pnum},{p},,,,,")
+                lines.append(f"{pre},{task},{metric},,,0,,,,{pnum},{p},,,,,")
     assert T.to_csv(6, cells) == "\n".join(lines) + "\n"
 
 
