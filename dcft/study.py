@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dcft import claims
 from dcft import tables as T
 from dcft.ladder import clean, ladder_step
 from dcft.selection import Choice, choose
@@ -486,27 +487,15 @@ def cell(runs: list[dict[str, Any]], task: str, setting: Setting, lr: float | No
     return seeds_cell(choose(at, tuning_seed=SEED, seeds=SEEDS).runs, task)
 
 
-def _t95(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1))
-
-
 def paired(a: Cell, b: Cell) -> dict[str, Any] | None:
-    """a - b over the seeds both have: per-seed differences, mean, std, 95 % t-interval; `exceeds` (seed
-    noise) when the interval excludes 0, None with one seed."""
-    seeds = sorted(set(a.values) & set(b.values))
-    if not seeds:
+    """a - b over the seeds both have (`dcft.claims.paired`): per-seed differences, mean, std, 95 %
+    t-interval; `exceeds` (seed noise) when the interval excludes 0, None with one seed."""
+    p = claims.paired(a.values, b.values)
+    if not p.n:
         return None
-    d = [a.values[s] - b.values[s] for s in seeds]
-    mean = statistics.fmean(d)
-    if len(d) < 2:
-        return {"seeds": seeds, "diffs": d, "mean": mean, "std": math.nan, "lo": math.nan, "hi": math.nan,
-                "exceeds": None}
-    sd = statistics.stdev(d)
-    half = _t95(len(d)) * sd / math.sqrt(len(d))
-    return {"seeds": seeds, "diffs": d, "mean": mean, "std": sd, "lo": mean - half, "hi": mean + half,
-            "exceeds": (mean - half > 0) or (mean + half < 0)}
+    lo, hi = p.interval(0.95)
+    return {"seeds": list(p.seeds), "diffs": list(p.diffs), "mean": p.mean, "std": p.std, "lo": lo, "hi": hi,
+            "exceeds": None if p.n < 2 else (lo > 0 or hi < 0)}
 
 
 def load(root: str | Path = OUTPUT_ROOT) -> list[dict[str, Any]]:
