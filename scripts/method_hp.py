@@ -204,7 +204,8 @@ def _entries() -> list[Entry]:
     e.append(Entry(V3, "lora", "LoRA", f"{SORA} scripts/run_glue_lora.sh and config/lora_config.json",
                    _sora(lr=3e-4, epochs=10, r=1, alpha=2.0, targets="all"),
                    notes=(sora_note("8 (RTE 32)", 256),
-                          "Rank 1 on ALL targets: the paper's 0.17M cell (SoRA's script: r 16 on its own targets).",
+                          "Rank 1 on ALL targets: the paper's 0.17M cell (SoRA's script: r 16 with OpenDelta's "
+                          "LoraModel on its default modules, attention query and value in the OpenDelta source read).",
                           "Scaling: SoRA's script runs r 16 with lora_alpha 16, scaling alpha / r = 1; here alpha 2 "
                           "at r 1, scaling 2 (the LoRA repository's alpha = 2 r, as its RoBERTa-large r 8 / alpha 16 "
                           "and DeBERTaV2-xxlarge r 16 / alpha 32 scripts). method.alpha=1 runs the source's "
