@@ -1,6 +1,6 @@
 """The 1-2-3-5-8 learning-rate ladder (..., 1e-4, 2e-4, 3e-4, 5e-4, 8e-4, 1e-3, ...) that every
-learning-rate grid of this project is drawn from: `scripts/method_hp.py` (a source's rate and its
-neighbours) and the CPU study (`dcft.study`: two steps either side)."""
+learning-rate grid of this project is drawn from: `scripts/method_hp.py` (the paper tables: a task's
+source rate and one step either side) and the CPU study (`dcft.study`: two steps either side)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,3 @@ def ladder_step(lr: float, steps: int) -> float:
     if steps > 0:
         return [v for v in values if v > lr * (1 + 1e-9)][steps - 1]
     return [v for v in values if v < lr * (1 - 1e-9)][steps]
-
-
-def ladder_neighbours(lr: float) -> tuple[float, float]:
-    """The ladder values just below and just above `lr`."""
-    return ladder_step(lr, -1), ladder_step(lr, 1)

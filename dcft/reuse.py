@@ -11,7 +11,9 @@
   a lock file lets two later processes lock two different files.)
 * `hp_sources(choices)`: the preset file (`conf/hp/<preset>/<model>/<task>.yaml`) a run was composed
   with, or an error when the chosen preset has none for this model x task (a silent fallback to the
-  generic defaults is how a run got numbers nobody chose).
+  generic defaults is how a run got numbers nobody chose); likewise an error when a baseline has no
+  settings of its own (`conf/method_hp/own/<model>/<method>/<task>.yaml`) and would fall back to
+  DCFT's preset, unless `baseline_hp=shared` says so.
 
 Written in-house: this is the harness's own rule for its own folders; Hydra and Accelerate have
 no notion of a finished run.
@@ -45,6 +47,10 @@ class RunInUse(RunRefused):
 
 class PresetMissing(ValueError):
     """The chosen preset has no hyperparameter file for this model x task."""
+
+
+class MethodHpMissing(ValueError):
+    """A baseline has no settings of its own for this model x task and would run on DCFT's preset."""
 
 
 def decide(existing: Mapping[str, Any] | None, ident: Mapping[str, Any], overwrite: bool, run_dir: Path) -> str:
@@ -158,6 +164,9 @@ def remove_unstarted(run_dir: str | Path, root: str | Path | None = None) -> boo
 # ------------------------------------------------------------------------------------------------
 PRESET_GROUP = "hp@_global_"  # the defaults-list entry conf/config.yaml composes presets through
 NO_PRESET = "none"
+METHOD_GROUP = "method_hp@_global_"  # the per-method layer: conf/method_hp/<baseline_hp>/<model>/<method>/<task>.yaml
+PRESET_METHODS = ("dcft",)  # methods whose settings the presets are (conf/hp/ holds DCFT's hyperparameters)
+SHARED_OPT_IN = "baseline_hp=shared"  # every method on the preset, on purpose (conf/baseline_hp/shared.yaml)
 
 
 def _files(conf_dir: Path, group: str, choice: str) -> Path:
@@ -167,7 +176,10 @@ def _files(conf_dir: Path, group: str, choice: str) -> Path:
 def hp_sources(choices: Mapping[str, Any] | None, conf_dir: str | Path | None = None) -> dict[str, str | None]:
     """`{group: file used, or None}` for every hyperparameter layer of the defaults list (groups named
     `hp` or `..._hp`, e.g. the per-method layer `method_hp`). Raises `PresetMissing` when the main preset layer names a file that does not exist
-    (unless `preset=none`): the message names the preset, the missing file and the choices."""
+    (unless `preset=none`): the message names the preset, the missing file and the choices. Raises
+    `MethodHpMissing` when a baseline has no file of its own in the chosen per-method layer while a
+    preset file applies (it would silently train on DCFT's preset): the message names the missing
+    file, the methods that have one and the opt-in `baseline_hp=shared`."""
     from dcft.config import CONF_DIR
 
     conf_dir = Path(conf_dir or CONF_DIR)
@@ -191,4 +203,25 @@ def hp_sources(choices: Mapping[str, Any] | None, conf_dir: str | Path | None = 
             + (f"Presets that have this model x task: {', '.join('preset=' + o for o in others)}. " if others else
                f"No preset has this model x task. ")
             + f"To run on the generic defaults of conf/config.yaml, say so with preset={NO_PRESET}.")
+    _check_method_hp(choices or {}, out, conf_dir)
     return out
+
+
+def _check_method_hp(choices: Mapping[str, Any], out: Mapping[str, str | None], conf_dir: Path) -> None:
+    """A baseline whose per-method layer has no file for it must not fall back to the preset unasked.
+    Checked only where the layer has files at all (`baseline_hp=own`; `shared` has none, on purpose) and
+    a preset file applies (`preset=none` already runs on the generic defaults by choice)."""
+    choice, method = choices.get(METHOD_GROUP), choices.get("method")
+    if choice is None or out.get(METHOD_GROUP) is not None or out.get(PRESET_GROUP) is None:
+        return
+    layer, model, _, task = (str(choice).split("/") + ["", "", "", ""])[:4]
+    if method in PRESET_METHODS or not (conf_dir / "method_hp" / layer).is_dir():
+        return
+    have = sorted(p.parent.name for p in (conf_dir / "method_hp" / layer / model).glob(f"*/{task}.yaml"))
+    raise MethodHpMissing(
+        f"method={method} has no settings of its own for model={model} task={task} (no file "
+        f"conf/method_hp/{choice}.yaml), so it would train on DCFT's preset ({out[PRESET_GROUP]}). "
+        + (f"Methods with their own settings for this model x task: {', '.join(have)}. " if have else
+           "No method has its own settings for this model x task. ")
+        + f"Add the file (scripts/method_hp.py writes them from their sources), or train {method} on the preset "
+          f"on purpose with {SHARED_OPT_IN}.")

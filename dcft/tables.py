@@ -665,6 +665,17 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
         notes.append(f"Picked {where}: {describe(choice, seed)}.")
     if len(picked) > MAX_PICKED_NOTES:
         notes.append(f"And {len(picked) - MAX_PICKED_NOTES} more cells with a choice (the CSV's `not_selected`).")
+    if n in (1, 2, 3):
+        notes.append("Settings: DCFT runs its preset (`conf/hp/<preset>/<model>/<task>.yaml`, the authors' scripts), "
+                     "each baseline its own source's (`conf/method_hp/own/<model>/<method>/<task>.yaml`, which cites "
+                     "the source and states where the run differs: fp32 where fairseq's RoBERTa-large recipe, "
+                     "DeBERTa's xxlarge-v2 and DeBERTaV3-base MNLI blocks and the LoRA repository's DeBERTaV2-xxlarge "
+                     "scripts train in fp16; the dataset's batch size and length; DeBERTaV3-base LoRA at scaling 2 "
+                     "where SoRA's script has 1; HAdapter with SiLU where OpenDelta's adapter has gelu_new; "
+                     "DeBERTaV3-base PAdapter's optimiser borrowed from SoRA's Houlsby-adapter script, no "
+                     "Pfeiffer-adapter script for it having been found). Learning rates: every method's, DCFT's "
+                     f"included, swept the same way per task around its source rate (`make table{n}-lr`; the "
+                     "CPU study likewise, `make cpu-study`).")
     excl = _excluded_note(runs, table, pairs)
     if excl:
         notes.append(excl)

@@ -1,5 +1,5 @@
 """Write `conf/method_hp/own/<model>/<method>/<task>.yaml` and the learning-rate sweeps
-`conf/sweep/<table>_lr_<model>_<method>.yaml` from the source tables below (issue 13).
+`conf/sweep/<table>_lr_<model>_<method>_<rate>.yaml` from the source tables below.
 
 Every baseline of the paper's tables runs with its own published settings, not with DCFT's
 (paper App. E: "We tune the learning rate and pick the best learning rate for every method. For
@@ -7,16 +7,21 @@ each dataset, the batch size is set as identical for every method."). A method_h
 after the model x task preset (`conf/hp/<preset>/<model>/<task>.yaml`) and overrides the optimiser
 settings and the method's shape; batch size, max length and evaluation interval stay the preset's
 (the dataset's). Each file names its source: a run script (repository, path, commit) or a paper
-table. Where no source gives a number, the file says so and the learning-rate sweep decides.
+table, and says where the run differs from it. Where no source gives a number, the file says so and
+the learning-rate sweep decides.
 
-The learning-rate grid of a (table, model, method) is the union over the table's tasks of the
-source's rate and its two neighbours on the 1-2-3-5-8 ladder (..., 1e-5, 2e-5, 3e-5, 5e-5, 8e-5,
-1e-4, ...): every task's own rate and one step either side are in it.
+Learning-rate tuning is the same for every method of a table, DCFT included: each task's grid is
+its own source rate (a baseline's method_hp file; DCFT's preset, `conf/hp/authors/`) and
+`LR_STEPS` values either side of it on the 1-2-3-5-8 ladder (..., 1e-5, 2e-5, 3e-5, 5e-5, 8e-5,
+1e-4, ...), so the source rate sits in the middle of every grid. A Hydra multirun crosses one grid
+with all its tasks, so the tasks of a (table, model, method) that share a source rate share one
+sweep file, named after that rate. The points tuned are those of the table's one-rate sweeps
+(`TABLE_SWEEPS`: every model, task, method and DCFT kernel of the table).
 
 Written in-house because it is a transcription, not a library feature. The generated files are
 committed; `tests/test_method_hp.py` checks they equal what this script writes.
 
-    python scripts/method_hp.py          # rewrite every file
+    python scripts/method_hp.py          # rewrite every file (and delete stale lr sweeps)
     python scripts/method_hp.py --check  # exit 1 if a file differs from what would be written
 """
 
@@ -26,10 +31,13 @@ import argparse
 import sys
 import textwrap
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dcft.ladder import clean, ladder_neighbours
+from omegaconf import OmegaConf
+
+from dcft.ladder import clean, ladder_step
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "conf" / "method_hp" / "own"
@@ -59,6 +67,7 @@ KEYS = {
     "r": ("method.r", "rank"),
     "alpha": ("method.alpha", "scaling numerator (update scaled by alpha / r)"),
     "bottleneck": ("method.bottleneck", "adapter bottleneck width m, features"),
+    "activation": ("method.activation", "adapter non-linearity between down and up projection"),
     "sparse_lambda": ("method.sparse_lambda", "L1 weight on the gates (eta)"),
     "sparse_lambda_2": ("method.sparse_lambda_2", "proximal threshold xi on the gates"),
     "init_r": ("method.init_r", "initial rank per matrix"),
@@ -92,8 +101,17 @@ def _sora(**values: Any) -> dict[str, Any]:
             "cls_dropout": None, **values}
 
 
-SORA_NOTE = ("SoRA's scripts use batch 8 (RTE 32) and max length 128-320; here the batch size and max length "
-             "stay the dataset's (paper App. E).")
+def sora_note(batch: str, length: int) -> str:
+    """What one SoRA-repository script runs that this harness does not, and why."""
+    return (f"SoRA's script runs batch {batch} and max length {length} (no fp16); here batch size and max length "
+            "stay the dataset's, i.e. the preset's (conf/hp/<preset>/<model>/<task>.yaml), the same for every "
+            "method of a task (paper App. E: \"the batch size is set as identical for every method\").")
+
+
+# Precision: every run of a table trains in fp32, as the authors' DCFT scripts (no fp16 flag); a source that
+# trained in fp16 says so in its file, and `train.mixed_precision=fp16` runs its precision (a setting of its own).
+FP32 = ("here fp32, as every method of the table (train.mixed_precision \"no\", the authors' DCFT scripts' "
+        "precision); train.mixed_precision=fp16 runs the source's precision")
 
 # DeBERTa repository, experiments/glue/<task>.sh: the `deberta-v3-base` block exists only for MNLI;
 # the other tasks use the `base` block (DeBERTa base, the nearest published full fine-tuning row).
@@ -146,8 +164,11 @@ def _entries() -> list[Entry]:
                    notes=("weight decay 0.01, gradient clip 1 and Adam epsilon 1e-6 are DeBERTa/optims/args.py "
                           "defaults; the repository starts RTE, MRPC and STS-B from an MNLI-tuned model, "
                           "here from the pretrained one.",
+                          "Precision: the MNLI deberta-v3-base block trains in fp16 (--fp16 True), the base blocks "
+                          f"of the other tasks in fp32; {FP32}.",
                           "Alternative source for the same model: SoRA's scripts/run_glue_finetune.sh "
-                          "(lr 5e-5, 10 epochs, warm-up ratio 0.06, weight decay 0.1, clip 0.1).")))
+                          "(lr 5e-5, 10 epochs, warm-up ratio 0.06, weight decay 0.1, clip 0.1, batch 80, "
+                          "max length 256).")))
     e.append(Entry(V3, "full", "Full fine-tuning",
                    "no SQuAD script for DeBERTaV3-base was read (the DeBERTa repository has none); the rate and "
                    "length are the DeBERTa repository's base-model GLUE values, the rest the preset's "
@@ -155,29 +176,52 @@ def _entries() -> list[Entry]:
                    {"lr": 2e-5, "epochs": 3, "warmup_steps": 0, "warmup_ratio": 0.1, "weight_decay": 0.01,
                     "adam_eps": 1e-6},
                    tasks=SQUAD, notes=("No source gives these numbers: the learning-rate sweep "
-                                       "(table3_lr_deberta-v3-base_full) decides.",)))
+                                       "(table3_lr_deberta-v3-base_full_*) decides.",)))
     e.append(Entry(V3, "bitfit", "BitFit", f"{SORA} scripts/run_glue_bitfit.sh",
-                   _sora(lr=8e-4, epochs=10), notes=(SORA_NOTE,)))
-    for name, title, m in (("hadapter", "Houlsby adapter (HAdapter)", 8), ("padapter", "Pfeiffer adapter (PAdapter)", 16)):
-        e.append(Entry(V3, name, title, f"{SORA} scripts/run_glue_adapter.sh",
-                       _sora(lr=8e-4, epochs=20, bottleneck=m),
-                       notes=(SORA_NOTE, f"Bottleneck m = {m}: the size the paper's #Params cell describes "
-                              f"(SoRA's script uses 16 with OpenDelta's adapter).")))
-    e.append(Entry(V3, "lora", "LoRA", f"{SORA} scripts/run_glue_lora.sh",
-                   _sora(lr=3e-4, epochs=10, r=1, targets="all"),
-                   notes=(SORA_NOTE, "Rank 1 on ALL targets: the paper's 0.17M cell (SoRA's script: r 16, alpha 16).")))
+                   _sora(lr=8e-4, epochs=10), notes=(sora_note("100", 256),)))
+    opendelta = ("SoRA's script inserts OpenDelta's AdapterModel (thunlp/OpenDelta, opendelta/delta_models/"
+                 "adapter.py): after the attention block and the FFN block (Houlsby placement), bottleneck 16, "
+                 "activation gelu_new (tanh-approximated GELU), both projections N(0, 0.01).")
+    e.append(Entry(V3, "hadapter", "Houlsby adapter (HAdapter)", f"{SORA} scripts/run_glue_adapter.sh",
+                   _sora(lr=8e-4, epochs=20, bottleneck=8, activation="silu"),
+                   notes=(sora_note("8", 128), opendelta,
+                          "Here: bottleneck m = 8, the size the paper's 0.31M cell describes; activation SiLU "
+                          "(swish), the Houlsby adapter of the code the paper's baseline rows come from "
+                          f"({ADALORA} NLU/src/transformers/models/deberta_v2/modeling_deberta_v2.py, adapter_type "
+                          "houlsby; the LoRA repository's RoBERTa adapter likewise); down-projection N(0, 0.02), "
+                          "up-projection zero (identity at the start). method.activation=gelu_new runs OpenDelta's "
+                          "activation.")))
+    e.append(Entry(V3, "padapter", "Pfeiffer adapter (PAdapter)",
+                   "no published Pfeiffer-adapter script for DeBERTaV3-base was found. The shape is the Pfeiffer "
+                   "adapter of the code the paper's baseline rows come from "
+                   f"({ADALORA} NLU/src/transformers/models/deberta_v2/modeling_deberta_v2.py, adapter_type pfeiffer: "
+                   "after the FFN output only, ReLU, reading LayerNorm(h + input)); the optimiser settings are "
+                   f"borrowed from the nearest adapter script for this model, {SORA} scripts/run_glue_adapter.sh, "
+                   "whose adapter is a Houlsby-placed one (OpenDelta's)",
+                   _sora(lr=8e-4, epochs=20, bottleneck=16),
+                   notes=(sora_note("8", 128), "Bottleneck m = 16: the size the paper's 0.3M cell describes. The "
+                          "learning-rate sweep decides the rate (no Pfeiffer-adapter source gives one).")))
+    e.append(Entry(V3, "lora", "LoRA", f"{SORA} scripts/run_glue_lora.sh and config/lora_config.json",
+                   _sora(lr=3e-4, epochs=10, r=1, alpha=2.0, targets="all"),
+                   notes=(sora_note("8 (RTE 32)", 256),
+                          "Rank 1 on ALL targets: the paper's 0.17M cell (SoRA's script: r 16 with OpenDelta's "
+                          "LoraModel on its default modules, attention query and value in the OpenDelta source read).",
+                          "Scaling: SoRA's script runs r 16 with lora_alpha 16, scaling alpha / r = 1; here alpha 2 "
+                          "at r 1, scaling 2 (the LoRA repository's alpha = 2 r, as its RoBERTa-large r 8 / alpha 16 "
+                          "and DeBERTaV2-xxlarge r 16 / alpha 32 scripts). method.alpha=1 runs the source's "
+                          "scaling at rank 1.")))
     e.append(Entry(V3, "sora", "SoRA", f"{SORA} scripts/run_glue_sora_no_schedule.sh and src/lora.py",
                    _sora(lr=8e-4, epochs=20, r=8, alpha=16.0, sparse_lambda=10.0, sparse_lambda_2=3e-4,
                          targets="all"),
-                   notes=(SORA_NOTE, "The script is written for STS-B; the same values for every task (the "
-                          "repository gives no other).")))
+                   notes=(sora_note("8", 128), "The script is written for STS-B; the same values for every task "
+                          "(the repository gives no other).")))
     e.append(Entry(V3, "lorafa", "LoRA-FA",
                    "no source: the LoRA-FA paper (arXiv 2308.03303) has no DeBERTaV3-base setting; LoRA's "
                    f"settings here ({SORA} scripts/run_glue_lora.sh)",
-                   _sora(lr=3e-4, epochs=10, r=1, targets="all"),
+                   _sora(lr=3e-4, epochs=10, r=1, alpha=2.0, targets="all"),
                    notes=("No source gives these numbers for LoRA-FA: the learning-rate sweep decides "
-                          "(table1_lr_deberta-v3-base_lorafa).", "Rank 1 on ALL targets as the paper's other "
-                          "rank-1 baselines (dcft/params.py).")))
+                          "(table1_lr_deberta-v3-base_lorafa_*).", "Rank 1 on ALL targets as the paper's other "
+                          "rank-1 baselines (dcft/params.py); alpha 2 (scaling 2) as LoRA here.")))
     e.append(Entry(V3, "adalora", "AdaLoRA",
                    f"{ADALORA} NLU/scripts/run_debertav3_<task>.sh (byte-identical to the DCFT repository's "
                    "NLU/scripts/ at 38f71d2)",
@@ -196,14 +240,15 @@ def _entries() -> list[Entry]:
         e.append(Entry(V3, name, title,
                        "no SQuAD setting published for this baseline; optimiser = the preset's (AdaLoRA "
                        f"{ADALORA} NLG_QA/scripts/run_debertav3_squadv2.sh)", dict(shape), tasks=SQUAD,
-                       notes=(budget, "The learning-rate sweep (table3_lr_deberta-v3-base_<method>) decides the rate.")))
+                       notes=(budget, "The learning-rate sweep (table3_lr_deberta-v3-base_<method>_*) decides the rate.")))
     # ---- RoBERTa-large (Table 1 rows reprinted from the LoRA paper) ----
     e.append(Entry(RL, "full", "Full fine-tuning", f"{FAIRSEQ} examples/roberta/README.glue.md",
                    {"epochs": 10, "warmup_steps": 0, "weight_decay": 0.1, "max_grad_norm": 0.0, "adam_beta2": 0.98,
                     "adam_eps": 1e-6, "cls_dropout": None},
                    {t: {"lr": lr, "warmup_ratio": round(w / n, 4)} for t, (lr, w, n) in FAIRSEQ_GLUE.items()},
                    notes=("Warm-up as the README's warm-up / total updates (6 %, QQP 25 %); fairseq clips no "
-                          "gradient (--clip-norm 0) and uses Adam betas (0.9, 0.98), epsilon 1e-6.",)))
+                          "gradient (--clip-norm 0) and uses Adam betas (0.9, 0.98), epsilon 1e-6.",
+                          f"Precision: the README's command trains in fp16 (--fp16); {FP32}.")))
     for name, title, m, kind in (("hadapter", "Houlsby adapter (HAdapter)", 8, "houlsby"),
                                  ("padapter", "Pfeiffer adapter (PAdapter)", 16, "pfeiffer")):
         e.append(Entry(RL, name, title, f"{LORA} examples/NLU/adapter_{kind}_roberta_large_mnli.sh",
@@ -229,45 +274,31 @@ def _entries() -> list[Entry]:
                    {"weight_decay": 0.01, "max_grad_norm": 1.0, "adam_eps": 1e-6, "warmup_ratio": 0.0},
                    {t: {"epochs": ep, "warmup_steps": w, "lr": lr, "cls_dropout": c}
                     for t, (ep, w, lr, c) in DEBERTA_XXL.items()},
-                   notes=("The repository trains in fp16 and starts RTE and MRPC from an MNLI-tuned model; here fp32 "
-                          "from the pretrained one.",)))
+                   notes=("The repository starts RTE and MRPC from an MNLI-tuned model; here from the pretrained one.",
+                          f"Precision: the xxlarge-v2 blocks train in fp16 (--fp16 True); {FP32}.")))
     e.append(Entry(XXL, "lora", "LoRA", f"{LORA} examples/NLU/deberta_v2_xxlarge_<task>.sh",
                    {"max_grad_norm": 1.0, "r": 16, "alpha": 32.0, "targets": "qv"},
                    {t: {"lr": v[0], "epochs": v[1], "warmup_steps": v[2], "warmup_ratio": v[3], "cls_dropout": v[4],
                         "weight_decay": v[5]} for t, v in LORA_XXL.items()},
-                   notes=("r = 16, alpha 32 on query and value: the paper's 4.7M cell; the scripts train in fp16 on "
-                          "8 GPUs and start MRPC, RTE and STS-B from the MNLI LoRA weights.",)))
+                   notes=("r = 16, alpha 32 on query and value: the paper's 4.7M cell; the scripts run on 8 GPUs "
+                          "and start MRPC, RTE and STS-B from the MNLI LoRA weights.",
+                          f"Precision: the scripts train in fp16 (--fp16); {FP32}.")))
     return e
 
 
 ENTRIES = _entries()
 
 # ---- learning-rate grids and the sweeps that run them ----------------------------------------------
-
-
-def lr_grid(rates: list[float]) -> list[float]:
-    """Every source rate with its two ladder neighbours, sorted, no duplicates."""
-    out: set[float] = set()
-    for r in rates:
-        out.update((clean(r), *ladder_neighbours(r)))
-    return sorted(out)
-
-
-@dataclass(frozen=True)
-class LrSweep:
-    table: str  # "table1"
-    model: str
-    method: str
-    tasks: tuple[str, ...]
-
-
-LR_SWEEPS = [
-    *[LrSweep("table1", V3, m, GLUE) for m in ("full", "bitfit", "hadapter", "padapter", "lora", "sora", "lorafa")],
-    *[LrSweep("table1", RL, m, GLUE) for m in ("full", "hadapter", "padapter", "lora", "lorafa")],
-    *[LrSweep("table2", XXL, m, ("cola", "sst2", "stsb", "qnli")) for m in ("full", "lora")],
-    *[LrSweep("table3", V3, m, SQUAD) for m in ("full", "hadapter", "padapter", "lora")],
-]
-PRESET_SQUAD_LR = 1e-3  # conf/hp/authors/deberta-v3-base/squad*.yaml (AdaLoRA SQuAD script)
+LR_STEPS = 1  # ladder values on each side of a task's source rate in its tuning grid (3 rates per task)
+PRESET = "authors"  # DCFT's source rates: the authors' run scripts (conf/hp/authors/<model>/<task>.yaml)
+# A table's one-rate sweeps (hand-written, conf/sweep/): every model, task, method and DCFT setting they
+# run is tuned by the table's learning-rate sweeps, DCFT as every baseline.
+TABLE_SWEEPS = {
+    "table1": ("table1_dcft", "table1_baselines_deberta", "table1_baselines_roberta"),
+    "table2": ("table2_dcft", "table2_baselines"),
+    "table3": ("table3_dcft", "table3_baselines"),
+}
+DCFT_KEYS = ("kernel", "stride", "targets")  # the DCFT setting a table's DCFT sweep spells out
 
 
 def entry_for(model: str, method: str, task: str) -> Entry:
@@ -281,16 +312,71 @@ def values_for(e: Entry, task: str) -> dict[str, Any]:
     return {**e.common, **e.per_task.get(task, {})}
 
 
+def preset_lr(model: str, task: str) -> float:
+    return float(OmegaConf.load(ROOT / "conf" / "hp" / PRESET / model / f"{task}.yaml").train.lr)
+
+
 def source_lr(model: str, method: str, task: str) -> float:
-    return values_for(entry_for(model, method, task), task).get("lr", PRESET_SQUAD_LR)
+    """The rate a run of `method` on model x task gets without a sweep: DCFT's preset, a baseline's
+    method_hp file, or (a baseline file that sets none, e.g. Table 3's adapters) the preset's."""
+    if method != "dcft":
+        lr = values_for(entry_for(model, method, task), task).get("lr")
+        if lr is not None:
+            return clean(lr)
+    return clean(preset_lr(model, task))
 
 
-def sweep_name(s: LrSweep) -> str:
-    return f"{s.table}_lr_{s.model}_{s.method}"
+def task_grid(rate: float) -> list[float]:
+    """`rate` and the `LR_STEPS` ladder values below and above it, ascending."""
+    return [ladder_step(rate, k) for k in range(-LR_STEPS, LR_STEPS + 1)]
 
 
-def grid_of(s: LrSweep) -> list[float]:
-    return lr_grid([source_lr(s.model, s.method, t) for t in s.tasks])
+@dataclass(frozen=True)
+class LrSweep:
+    """The learning-rate grid of the tasks of one (table, model, method) that share a source rate."""
+
+    table: str  # "table1"
+    model: str
+    method: str
+    rate: float  # the source rate of every task here, the middle of the grid
+    tasks: tuple[str, ...]
+    setting: tuple[tuple[str, str], ...] = ()  # DCFT: kernel, stride, targets as the table's DCFT sweep has them
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}_lr_{self.model}_{self.method}_{_yaml_value(self.rate)}"
+
+    @property
+    def grid(self) -> list[float]:
+        return task_grid(self.rate)
+
+    @property
+    def runs(self) -> int:
+        crossed = 1
+        for _, values in self.setting:
+            crossed *= len(values.split(","))
+        return len(self.grid) * len(self.tasks) * crossed
+
+
+def _sweep_params(name: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in OmegaConf.load(SWEEPS / f"{name}.yaml").hydra.sweeper.params.items()}
+
+
+@lru_cache(maxsize=1)
+def lr_sweeps() -> tuple[LrSweep, ...]:
+    """Every learning-rate sweep: per table, per point of its one-rate sweeps, tasks grouped by source rate."""
+    out: list[LrSweep] = []
+    for table, names in TABLE_SWEEPS.items():
+        for name in names:
+            p = _sweep_params(name)
+            for model in p["model"].split(","):
+                for method in p["method"].split(","):
+                    setting = tuple((k, p[k]) for k in DCFT_KEYS if k in p) if method == "dcft" else ()
+                    by_rate: dict[float, list[str]] = {}
+                    for task in p["task"].split(","):
+                        by_rate.setdefault(source_lr(model, method, task), []).append(task)
+                    out += [LrSweep(table, model, method, rate, tuple(tasks), setting) for rate, tasks in by_rate.items()]
+    return tuple(out)
 
 
 # ---- writers ------------------------------------------------------------------------------------
@@ -311,16 +397,17 @@ def _comment(text: str) -> list[str]:
 
 def render_hp(e: Entry, task: str) -> str:
     values = values_for(e, task)
-    grids = [grid_of(s) for s in LR_SWEEPS if s.model == e.model and s.method == e.method and task in s.tasks]
+    sweeps = [s for s in lr_sweeps() if s.model == e.model and s.method == e.method and task in s.tasks]
     lines = ["# @package _global_",
-             f"# {e.title} on {e.model} x {task}: the baseline's own settings (issue 13), composed after the",
+             f"# {e.title} on {e.model} x {task}: the baseline's own settings, composed after the",
              "# model x task preset; batch size, max length and evaluation interval stay the preset's (paper App. E:",
              "# the same batch size for every method).",
              *_comment(f"Source: {e.source}.")]
     for n in e.notes:
         lines += _comment(n)
-    if grids:
-        lines.append("# Learning-rate grid of its tuning sweep: " + ", ".join(_yaml_value(g) for g in grids[0]) + ".")
+    for s in sweeps:
+        lines.append(f"# Learning-rate grid of its tuning sweep ({s.name}): "
+                     + ", ".join(_yaml_value(g) for g in s.grid) + ".")
     lines.append("# Written by scripts/method_hp.py from its source tables: edit there, then rerun it.")
     groups: dict[str, list[tuple[str, Any, str]]] = {}
     for key, value in values.items():
@@ -340,18 +427,21 @@ def render_hp(e: Entry, task: str) -> str:
 
 
 def render_sweep(s: LrSweep) -> str:
-    name = sweep_name(s)
-    grid = grid_of(s)
-    rates = ", ".join(f"{t} {_yaml_value(source_lr(s.model, s.method, t))}" for t in s.tasks)
-    n = len(grid) * len(s.tasks)
+    source = (f"conf/hp/{PRESET}/{s.model}/<task>.yaml, the authors' script" if s.method == "dcft" else
+              f"conf/method_hp/own/{s.model}/{s.method}/<task>.yaml" + (
+                  "" if "lr" in values_for(entry_for(s.model, s.method, s.tasks[0]), s.tasks[0]) else
+                  f", which keeps the preset's rate (conf/hp/{PRESET}/{s.model}/<task>.yaml)"))
+    setting = "".join(f" x {k} {v}" for k, v in s.setting)
+    text = (f"Paper {s.table.replace('table', 'Table ')}, {s.method}{setting} on {s.model}: learning-rate tuning "
+            "(paper App. E: \"we tune the learning rate and pick the best learning rate for every method\"), the same "
+            f"for every method of the table, DCFT included. The tasks here ({', '.join(s.tasks)}) share the source rate "
+            f"{_yaml_value(s.rate)} ({source}); the grid is that rate and {LR_STEPS} value{'s' * (LR_STEPS > 1)} "
+            f"either side on the 1-2-3-5-8 ladder: {s.runs} runs. The tables pick per model, task and setting the rate "
+            "with the best dev score (or held-out score with data.holdout > 0). Written by scripts/method_hp.py.")
     return "\n".join([
         "# @package _global_",
-        f"# python run.py +sweep={name}   (dry run: python -m dcft.sweep plan +sweep={name})",
-        f"# Paper {s.table.replace('table', 'Table ')}, {s.method} on {s.model}: learning-rate tuning (paper App. E: the best",
-        "# rate per method), each task's source rate and its neighbours on the 1-2-3-5-8 ladder:",
-        f"# {len(grid)} rates x {len(s.tasks)} tasks = {n} runs. Source rates: {rates}",
-        "# (conf/method_hp/own/<model>/<method>/<task>.yaml). The tables select per (model, task, method) the rate",
-        "# with the best dev score (or holdout score with data.holdout > 0). Written by scripts/method_hp.py.",
+        f"# python run.py +sweep={s.name}   (dry run: python -m dcft.sweep plan +sweep={s.name})",
+        *_comment(text),
         "hydra:",
         "  mode: MULTIRUN",
         "  sweeper:",
@@ -359,7 +449,8 @@ def render_sweep(s: LrSweep) -> str:
         f"      model: {s.model}",
         f"      task: {','.join(s.tasks)}",
         f"      method: {s.method}",
-        f"      train.lr: {','.join(_yaml_value(g) for g in grid)}",
+        *[f'      {k}: "{v}"' for k, v in s.setting],
+        f"      train.lr: {','.join(_yaml_value(g) for g in s.grid)}",
         '      seed: "6"',
     ]) + "\n"
 
@@ -369,26 +460,33 @@ def planned_files() -> dict[Path, str]:
     for e in ENTRIES:
         for t in e.tasks:
             files[OUT / e.model / e.method / f"{t}.yaml"] = render_hp(e, t)
-    for s in LR_SWEEPS:
-        files[SWEEPS / f"{sweep_name(s)}.yaml"] = render_sweep(s)
+    for s in lr_sweeps():
+        files[SWEEPS / f"{s.name}.yaml"] = render_sweep(s)
     return files
+
+
+def stale_sweeps(planned: dict[Path, str]) -> list[Path]:
+    """Learning-rate sweep files on disk that this script no longer writes (e.g. a source rate changed)."""
+    return sorted(p for p in SWEEPS.glob("table*_lr_*.yaml") if p not in planned)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if a file differs from what would be written")
     args = ap.parse_args(argv)
-    stale = []
-    for path, text in planned_files().items():
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            continue
-        stale.append(path)
+    planned = planned_files()
+    differ = [p for p, text in planned.items() if not (p.exists() and p.read_text(encoding="utf-8") == text)]
+    stale = stale_sweeps(planned)
+    for path in differ:
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-    for p in stale:
-        print(("differs: " if args.check else "wrote: ") + str(p.relative_to(ROOT)))
-    return 1 if (args.check and stale) else 0
+            path.write_text(planned[path], encoding="utf-8")
+        print(("differs: " if args.check else "wrote: ") + str(path.relative_to(ROOT)))
+    for path in stale:
+        if not args.check:
+            path.unlink()
+        print(("not written by this script: " if args.check else "deleted: ") + str(path.relative_to(ROOT)))
+    return 1 if (args.check and (differ or stale)) else 0
 
 
 if __name__ == "__main__":

@@ -1,24 +1,33 @@
-"""Each baseline with its own published settings (issue 13): composed configs against the source
-scripts' numbers, typed here by hand from those scripts (the oracle), not read from conf/.
+"""Each baseline with its own published settings: composed configs against the source scripts'
+numbers, typed here by hand from those scripts (the oracle), not read from conf/; a baseline without
+settings of its own is an error, not a silent run on DCFT's preset.
 
-Sources (read-only mirrors, never at test time): microsoft/DeBERTa@4d7fe0b experiments/glue/rte.sh;
-TsinghuaC3I/SoRA@c275ac2 scripts/run_glue_sora_no_schedule.sh and src/lora.py; microsoft/LoRA@c4593f0
-examples/NLU/roberta_large_rte.sh and deberta_v2_xxlarge_cola.sh; facebookresearch/fairseq@1ffc48f
+Sources (read-only mirrors, never at test time): microsoft/DeBERTa@4d7fe0b experiments/glue/rte.sh,
+mnli.sh, cola.sh; TsinghuaC3I/SoRA@c275ac2 scripts/run_glue_sora_no_schedule.sh, run_glue_lora.sh,
+run_glue_bitfit.sh, run_glue_adapter.sh, config/lora_config.json and src/lora.py; thunlp/OpenDelta
+opendelta/delta_models/adapter.py (AdapterModel, the adapter SoRA's script inserts); microsoft/LoRA@c4593f0
+examples/NLU/roberta_large_rte.sh and deberta_v2_xxlarge_*.sh; facebookresearch/fairseq@1ffc48f
 examples/roberta/README.glue.md; QingruZhang/AdaLoRA@d10f5eb NLU/scripts/run_debertav3_cola.sh.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_cfg
 from dcft.methods import build_method
+from dcft.methods.bottleneck import Bottleneck
 from dcft.models import build_model
+from dcft.reuse import MethodHpMissing, hp_sources
 
 METHOD_HP = ROOT / "conf" / "method_hp" / "own"
 
@@ -147,13 +156,111 @@ def test_files_are_what_the_generator_writes():
         assert path.read_text(encoding="utf-8") == text, path
 
 
-def test_lr_sweeps_hold_each_tasks_source_rate_and_its_neighbours():
-    """For RoBERTa-large LoRA (source rates 2e-4, 3e-4, 4e-4): the 1-2-3-5-8 ladder neighbours are added."""
-    params = OmegaConf.load(ROOT / "conf" / "sweep" / "table1_lr_roberta-large_lora.yaml").hydra.sweeper.params
-    grid = [float(x) for x in str(params["train.lr"]).split(",")]
-    assert grid == [1e-4, 2e-4, 3e-4, 4e-4, 5e-4]
-    for task in str(params.task).split(","):
-        assert _cfg("model=roberta-large", "method=lora", f"task={task}").train.lr in grid
+# ---- a baseline without its own settings never falls back to DCFT's preset unasked ------------------
+def _run_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_missing_method_file_is_an_error_naming_the_file_and_the_opt_in(tmp_path: Path):
+    """BitFit has no RoBERTa-large settings (the paper has no such row): it must not train on DCFT's
+    RTE preset (lr 1.2e-3, 50 epochs) silently, and the refusal leaves no folder."""
+    out = tmp_path / "runs"
+    p = _run_py(["model=roberta-large", "method=bitfit", "task=rte", f"output_root={out}"], tmp_path)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert p.stderr.startswith("error: MethodHpMissing") or p.stderr.startswith("error: method=bitfit"), p.stderr
+    assert "conf/method_hp/own/roberta-large/bitfit/rte.yaml" in p.stderr and "baseline_hp=shared" in p.stderr
+    assert "conf/hp/authors/roberta-large/rte.yaml" in p.stderr  # what it would have trained on
+    assert "Traceback" not in p.stderr
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def _choices(*overrides: str) -> dict:
+    return OmegaConf.to_container(_cfg(*overrides).hydra.runtime.choices)
+
+
+def test_missing_method_file_names_the_methods_that_have_one():
+    with pytest.raises(MethodHpMissing) as e:
+        hp_sources(_choices("model=roberta-large", "method=bitfit", "task=rte"))
+    msg = str(e.value)
+    assert "method=bitfit" in msg and "model=roberta-large task=rte" in msg
+    assert "full, hadapter, lora, lorafa, padapter" in msg  # the RoBERTa-large baselines of Table 1
+
+
+@pytest.mark.parametrize("overrides", [
+    ("model=roberta-large", "method=bitfit", "task=rte", "baseline_hp=shared"),  # the opt-in
+    ("model=roberta-large", "method=dcft", "task=rte"),  # the preset is DCFT's own
+    ("model=tiny-bert", "method=bitfit", "task=rte", "preset=none"),  # no preset: generic defaults by choice
+    ("model=roberta-large", "method=bitfit", "task=rte", "preset=none"),
+])
+def test_no_error_where_the_preset_is_chosen_or_absent(overrides):
+    sources = hp_sources(_choices(*overrides))
+    assert sources["method_hp@_global_"] is None
+
+
+def test_shared_opt_in_trains_the_baseline_on_dcfts_preset():
+    cfg = _cfg("model=roberta-large", "method=bitfit", "task=rte", "baseline_hp=shared")
+    assert cfg.train.lr == pytest.approx(1.2e-3) and cfg.train.epochs == 50  # the DCFT repository's COMMANDL RTE
+
+
+# ---- where a run differs from its source, the file says so (facts typed from the source scripts) ----
+def _head(model: str, method: str, task: str) -> str:
+    text = (METHOD_HP / model / method / f"{task}.yaml").read_text(encoding="utf-8")
+    return " ".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+
+
+def test_deberta_v3_lora_states_its_scaling_against_the_sources():
+    """SoRA's run_glue_lora.sh: --lora_r 16, config/lora_config.json lora_alpha 16 (scaling 1)."""
+    cfg = _cfg("method=lora", "task=rte")
+    assert (cfg.method.r, cfg.method.alpha) == (1, 2.0)  # scaling 2
+    head = _head("deberta-v3-base", "lora", "rte")
+    assert "r 16 with lora_alpha 16, scaling alpha / r = 1" in head and "scaling 2" in head
+    assert "method.alpha=1 runs the source's scaling" in head
+    assert _cfg("method=lora", "task=rte", "method.alpha=1").method.alpha == 1.0
+
+
+def test_hadapter_states_opendeltas_activation_and_offers_it():
+    """OpenDelta's AdapterModel (SoRA's run_glue_adapter.sh) defaults to non_linearity 'gelu_new'."""
+    head = _head("deberta-v3-base", "hadapter", "cola")
+    assert "gelu_new" in head and "activation SiLU" in head and "method.activation=gelu_new" in head
+    assert _cfg("method=hadapter", "task=cola").method.activation == "silu"  # the AdaLoRA code's Houlsby adapter
+    cfg = _cfg("model=tiny-bert", "preset=none", "method=hadapter", "method.activation=gelu_new")
+    method = build_method(cfg.method)
+    x = torch.linspace(-4, 4, 41)
+    gelu_new = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))  # transformers' gelu_new
+    act = Bottleneck(4, 2, method.cfg.activation, 0.02).act
+    assert torch.allclose(act(x), gelu_new, atol=1e-6)
+    assert not torch.allclose(torch.nn.functional.silu(x), gelu_new, atol=1e-3)
+
+
+def test_padapter_is_not_attributed_to_a_script_without_a_pfeiffer_adapter():
+    """SoRA's run_glue_adapter.sh inserts OpenDelta's Houlsby-placed adapter only."""
+    head = _head("deberta-v3-base", "padapter", "cola")
+    source = head.split("Source: ", 1)[1]
+    assert source.startswith("no published Pfeiffer-adapter script for DeBERTaV3-base was found")
+    assert "adapter_type pfeiffer" in source and "optimiser settings are borrowed" in source
+
+
+def test_bitfit_header_gives_the_scripts_batch_and_length():
+    """SoRA's run_glue_bitfit.sh: bsz=100, --max_seq_length 256; here the preset's batch 32."""
+    head = _head("deberta-v3-base", "bitfit", "rte")
+    assert "batch 100 and max length 256" in head and "batch 8" not in head
+    cfg = _cfg("method=bitfit", "task=rte")
+    assert (cfg.train.batch_size, cfg.train.max_len) == (32, 320)  # the dataset's (the authors' DCFT RTE script)
+
+
+@pytest.mark.parametrize("model,method,task", [
+    ("deberta-v3-base", "full", "mnli"),  # DeBERTa mnli.sh deberta-v3-base block: --fp16 True
+    ("roberta-large", "full", "rte"),  # fairseq README.glue.md: --fp16
+    ("deberta-v2-xxlarge", "full", "cola"),  # DeBERTa cola.sh xxlarge-v2 block: --fp16 True
+    ("deberta-v2-xxlarge", "lora", "sst2"),  # LoRA deberta_v2_xxlarge_sst2.sh: --fp16
+])
+def test_sources_that_train_in_fp16_say_so(model, method, task):
+    head = _head(model, method, task)
+    assert "fp16" in head and "here fp32" in head and "train.mixed_precision=fp16" in head
+    assert _cfg(f"model={model}", f"method={method}", f"task={task}").train.mixed_precision == "no"
 
 
 @pytest.mark.parametrize("preset,task,expect", [

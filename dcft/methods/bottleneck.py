@@ -11,6 +11,9 @@ Parameters (backbone names unchanged) and applies the adapter to its result, so 
 `LayerNorm(dropout(adapter(dense(x))) + residual)`.
 
 * HAdapter: after the attention output and after the FFN output (two per layer), swish (SiLU), m = 8.
+  SiLU is the Houlsby adapter of the AdaLoRA reference (adapter_type 'houlsby') and of the LoRA
+  repository's RoBERTa code; OpenDelta's adapter (SoRA's adapter script) uses `activation=gelu_new`
+  (tanh-approximated GELU, transformers' `gelu_new`), offered by name.
   DeBERTaV3-base: 24 × 13,064 = 313,536 parameters (paper 0.31M); RoBERTa-large 835,968 (0.8M).
 * PAdapter: after the FFN output only (one per layer), ReLU, m = 16.
   DeBERTaV3-base: 12 × 25,360 = 304,320 parameters (paper 0.3M); RoBERTa-large 811,392 (0.8M).
@@ -42,6 +45,7 @@ The two methods share one module; the registry finds each one's schema through t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -51,7 +55,8 @@ from torch import nn
 from dcft.methods.base import Method
 from dcft.models import get_submodule_parent, iter_linear, role_modules
 
-ACTIVATIONS = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+ACTIVATIONS = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
+               "gelu_new": partial(nn.GELU, approximate="tanh")}  # gelu_new: transformers' / OpenDelta's tanh GELU
 # Where adapters go, as roles of dcft.models.ROLE_PATTERNS: o = attention output, f = FFN output.
 PLACEMENTS = {"attn_ffn": ("o", "f"), "ffn": ("f",)}
 
@@ -62,7 +67,7 @@ class HAdapterConfig:
 
     name: str = "hadapter"  # registry key
     bottleneck: int = 8  # bottleneck width m, features (2·h·m + m + h parameters per adapter)
-    activation: str = "silu"  # non-linearity between down and up projection: silu (= swish), relu, gelu, tanh
+    activation: str = "silu"  # non-linearity between down and up projection: silu (= swish), gelu_new (tanh GELU, OpenDelta), relu, gelu, tanh
     placement: str = "attn_ffn"  # attn_ffn = after attention output and FFN output (Houlsby); ffn = after FFN output only (Pfeiffer)
     init_std: float = 0.02  # standard deviation of the down-projection's normal init (up-projection starts at zero)
     input: str = "dropout"  # dropout = adapter on dropout(dense(x)) (AdaLoRA/DCFT code, AdapterHub); dense = inside the projection, before dropout
@@ -74,7 +79,7 @@ class PAdapterConfig:
 
     name: str = "padapter"  # registry key
     bottleneck: int = 16  # bottleneck width m, features (2·h·m + m + h parameters per adapter)
-    activation: str = "relu"  # non-linearity between down and up projection: relu, silu (= swish), gelu, tanh
+    activation: str = "relu"  # non-linearity between down and up projection: relu, silu (= swish), gelu_new (tanh GELU), gelu, tanh
     placement: str = "ffn"  # ffn = after FFN output only (Pfeiffer); attn_ffn = after attention output and FFN output (Houlsby)
     init_std: float = 0.02  # standard deviation of the down-projection's normal init (up-projection starts at zero)
     input: str = "layernorm"  # layernorm = adapter reads LayerNorm(h + input) (AdaLoRA/DCFT code, AdapterHub); dense = the raw dense output

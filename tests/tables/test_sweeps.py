@@ -3,6 +3,7 @@ config, and the skipping of finished runs on relaunch."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -31,37 +32,33 @@ EXPECTED_RUNS = {
     "table5": 4 * 4,  # 4 tasks x stride 1, 2, 4, 8 (= null)
     "table6": 4 * 5,  # 4 tasks x qk, qv, qkv, qkvo, all
     "figures": 5,
-    # learning-rate tuning of the baselines (scripts/method_hp.py): rates x tasks
-    "table1_lr_deberta-v3-base_full": 4 * 8,  # 1e-05, 1.5e-05, 2e-05, 3e-05
-    "table1_lr_deberta-v3-base_bitfit": 3 * 8,  # 0.0005, 0.0008, 0.001
-    "table1_lr_deberta-v3-base_hadapter": 3 * 8,  # 0.0005, 0.0008, 0.001
-    "table1_lr_deberta-v3-base_padapter": 3 * 8,  # 0.0005, 0.0008, 0.001
-    "table1_lr_deberta-v3-base_lora": 3 * 8,  # 0.0002, 0.0003, 0.0005
-    "table1_lr_deberta-v3-base_sora": 3 * 8,  # 0.0005, 0.0008, 0.001
-    "table1_lr_deberta-v3-base_lorafa": 3 * 8,  # 0.0002, 0.0003, 0.0005
-    "table1_lr_roberta-large_full": 4 * 8,  # 8e-06, 1e-05, 2e-05, 3e-05
-    "table1_lr_roberta-large_hadapter": 3 * 8,  # 0.0002, 0.0003, 0.0005
-    "table1_lr_roberta-large_padapter": 3 * 8,  # 0.0002, 0.0003, 0.0005
-    "table1_lr_roberta-large_lora": 5 * 8,  # 0.0001, 0.0002, 0.0003, 0.0004, 0.0005
-    "table1_lr_roberta-large_lorafa": 5 * 8,  # 0.0001, 0.0002, 0.0003, 0.0004, 0.0005
-    "table2_lr_deberta-v2-xxlarge_full": 4 * 4,  # 2e-06, 2.5e-06, 3e-06, 5e-06
-    "table2_lr_deberta-v2-xxlarge_lora": 7 * 4,  # 5e-05, 6e-05, 8e-05, 0.0001, 0.00013, 0.0002, 0.0003
-    "table3_lr_deberta-v3-base_full": 3 * 2,  # 1e-05, 2e-05, 3e-05
-    "table3_lr_deberta-v3-base_hadapter": 3 * 2,  # 0.0008, 0.001, 0.002
-    "table3_lr_deberta-v3-base_padapter": 3 * 2,  # 0.0008, 0.001, 0.002
-    "table3_lr_deberta-v3-base_lora": 3 * 2,  # 0.0008, 0.001, 0.002
 }
+
+
+LR_NAME = re.compile(r"(table[123])_lr_([a-z0-9.-]+)_([a-z]+)_([0-9.]+e-[0-9]{2})")  # <table>_lr_<model>_<method>_<rate>
+LR_SWEEPS = sorted(p.stem for p in SWEEPS.glob("*_lr_*.yaml"))  # written by scripts/method_hp.py
+ALL_SWEEPS = sorted(EXPECTED_RUNS) + LR_SWEEPS
 
 
 def _params(name: str) -> dict:
     return dict(OmegaConf.load(SWEEPS / f"{name}.yaml").hydra.sweeper.params)
 
 
+def _values(params: dict, key: str) -> list[str]:
+    return str(params[key]).split(",") if key in params else [""]
+
+
 def test_every_sweep_file_is_known():
-    assert sorted(p.stem for p in S.sweep_files()) == sorted(EXPECTED_RUNS)
+    assert sorted(p.stem for p in S.sweep_files() if "_lr_" not in p.stem) == sorted(EXPECTED_RUNS)
+    assert LR_SWEEPS and all(LR_NAME.fullmatch(n) for n in LR_SWEEPS), LR_SWEEPS
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_RUNS))
+@functools.lru_cache(maxsize=None)
+def _make_dry_run(target: str) -> str:
+    return subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("name", ALL_SWEEPS)
 def test_sweep_file_header_and_size(name: str):
     path = SWEEPS / f"{name}.yaml"
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -69,19 +66,125 @@ def test_sweep_file_header_and_size(name: str):
     assert lines[1].startswith(f"# python run.py +sweep={name}")  # then the command that runs it
     cfg = OmegaConf.load(path)
     assert cfg.hydra.mode == "MULTIRUN"
-    assert S.count_runs(path) == EXPECTED_RUNS[name]
     assert name.split("_")[0] in ("table1", "table2", "table3", "table4", "table5", "table6", "figures", "cpu")
-    assert f"+sweep={name}" in (ROOT / "Makefile").read_text(encoding="utf-8")  # a make target runs it
+    if name in EXPECTED_RUNS:
+        assert S.count_runs(path) == EXPECTED_RUNS[name]
+        assert f"+sweep={name}" in (ROOT / "Makefile").read_text(encoding="utf-8")  # a make target runs it
+    else:  # the table's -lr target runs every one of its lr sweeps (a loop over the files)
+        p = _params(name)
+        assert S.count_runs(path) == len(_values(p, "train.lr")) * len(_values(p, "task")) * len(_values(p, "kernel"))
+        assert name in re.split(r"[\s;]+", _make_dry_run(f"{name.split('_')[0]}-lr"))
 
 
 def test_dcft_sweeps_spell_out_the_setting():
     """Every DCFT sweep names kernel, stride and targets, so one setting = one run folder."""
-    for name in EXPECTED_RUNS:
+    for name in ALL_SWEEPS:
         p = _params(name)
         if p["method"] == "dcft":
             assert {"kernel", "stride", "targets", "seed"} <= set(p), name
         else:
             assert not {"kernel", "stride"} & set(p), name  # baselines: no DCFT keys in their folders
+
+
+# ---- learning-rate tuning: the same for every method of a table, DCFT included ------------------------
+GLUE = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
+V3, RL, XXL = "deberta-v3-base", "roberta-large", "deberta-v2-xxlarge"
+
+
+def _rows(model: str, methods: str, kernels: str, tasks: tuple[str, ...]) -> set[tuple[str, str, str, str]]:
+    """(model, task, method, DCFT kernel or "") of a table's rows x columns."""
+    rows = [(m, "") for m in methods.split()] + [("dcft", k) for k in kernels.split()]
+    return {(model, t, m, k) for m, k in rows for t in tasks}
+
+
+# Every row x column of the paper's Tables 1-3 (typed from the paper, not read from conf/): each is tuned.
+TUNED = {
+    "table1": _rows(V3, "full bitfit hadapter padapter lora sora lorafa", "2 8", GLUE)
+    | _rows(RL, "full hadapter padapter lora lorafa", "2 8", GLUE),
+    "table2": _rows(XXL, "full lora", "8", ("cola", "sst2", "stsb", "qnli")),
+    "table3": _rows(V3, "full hadapter padapter lora", "2", ("squad", "squad_v2")),
+}
+
+
+def _lr_points(table: str) -> list[tuple[tuple[str, str, str, str], str]]:
+    """Every (model, task, method, kernel) an lr sweep of `table` tunes, with the sweep's name."""
+    out = []
+    for name in (n for n in LR_SWEEPS if n.startswith(f"{table}_")):
+        p = _params(name)
+        out += [((m, t, meth, k), name) for m in _values(p, "model") for t in _values(p, "task")
+                for meth in _values(p, "method") for k in _values(p, "kernel")]
+    return out
+
+
+def _lr_sweep_of(model: str, method: str, task: str) -> str:
+    found = {n for table in TUNED for pt, n in _lr_points(table) if pt[:3] == (model, task, method)}
+    assert len(found) == 1, (model, method, task, found)
+    return found.pop()
+
+
+@pytest.mark.parametrize("table", sorted(TUNED))
+def test_lr_sweeps_tune_every_row_of_the_table_dcft_included(table: str):
+    """DCFT's rows have learning-rate grids as every baseline's; no point is tuned twice or left out."""
+    points = [pt for pt, _ in _lr_points(table)]
+    assert len(points) == len(set(points)), "a point is in two lr sweeps"
+    assert set(points) == TUNED[table]
+
+
+@pytest.mark.parametrize("name", LR_SWEEPS)
+def test_lr_grid_is_centred_on_each_tasks_source_rate(name: str):
+    """For every task of the sweep, the rate a run gets without a sweep (the composed config: DCFT's
+    preset or the baseline's own file) is in the grid, with as many grid rates below it as above."""
+    p = _params(name)
+    grid = [float(x) for x in _values(p, "train.lr")]
+    assert grid == sorted(grid) and len(set(grid)) == len(grid)
+    for (model, task), rate in _composed_rates(str(p["method"]), _values(p, "model"), _values(p, "task")).items():
+        assert any(g == pytest.approx(rate, rel=1e-9) for g in grid), (task, rate, grid)
+        below = sum(g < rate * (1 - 1e-9) for g in grid)
+        above = sum(g > rate * (1 + 1e-9) for g in grid)
+        assert below == above >= 1, (task, rate, grid)
+
+
+def _composed_rates(method: str, models: list[str], tasks: list[str]) -> dict[tuple[str, str], float]:
+    """`train.lr` of each model x task as `run.py` composes it (conftest.compose_cfg, one Hydra init for all)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dcft.config import register
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return {(m, t): float(compose("config", [f"model={m}", f"task={t}", f"method={method}"]).train.lr)
+                    for m in models for t in tasks}
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize("model,method,task,grid", [
+    (XXL, "lora", "sst2", [5e-5, 6e-5, 8e-5]),  # source 6e-5; a grid shared with CoLA's 1.3e-4 had 1 rate below, 5 above
+    (V3, "dcft", "stsb", [2e-3, 2.2e-3, 3e-3]),  # the authors' 2.2e-3, off the ladder: its ladder neighbours
+    (V3, "full", "mnli", [1e-5, 1.5e-5, 2e-5]),  # DeBERTa's deberta-v3-base MNLI block
+    (RL, "lora", "qnli", [1e-4, 2e-4, 3e-4]),  # LoRA repository roberta_large_qnli.sh: 2e-4
+    (V3, "hadapter", "squad", [8e-4, 1e-3, 2e-3]),  # no source rate: the preset's 1e-3
+])
+def test_a_tasks_grid_by_hand(model: str, method: str, task: str, grid: list[float]):
+    got = [float(x) for x in _values(_params(_lr_sweep_of(model, method, task)), "train.lr")]
+    assert got == pytest.approx(grid, rel=1e-9)
+
+
+@pytest.mark.parametrize("one_rate,model,method,task", [
+    ("table1_dcft", V3, "dcft", "rte"),
+    ("table1_baselines_roberta", RL, "lora", "qnli"),
+])
+def test_lr_sweep_reuses_the_one_rate_run_at_its_centre(one_rate: str, model: str, method: str, task: str,
+                                                         tmp_path: Path):
+    """The table's one-rate sweep runs the centre of the lr grid: the same folders, so it runs once."""
+    point = [f"model={model}", f"task={task}", f"method={method}", f"output_root={tmp_path}"]
+    single = S.plan([f"+sweep={one_rate}", *point], validate=False)
+    tuned = S.plan([f"+sweep={_lr_sweep_of(model, method, task)}", *point], validate=False)
+    assert single and {r.run_dir for r in single} <= {r.run_dir for r in tuned}
+    assert len(tuned) == 3 * len(single)
 
 
 def test_command_line_overrides_replace_sweep_values():
@@ -90,7 +193,7 @@ def test_command_line_overrides_replace_sweep_values():
     assert S.count_runs(path, ["seed=6,7,8"]) == 6 * 5 * 3
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_RUNS))
+@pytest.mark.parametrize("name", ALL_SWEEPS)
 def test_sweep_composes_every_job(name: str, tmp_path: Path):
     """One task (and model) of each sweep, each job composed as Hydra's launcher composes it."""
     p = _params(name)
