@@ -62,6 +62,30 @@ def test_main_refuses_when_torch_sees_no_device(monkeypatch, tmp_path):
     assert e.value.code == 2 and not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("broken", [False, True], ids=["right", "broken"])
+def test_main_runs_its_sections_and_writes_the_record(monkeypatch, tmp_path, broken):
+    """The command's flow on the CPU standing in for a GPU: the kernel section (small layers), the
+    data-parallel section skipped for want of a second GPU, one JSON and one report, exit 1 on a failure."""
+    from dcft.gpu_check import __main__ as cli
+    from dcft.gpu_check import environment
+
+    monkeypatch.setattr(environment, "require_cuda", lambda: torch.device("cpu"))
+    monkeypatch.setattr(environment, "environment", lambda device: json.loads(FIXTURE.read_text())["environment"])
+    cpu = torch.device("cpu")
+    checks = [("kernels", "fast = reference, fp32, kernel 8 stride 2",
+               lambda: [kernels.fast_equals_reference(cpu, torch.float32, 8, 2, **SMALL)])]
+    if broken:
+        checks.append(("kernels", "a check that raises", lambda: [][0]))
+    monkeypatch.setattr(kernels, "kernel_checks", lambda device: checks)
+    code = cli.main(["--out", str(tmp_path), "--skip", "bench,training"])
+    (json_path,) = tmp_path.glob("nvidia-a100-sxm4-80gb-*.json")
+    record = json.loads(json_path.read_text())
+    outcomes = [(v["section"], v["outcome"]) for v in record["verdicts"]]
+    assert outcomes == [("kernels", "pass")] + [("kernels", "fail")] * broken + [("data parallel", "skipped")]
+    assert code == int(broken) and set(record["minutes"]) == {"kernels", "parallel"}
+    assert record["estimated_minutes"] == 2 and json_path.with_suffix(".md").exists()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU check's sections run on a CUDA device only")
 def test_kernel_section_passes_on_this_gpu():
     from dcft.gpu_check.__main__ import kernel_rows
@@ -323,3 +347,61 @@ def test_same_run_flags_each_difference(tmp_path, two, failing):
     _fake_run(tmp_path / "two", *two)
     rows = parallel.same_run(tmp_path / "one", tmp_path / "two")
     assert len(rows) == 6 and [r.check for r in rows if r.outcome == "fail"] == failing
+
+
+# --- the GPU-hours estimate --------------------------------------------------------------------------------
+def test_backbone_size_and_optimizer_steps_by_hand():
+    from dcft.gpu_check import hours
+
+    arch = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12}
+    assert hours.backbone_size(arch) == 12 * (4 * 768 * 768 + 2 * 768 * 3072) == 84_934_656
+    sst2 = {"batch_size": 32, "epochs": 24, "max_steps": -1}
+    assert hours.optimizer_steps(sst2, 67349) == 24 * 2105 == 50_520  # ceil(67349 / 32) = 2105
+    assert hours.optimizer_steps({**sst2, "grad_accum": 2}, 67349) == 24 * 1053
+    assert hours.optimizer_steps({**sst2, "max_steps": 1000}, 67349) == 1000
+    assert hours.optimizer_steps({"batch_size": 32, "epochs": 0.5, "max_steps": -1}, 100) == 2  # ceil(0.5 x 4)
+    assert [hours.table_of(s) for s in ("table4_full", "table1_lr_roberta-large_lora", "figures", "table5")] == [
+        "Table 4", "Table 1, lr grids", "Figures 2-3", "Table 5"]
+
+
+def test_estimate_costs_runs_once_per_table_and_once_in_the_total():
+    from dcft.gpu_check.hours import Run, estimate
+
+    def run(d, method="dcft", steps=100, task="rte"):
+        return Run(d, "m", task, method, 8, steps, 32, 128, 2, 1000)
+
+    a, b, full = run("a"), run("b", steps=300), run("c", method="full")
+    # rte: 277 dev examples; cost = (steps x 32 x 128 + 2 x 277 x 128 / 3) x 1000 (x 1.5 for full)
+    assert a.cost == pytest.approx((100 * 32 * 128 + 2 * 277 * 128 / 3) * 1000)
+    assert full.cost == pytest.approx(1.5 * a.cost)
+    rows = estimate({"table4": [a, b], "table4_full": [full], "table5": [a]}, per_cost=3600.0)
+    assert [(r["table"], r["runs"], r["steps"]) for r in rows] == [
+        ("Table 4", 3, 500), ("Table 5", 1, 100), ("all (each run once)", 3, 500)]
+    assert rows[0]["hours"] == pytest.approx(a.cost + b.cost + full.cost)
+    assert rows[1]["hours"] == pytest.approx(a.cost)
+
+
+def test_sweep_runs_compose_each_job_as_run_py_does():
+    from omegaconf import OmegaConf
+
+    from dcft.gpu_check import hours
+    from dcft.sweep import SWEEP_DIR
+
+    (runs,) = hours.sweep_runs([SWEEP_DIR / "table3_dcft.yaml"]).values()
+    preset = OmegaConf.load(ROOT / "conf" / "hp" / "authors" / "deberta-v3-base" / "squad.yaml").train
+    squad = next(r for r in runs if r.task == "squad")
+    steps = preset.epochs * math.ceil(87599 / preset.batch_size)
+    assert (squad.steps, squad.batch, squad.max_len, squad.evals) == (
+        steps, preset.batch_size, preset.max_len, steps // preset.eval_steps + 1)
+    assert squad.run_dir.startswith("deberta-v3-base/squad/dcft/kernel=2,stride=2,targets=all")
+    per_cost = hours.seconds_per_cost(runs, "deberta-v3-base", "squad", 2, hours=7.0)
+    assert per_cost * squad.cost / 3600 == pytest.approx(7.0)  # calibrated on itself
+
+
+def test_time_per_token_from_a_gpu_check_is_its_fp32_dcft_k8_step_per_token_parameter():
+    from dcft.gpu_check import hours
+
+    record = {"bench": {"fp32": {"model": "deberta-v3-base", "batch": 32, "seq_len": 320,
+                                 "rows": [{"label": "lora-r1", "step_s_median": 0.3},
+                                          {"label": "dcft-k8s8-fast", "step_s_median": 0.2}]}}}
+    assert hours.seconds_per_cost_from_check(record) == pytest.approx(0.2 / (32 * 320 * 84_934_656))
