@@ -281,6 +281,30 @@ def test_bench_verdicts_classify_correctness_and_speed():
     assert rows[3].measured == "lora-r1 123.4" and rows[4].measured == "lora-r1 3,072"
 
 
+def test_bench_section_names_settings_the_bench_knows_and_checks_them(tmp_path):
+    """The GPU bench's settings, run on the tiny DeBERTa on the CPU: every label exists, both precisions
+    give their loss checks (fast = reference, peft = harness) and the info rows."""
+    for precision in benchmark.PRECISIONS:
+        result = benchmark.run_bench(torch.device("cpu"), precision, batch=2, seq_len=16, repeats=1,
+                                     log=lambda m: None, model="tiny-deberta")
+        labels = {r["label"] for r in result["rows"]}
+        assert set(benchmark.ONLY) | {"lora-r1", "head-only", "base"} == labels
+        rows = benchmark.bench_verdicts(result)
+        loss = [r for r in rows if "loss" in r.check]
+        assert len(loss) == 3 and all(r.outcome == "pass" for r in loss), loss
+        assert [r.outcome for r in rows[-3:]] == ["info"] * 3
+
+
+def test_bad_options_are_refused_before_anything_runs(capsys):
+    from dcft.gpu_check.__main__ import parse_args
+
+    for argv, message in ((["--train-steps", "250"], "multiple of 100"), (["--bench-batch", "0"], "must be >= 1"),
+                          (["--skip", "bench,gpu"], "unknown sections ['gpu']")):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
 # --- the MiniLM runs ---------------------------------------------------------------------------------------
 def test_gpu_runs_compose_the_committed_cpu_run_but_for_steps_precision_and_device(tmp_path):
     ref = training.read_run(training.REFERENCE_RUN)

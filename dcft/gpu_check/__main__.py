@@ -29,6 +29,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--train-steps", type=int, default=None, help="steps of each MiniLM run (default 300)")
     ap.add_argument("--keep-runs", action="store_true", help="keep the run folders under <out>/<gpu>-<date>-runs/")
     args = ap.parse_args(argv)
+    for name, value, low in (("--bench-batch", args.bench_batch, 1), ("--bench-seq-len", args.bench_seq_len, 2),
+                             ("--bench-repeats", args.bench_repeats, 1)):
+        if value is not None and value < low:
+            ap.error(f"{name} {value}: must be >= {low}")
+    if args.train_steps is not None and (args.train_steps < 100 or args.train_steps % 100):
+        ap.error(f"--train-steps {args.train_steps}: must be a positive multiple of 100 (the CPU study's runs, whose "
+                 "seed spread sets the tolerance, evaluate every 100 steps)")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if skip - set(SECTIONS):
         ap.error(f"--skip: unknown sections {sorted(skip - set(SECTIONS))}; valid: {', '.join(SECTIONS)}")

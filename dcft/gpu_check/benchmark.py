@@ -32,9 +32,9 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def run_bench(device: torch.device, precision: str, batch: int = BATCH, seq_len: int = SEQ_LEN,
-              repeats: int = REPEATS, log: Callable[[str], None] = print) -> dict[str, Any]:
+              repeats: int = REPEATS, log: Callable[[str], None] = print, model: str = MODEL) -> dict[str, Any]:
     """One `dcft.bench` run of the settings above at `precision` on `device` (writes nothing)."""
-    return bench.run(model=MODEL, device=str(device), batch=batch, seq_len=seq_len, repeats=repeats,
+    return bench.run(model=model, device=str(device), batch=batch, seq_len=seq_len, repeats=repeats,
                      shapes=SHAPES, only=list(ONLY), precision=precision, log=log)
 
 

@@ -26,11 +26,13 @@ TOKENS = 64
 SHAPES = ((2, 1), (2, 2), (8, 1), (8, 2), (8, 8))  # kernels 2 and 8 at strides 1, 2, 8 (a stride never exceeds its kernel)
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 QUANTITIES = ("y", "dx", "dA", "dB", "dC")
-# Stored roundings between the inputs and any compared quantity: at most 12 on either path (the
-# longest, dC on the reference path: F, Delta, scaling * x Delta, its sum with W0 x, then backward
-# the scaled upstream, x^T times it, the transposed convolution's gradient and its products with A
-# and B, and the summed gradients), counted twice because a reduced-precision split-K product
-# (allowed for bf16 / fp16 on CUDA by default) may round each partial sum once more.
+# Stored roundings between the inputs and a compared quantity: at most 6 on either path. Forward,
+# the reference path rounds F, Delta, x Delta, its scaling and the sum with W0 x + b (5), the fast
+# path M, G, x M and the accumulated output (4); backward, the longest chain, dA (dB alike), rounds on
+# the reference path F, Delta, the scaled upstream, x^T times it, the transposed convolution's gradient
+# and its product with B (6), on the fast path M, G, the upstream times G^T, x^T times that and the
+# transposed convolution's gradient (5). 12 on both paths, counted twice because a reduced-precision
+# split-K product (allowed for bf16 / fp16 on CUDA by default) may round each partial sum once more.
 FAST_REFERENCE_ROUNDINGS = 24
 # The tuner's layer and the harness layer call the same functions (`dcft.methods.dcft.ops`): at
 # most one differing rounding on each side (another kernel choice for the base product).
@@ -54,10 +56,6 @@ class LayerCase:
     kernel: int
     stride: int
     scaling: float
-
-    def cast(self, dtype: torch.dtype) -> "LayerCase":
-        return LayerCase(*(t.to(dtype) for t in (self.x, self.g, self.W, self.b, self.A, self.B, self.C)),
-                         self.kernel, self.stride, self.scaling)
 
 
 def draw_case(kernel: int, stride: int, dtype: torch.dtype, device: torch.device | str, din: int = LAYER[0],

@@ -35,12 +35,15 @@ ACCELERATE_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--mult
                      "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
-def launch(prefix: list[str], args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`<prefix> run.py <args>` in `cwd` (offline, one thread per process); raises with the end of
+OFFLINE = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # the pair's runs: no Hub, one thread per process
+
+
+def launch(prefix: list[str], args: list[str], cwd: Path, timeout: int = 600,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`<prefix> run.py <args>` in `cwd` with `env` added to the environment; raises with the end of
     stderr when it fails or a process aborts at exit."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    p = subprocess.run(prefix + [str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=timeout)
+    p = subprocess.run(prefix + [str(ROOT / "run.py"), *args], cwd=cwd, env={**os.environ, **(env or {})},
+                       capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0 or "terminate called" in p.stderr:
         raise RuntimeError(f"{' '.join(prefix[-3:])} run.py exited {p.returncode}:\n{p.stderr[-3000:]}")
     return p
@@ -54,8 +57,9 @@ def run_pair(workdir: Path, extra: list[str] = ()) -> tuple[Path, Path]:
     glue = write_learnable_rte(workdir / "glue")
     common = RUNS + [f"data.glue_dir={glue}", *extra]
     one, two = workdir / "one", workdir / "two"
-    launch([sys.executable], common + [f"train.batch_size={GLOBAL_BATCH}", f"output_root={one}"], workdir)
-    launch(ACCELERATE_LAUNCH, common + [f"train.batch_size={GLOBAL_BATCH // 2}", f"output_root={two}"], workdir)
+    launch([sys.executable], common + [f"train.batch_size={GLOBAL_BATCH}", f"output_root={one}"], workdir, env=OFFLINE)
+    launch(ACCELERATE_LAUNCH, common + [f"train.batch_size={GLOBAL_BATCH // 2}", f"output_root={two}"], workdir,
+           env=OFFLINE)
     return one, two
 
 

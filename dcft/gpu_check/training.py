@@ -73,13 +73,14 @@ def run_overrides(rec: dict[str, Any], precision: str, output_root: Path, glue_d
     return out
 
 
-def train(precision: str, output_root: Path, glue_dir: str | None, steps: int = STEPS) -> dict[str, Any]:
-    """Run the reference configuration at `precision` through `run.py` on CUDA; its record."""
+def train(precision: str, output_root: Path, glue_dir: str | None, steps: int = STEPS, device: str = "cuda",
+          env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the reference configuration at `precision` through `run.py` on `device`; its record."""
     from dcft.gpu_check.parallel import launch
 
     output_root.mkdir(parents=True, exist_ok=True)
-    launch([sys.executable], run_overrides(read_run(REFERENCE_RUN), precision, output_root, glue_dir, steps),
-           ROOT, timeout=3600)
+    launch([sys.executable], run_overrides(read_run(REFERENCE_RUN), precision, output_root, glue_dir, steps, device),
+           ROOT, timeout=4 * 3600, env=env)
     found = sorted(output_root.rglob("result.json"))
     if len(found) != 1:
         raise RuntimeError(f"expected one result file under {output_root}, found {len(found)}")

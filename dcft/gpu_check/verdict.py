@@ -45,7 +45,7 @@ def guarded(section: str, check: str, fn: Callable[[], list[Verdict]]) -> list[V
     never hides the others). An out-of-memory error says how to make the check smaller."""
     try:
         return fn()
-    except Exception as e:  # noqa: BLE001 - every failure becomes a row
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - every failure (a library's argument check too) becomes a row
         text = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         hint = " (out of memory: rerun with a smaller --bench-batch or --bench-seq-len)" if "out of memory" in text.lower() else ""
         return [Verdict(section, check, "runs", "error", "fail", text + hint + "\n" + traceback.format_exc(limit=3))]
