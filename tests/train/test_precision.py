@@ -115,3 +115,22 @@ def test_fp16_without_cuda_is_refused_before_any_folder_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"train.mixed_precision=fp16 needs a CUDA device.*use train.mixed_precision=bf16"):
         run(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast (with loss scaling) needs a CUDA device")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_on_cuda_trains_like_fp32(tmp_path, precision):
+    """On a GPU, bf16 and fp16 (Accelerate's GradScaler) autocast train DCFT like float32, with the
+    tolerances above (fp16's unit roundoff 2^-11 is below bf16's, so bf16's first-loss bound serves)."""
+    glue = write_learnable_rte(tmp_path / "glue")
+    out = {}
+    for p in ("no", precision):
+        run_dir = tmp_path / p
+        on_gpu = [o for o in RUN if not o.startswith("train.device=")] + ["train.device=cuda"]
+        run(compose_cfg(on_gpu + METHODS["dcft"] + [f"data.glue_dir={glue}", f"train.mixed_precision={p}"]), run_dir)
+        out[p] = (results.read_result(run_dir), logged_losses(run_dir))
+    (fp32, a), (half, b) = out["no"], out[precision]
+    assert half["precision"] == precision and half["status"] == "completed" and half["device"].startswith("cuda")
+    assert abs(b[0] - a[0]) <= FIRST_LOSS_RTOL * abs(a[0]) and max(abs(x - y) for x, y in zip(a, b)) <= LOSS_ATOL
+    assert a != b and b[-1] < 0.6 * b[0]
+    assert abs(fp32["metrics"]["best"]["score"] - half["metrics"]["best"]["score"]) <= DEV_ATOL
