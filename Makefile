@@ -181,5 +181,5 @@ bench:  ## step time, peak memory, merged inference: DCFT vs LoRA r=1 on DeBERTa
 # is visible.) GPU_CHECK_ARGS passes options, e.g. GPU_CHECK_ARGS="--glue-dir ../shared/glue --keep-runs".
 GPU_CHECK_ARGS ?=
 .PHONY: gpu-check
-gpu-check:  ## on a GPU, ~10 min: DCFT kernels, bench, MiniLM fp32 vs bf16, 2-GPU run -> results/gpu-check/
+gpu-check:  ## on a GPU, ~8 min: DCFT kernels, bench, MiniLM fp32 vs bf16, 2-GPU run -> results/gpu-check/
 	$(PYTHON) -m dcft.gpu_check $(GPU_CHECK_ARGS)
