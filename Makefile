@@ -186,3 +186,10 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench:  ## step time, peak memory, merged inference: DCFT vs LoRA r=1 on DeBERTaV3-base (random weights) -> results/bench/
 	$(PYTHON) -m dcft.bench $(BENCH_ARGS)
+
+# ---- On a GPU: is the harness right and fast on this card? (dcft/gpu_check/; refuses where no CUDA device
+# is visible.) GPU_CHECK_ARGS passes options, e.g. GPU_CHECK_ARGS="--glue-dir ../shared/glue --keep-runs".
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check
+gpu-check:  ## on a GPU, ~8 min: DCFT kernels, bench, MiniLM fp32 vs bf16, 2-GPU run -> results/gpu-check/
+	$(PYTHON) -m dcft.gpu_check $(GPU_CHECK_ARGS)

@@ -21,7 +21,9 @@ DCFT model (kernel 8 and 2, W <- W0 + scaling * Delta^T).
 
 A training step is forward (task loss plus the method's extra loss, DCFT's orthogonal
 regulariser), backward, `optimizer.step()` and `optimizer.zero_grad(set_to_none=True)`, with the
-method's own optimizer (AdamW). Every setting gets `--warmup` untimed steps, then `--repeats`
+method's own optimizer (AdamW). `--precision bf16` runs the forward pass under bfloat16 autocast
+(the extra loss, backward and optimizer outside it, float32 weights), as the harness's
+`train.mixed_precision=bf16` does through Accelerate. Every setting gets `--warmup` untimed steps, then `--repeats`
 timed steps **interleaved round-robin** (one step of each setting per round, the starting setting
 rotating; inference: `--inference-repeats` rounds, by default 3x as many), so that load changes
 on a shared machine hit every setting alike. The frozen backbone weights are shared by all PEFT
@@ -38,16 +40,17 @@ bytes in torch's allocator over the step, from every allocation and free the pro
 gradients, optimizer state, temporaries); the backbone itself is the same for every setting.
 
     python -m dcft.bench                         # defaults for a 2-core CPU, ~5-10 minutes
-    python -m dcft.bench --device cuda --batch 32 --seq-len 256 [--compile]
+    python -m dcft.bench --device cuda --batch 32 --seq-len 256 [--compile] [--precision bf16]
     python -m dcft.bench --model tiny-deberta --batch 2 --seq-len 16 --repeats 1 --out /tmp/b.json
 
-The result goes to `results/bench/<date>-<device>[-compile][-<model>].json` (atomically) and a
-Markdown table is printed.
+The result goes to `results/bench/<date>-<device>[-bf16][-compile][-<model>].json` (atomically)
+and a Markdown table is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import math
@@ -79,7 +82,13 @@ SCHEMA_VERSION = 1
 LIMIT_STRIDE_EQ_KERNEL = 1.05  # DCFT fast, stride = kernel: step time and peak memory
 LIMIT_OVERLAP = 1.25  # DCFT fast, kernel 8 with stride 4, 2, 1
 LIMIT_MERGED = 1.05  # merged DCFT inference against the base model
-LOSS_RTOL = 1e-4  # fast and reference settings must give the same loss on the same batch
+# Fast and reference settings (and the peft / Conv1D routes) must give the same first loss on the same
+# batch, to within the rounding of the precision: float32 1e-4 (at most 7.5e-8 measured on DeBERTaV3-base,
+# results/bench/2026-12-02-cpu.json); under bf16 autocast every matrix product's inputs are rounded to 8
+# significant bits (unit roundoff u = 2^-8) and the two paths round different intermediates, so 8 u
+# relative (3.1e-2) bounds the loss difference (at most 2.4e-5 measured on the tiny DeBERTa, CPU).
+LOSS_RTOL = {"fp32": 1e-4, "bf16": 8 * 2.0 ** -8}
+PRECISIONS = tuple(LOSS_RTOL)
 LIMIT_PEFT = 1.03  # DCFT through the peft tuner against the harness layer (step time)
 LIMIT_CONV1D = 1.05  # DCFT on Conv1D targets against the same on nn.Linear (step time)
 
@@ -262,16 +271,26 @@ class Runner:
     samples: list[float] = field(default_factory=list)
     loss_step0: Optional[float] = None
     peak_mem: Optional[int] = None
+    precision: str = "fp32"  # "bf16": the forward pass under bfloat16 autocast
 
     def new_optimizer(self, lr: float) -> torch.optim.Optimizer:
         return self.method.optimizer(self.module, lr=lr, weight_decay=0.0)
 
 
+def autocast(runner: Runner, device: torch.device):
+    """bfloat16 autocast on `device` for a bf16 runner, else nothing."""
+    if runner.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train_step(runner: Runner, batch: dict[str, torch.Tensor], optimizer: Optional[torch.optim.Optimizer] = None
                ) -> torch.Tensor:
-    """Forward (task loss + the method's extra loss), backward, optimizer step, zero_grad."""
+    """Forward (task loss + the method's extra loss), backward, optimizer step, zero_grad. Only the
+    model's forward pass runs under the runner's autocast, as in the harness (Accelerate)."""
     opt = optimizer or runner.optimizer
-    loss = runner.model(**batch).loss
+    with autocast(runner, batch["input_ids"].device):
+        loss = runner.model(**batch).loss.float()
     extra = runner.method.extra_loss(runner.module)
     if extra is not None:
         loss = loss + extra
@@ -283,7 +302,7 @@ def train_step(runner: Runner, batch: dict[str, torch.Tensor], optimizer: Option
 
 def infer_step(runner: Runner, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Forward only, in inference mode, without labels."""
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(runner, batch["input_ids"].device):
         return runner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
 
@@ -291,7 +310,8 @@ def maybe_compile(module: nn.Module, compile: bool) -> nn.Module:
     return torch.compile(module) if compile else module
 
 
-def make_trainer(base: nn.Module, setting: Setting, seed: int, lr: float, compile: bool) -> Runner:
+def make_trainer(base: nn.Module, setting: Setting, seed: int, lr: float, compile: bool,
+                 precision: str = "fp32") -> Runner:
     """The setting's model (PEFT: sharing the frozen backbone of `base`, own copy of the head;
     full: an own copy of everything), adapted with adapter parameters drawn from `seed`."""
     from dcft.models import head_parameter_names, resolve_targets
@@ -311,7 +331,7 @@ def make_trainer(base: nn.Module, setting: Setting, seed: int, lr: float, compil
     module.train()
     count = method.count(module)
     runner = Runner(setting, module, maybe_compile(module, compile), method, params=count.method,
-                    trainable=count.trainable)
+                    trainable=count.trainable, precision=precision)
     runner.optimizer = runner.new_optimizer(lr)
     return runner
 
@@ -333,7 +353,7 @@ def to_conv1d(model: nn.Module, names: list[str]) -> None:
         setattr(parent, child, conv)
 
 
-def make_inferer(base: nn.Module, setting: Setting, seed: int, compile: bool) -> Runner:
+def make_inferer(base: nn.Module, setting: Setting, seed: int, compile: bool, precision: str = "fp32") -> Runner:
     """The base model itself, or a merged DCFT model: a copy of `base` with its own target weights
     (merging writes into them), DCFT applied with random A, B, C (Delta != 0), then merged."""
     from dcft.methods import build_method
@@ -349,7 +369,7 @@ def make_inferer(base: nn.Module, setting: Setting, seed: int, compile: bool) ->
         method.apply(module)
         method.merge(module)
     module.eval()
-    return Runner(setting, module, maybe_compile(module, compile), method)
+    return Runner(setting, module, maybe_compile(module, compile), method, precision=precision)
 
 
 # --- measuring -------------------------------------------------------------------------------------------
@@ -488,8 +508,9 @@ def inference_row(runner: Runner, base: Runner) -> dict[str, Any]:
     return row
 
 
-def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets, each with its value, limit and outcome."""
+def checks(rows: list[dict[str, Any]], precision: str = "fp32") -> list[dict[str, Any]]:
+    """The targets, each with its value, limit and outcome (loss equality at `precision`'s tolerance)."""
+    loss_rtol = LOSS_RTOL[precision]
     out = []
 
     def add(name: str, value: Optional[float], limit: float) -> None:
@@ -508,12 +529,12 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     add(f"{r['label']} step time / {harness['label']}",
                         r["step_s_median"] / harness["step_s_median"], limit)
                     diff = abs(r["loss_step0"] - harness["loss_step0"]) / max(abs(harness["loss_step0"]), 1e-12)
-                    add(f"{r['label']} loss == {harness['label']} loss (relative difference)", diff, LOSS_RTOL)
+                    add(f"{r['label']} loss == {harness['label']} loss (relative difference)", diff, loss_rtol)
                 continue
             ref = by_label.get(r["label"].replace("-fast", "-reference"))
             if ref is not None and r["loss_step0"] is not None and ref["loss_step0"] is not None:
                 diff = abs(r["loss_step0"] - ref["loss_step0"]) / max(abs(ref["loss_step0"]), 1e-12)
-                add(f"{r['label']} loss == reference loss (relative difference)", diff, LOSS_RTOL)
+                add(f"{r['label']} loss == reference loss (relative difference)", diff, loss_rtol)
         if r["phase"] == "inference" and r["method"] == "dcft":
             add(f"{r['label']} inference latency / base", r["ratio_to_base"], LIMIT_MERGED)
     return out
@@ -523,9 +544,13 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", batch: int = DEFAULT_B
         repeats: int = DEFAULT_REPEATS, warmup: Optional[int] = None, compile: bool = False,
         threads: Optional[int] = None, layers: Optional[int] = None, seed: int = 0, lr: float = 1e-4,
         only: Optional[list[str]] = None, inference: bool = True, inference_repeats: Optional[int] = None,
-        shapes: tuple[tuple[int, int], ...] = DCFT_SHAPES, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, Any]:
+        shapes: tuple[tuple[int, int], ...] = DCFT_SHAPES, precision: str = "fp32",
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, Any]:
     """Run the benchmark and return its result (see the module doc); writes nothing. `threads`
-    sets torch's intra-op threads for the run (restored afterwards)."""
+    sets torch's intra-op threads for the run (restored afterwards); `precision` "bf16" runs every
+    forward pass under bfloat16 autocast."""
+    if precision not in PRECISIONS:
+        raise SystemExit(f"--precision {precision}: valid: {', '.join(PRECISIONS)}")
     if warmup is None:  # compiled graphs may be rebuilt on the second call (grads, optimizer state now exist)
         warmup = DEFAULT_WARMUP_COMPILED if compile else DEFAULT_WARMUP
     if repeats < 1 or warmup < 0:
@@ -538,7 +563,7 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", batch: int = DEFAULT_B
         torch.set_num_threads(threads)
     try:
         return _run(model, device, batch, seq_len, repeats, warmup, compile, layers, seed, lr, only, inference,
-                    inference_repeats, log, shapes)
+                    inference_repeats, log, shapes, precision)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -546,7 +571,7 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", batch: int = DEFAULT_B
 def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup: int, compile: bool,
          layers: Optional[int], seed: int, lr: float, only: Optional[list[str]], inference: bool,
          inference_repeats: int, log: Callable[[str], None],
-         shapes: tuple[tuple[int, int], ...] = DCFT_SHAPES) -> dict[str, Any]:
+         shapes: tuple[tuple[int, int], ...] = DCFT_SHAPES, precision: str = "fp32") -> dict[str, Any]:
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # events, synchronisation and memory statistics of this device
@@ -561,7 +586,7 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
     load_start = load_average()
     cfg = model_config(model, layers)
     log(f"bench: {model} ({cfg['arch'].get('num_hidden_layers')} layers) on {dev}, batch {batch} x {seq_len} tokens, "
-        f"{torch.get_num_threads()} threads, {warmup} warm-up + {repeats} timed steps per setting"
+        f"{torch.get_num_threads()} threads, {precision}, {warmup} warm-up + {repeats} timed steps per setting"
         + (", torch.compile" if compile else ""))
     base = build_base(cfg, dev, seed)
     data = make_batch(base, batch, seq_len, dev, seed)
@@ -577,7 +602,7 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
     trainers: list[Runner] = []
     for s in settings:
         t0 = time.perf_counter()
-        runner = make_trainer(base, s, seed, lr, compile)
+        runner = make_trainer(base, s, seed, lr, compile, precision)
         for i in range(warmup):
             torch.manual_seed(seed + 1)  # same dropout masks: fast and reference give the same first loss
             loss = train_step(runner, data)
@@ -604,7 +629,7 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
         for s in inference_settings():
             if only and s.method != "base" and s.label not in only:
                 continue
-            runner = make_inferer(base, s, seed, compile)
+            runner = make_inferer(base, s, seed, compile, precision)
             for _ in range(warmup):
                 infer_step(runner, data)
             runner.peak_mem = peak_memory(lambda: infer_step(runner, data), dev)
@@ -625,6 +650,7 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
         "inference_repeats": inference_repeats if inference else None,
         "warmup": warmup,
         "compile": compile,
+        "precision": precision,
         "dtype": str(next(base.parameters()).dtype).removeprefix("torch."),
         "seed": seed,
         "timing": "CUDA events + synchronize" if dev.type == "cuda" else "time.perf_counter",
@@ -636,7 +662,7 @@ def _run(model: str, device: str, batch: int, seq_len: int, repeats: int, warmup
         "argv": sys.argv,
         "wall_s": time.perf_counter() - started,
         "rows": rows,
-        "checks": checks(rows),
+        "checks": checks(rows, precision),
     }
 
 
@@ -654,7 +680,7 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [f"### Benchmark: {result['model']} ({result['layers']} layers), batch {result['batch']} x "
              f"{result['seq_len']} tokens, {result['device']} ({result['device_name']}), {m['threads']} threads, "
-             f"torch {m['torch']}{', torch.compile' if result['compile'] else ''}",
+             f"{result.get('precision', 'fp32')}, torch {m['torch']}{', torch.compile' if result['compile'] else ''}",
              "",
              f"Median of {result['repeats']} interleaved steps after {result['warmup']} warm-up; IQR and min-max in "
              f"seconds; ratios to LoRA r=1 of the same run (per-round ratio IQR in brackets).",
@@ -695,6 +721,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 def default_path(result: dict[str, Any], root: str | Path = "results/bench") -> Path:
     name = f"{result['created'][:10]}-{result['device']}"
+    if result.get("precision", "fp32") != "fp32":
+        name += f"-{result['precision']}"
     if result["compile"]:
         name += "-compile"
     if result["model"] != DEFAULT_MODEL or result["layers"] != model_config(DEFAULT_MODEL)["arch"]["num_hidden_layers"]:
@@ -715,6 +743,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                     help=f"untimed steps per setting first (default {DEFAULT_WARMUP}, "
                          f"{DEFAULT_WARMUP_COMPILED} with --compile)")
     ap.add_argument("--compile", action="store_true", help="torch.compile every model")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="fp32, or bf16: every forward pass under bfloat16 autocast (float32 weights)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--layers", type=int, default=None, help="override num_hidden_layers (quick checks)")
     ap.add_argument("--only", default=None,
@@ -731,7 +761,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     result = run(model=args.model, device=args.device, batch=args.batch, seq_len=args.seq_len, repeats=args.repeats,
                  warmup=args.warmup, compile=args.compile, threads=args.threads, layers=args.layers, seed=args.seed,
-                 only=only, inference=not args.no_inference, inference_repeats=args.inference_repeats, shapes=shapes)
+                 only=only, inference=not args.no_inference, inference_repeats=args.inference_repeats, shapes=shapes,
+                 precision=args.precision)
     from dcft.results import atomic_write_json
 
     path = Path(args.out) if args.out else default_path(result)

@@ -27,6 +27,7 @@ from dcft.console import RunConsole
 from dcft.methods import build_method
 from dcft.models import build_model, check_model_dir, get_model, load_tokenizer
 from dcft.tasks import build_task
+from dcft.train import check_precision, reset_precision_state, runs_on_cpu
 
 
 def make_accelerator(tcfg, **tracker_kwargs):
@@ -36,8 +37,8 @@ def make_accelerator(tcfg, **tracker_kwargs):
     from accelerate.utils import DataLoaderConfiguration
 
     check_train(tcfg)
-    on_cpu = tcfg.device == "cpu" or (tcfg.device == "auto" and not torch.cuda.is_available())
-    accelerator = Accelerator(cpu=on_cpu, mixed_precision=tcfg.mixed_precision,
+    reset_precision_state(tcfg.mixed_precision)
+    accelerator = Accelerator(cpu=runs_on_cpu(tcfg.device), mixed_precision=tcfg.mixed_precision,
                               gradient_accumulation_steps=tcfg.grad_accum,
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
                               **tracker_kwargs)
@@ -62,6 +63,7 @@ def check_train(tcfg) -> None:
             raise ValueError(f"train.{key}={value!r}; valid: {', '.join(valid)}")
     if tcfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
+    check_precision(tcfg.mixed_precision, runs_on_cpu(tcfg.device))
     if getattr(tcfg, "lr", 1.0) <= 0:
         raise ValueError(f"train.lr={tcfg.lr}; it must be positive")
 

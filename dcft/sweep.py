@@ -202,16 +202,20 @@ def sweep_files(sweep_dir: str | Path = SWEEP_DIR) -> list[Path]:
     return sorted(Path(sweep_dir).glob("*.yaml"))
 
 
-def count_runs(path: str | Path, extra: list[str] | None = None) -> int:
-    """How many runs a sweep file launches (its `hydra.sweeper.params` crossed with `extra`
-    command-line overrides), from the override parser alone: no config is composed."""
+def sweep_jobs(path: str | Path, extra: list[str] | None = None) -> list[list[str]]:
+    """The overrides of every job a sweep file launches (its `hydra.sweeper.params` crossed with
+    `extra` command-line overrides), from the override parser alone: no config is composed."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
     lines = [f"{k}={v}" for k, v in params.items()] + list(extra or [])
-    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(lines), None)[0]
-    return len(jobs)
+    return [list(job) for job in BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(lines), None)[0]]
+
+
+def count_runs(path: str | Path, extra: list[str] | None = None) -> int:
+    """How many runs a sweep file launches (`sweep_jobs`)."""
+    return len(sweep_jobs(path, extra))
 
 
 def _command(path: Path) -> str:

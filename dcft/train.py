@@ -11,6 +11,10 @@ Scheduler rule with several processes: the scheduler is not prepared by Accelera
 exactly once per optimizer step; the step count is that of each process (its data shard), so
 warm-up and decay are counted in optimizer steps of the global batch
 (`batch_size x processes x grad_accum`).
+
+Mixed precision (`train.mixed_precision`) is Accelerate's autocast around the model's forward
+pass: bf16 on the CPU and on a GPU, fp16 (with loss scaling) on a GPU only. Weights, optimizer
+state and the method's extra loss (computed outside the forward pass) stay float32.
 """
 
 from __future__ import annotations
@@ -29,6 +33,36 @@ from torch.utils.data import DataLoader
 
 from dcft.methods.base import Method
 from dcft.tasks.base import Task, TaskData
+
+
+def runs_on_cpu(device: str) -> bool:
+    """Whether `train.device` puts the run on the CPU (`auto`: when no CUDA device is visible)."""
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
+def check_precision(mixed_precision: str, on_cpu: bool) -> None:
+    """A clear error, before any work, for a precision the device cannot run.
+
+    fp16 autocast needs CUDA (and loss scaling, Accelerate's GradScaler); Accelerate on the CPU would
+    not refuse it but silently train in float32 while the run records fp16. bf16 autocast runs on
+    both (on the CPU: `torch.autocast("cpu", torch.bfloat16)` around the forward pass)."""
+    if mixed_precision == "fp16" and on_cpu:
+        raise ValueError("train.mixed_precision=fp16 needs a CUDA device (fp16 autocast with loss scaling); on the "
+                         "CPU use train.mixed_precision=bf16 (bfloat16 autocast) or no (float32)")
+
+
+def reset_precision_state(mixed_precision: str) -> None:
+    """Let this process's next `Accelerator` take `mixed_precision`.
+
+    Accelerate keeps one precision per process (its shared `AcceleratorState`) and refuses an
+    Accelerator with another one. A process that runs several jobs one after the other (a Hydra
+    multirun, `-m train.mixed_precision=no,bf16`) drops that state when the precision changes;
+    the device and process-group state (`PartialState`) is kept, so a launched group stays usable."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 class NonFiniteLoss(RuntimeError):

@@ -167,6 +167,26 @@ def test_default_output_path(result):
     assert bench.default_path(res).name.endswith("-cpu-tiny-deberta.json")
 
 
+def test_bf16_autocast_rows_record_their_precision_and_are_checked_at_its_tolerance(result, tmp_path):
+    """`--precision bf16`: the forward pass runs under bfloat16 autocast (the first loss moves off
+    the fp32 run's by rounding, within the bf16 tolerance 8 u = 2^-5), fast and reference are
+    compared at that tolerance, and the file name and table say bf16."""
+    _, fp32 = result
+    res = bench.main([*TINY, "--precision", "bf16", "--shapes", "8:8", "--no-inference",
+                      "--only", "dcft-k8s8-fast,dcft-k8s8-reference", "--out", str(tmp_path / "b.json")])
+    assert res["precision"] == "bf16" and json.loads((tmp_path / "b.json").read_text())["precision"] == "bf16"
+    rows, before = ({r["label"]: r for r in x["rows"]} for x in (res, fp32))
+    for label in ("lora-r1", "dcft-k8s8-fast", "dcft-k8s8-reference"):
+        a, b = before[label]["loss_step0"], rows[label]["loss_step0"]
+        assert a != b and abs(a - b) <= 2.0 ** -5 * abs(a), (label, a, b)
+    (check,) = [c for c in res["checks"] if "reference loss" in c["check"]]
+    assert check["limit"] == bench.LOSS_RTOL["bf16"] == 2.0 ** -5 and check["ok"]
+    assert bench.default_path(res).name.endswith("-cpu-bf16-tiny-deberta.json")
+    assert ", bf16, torch" in bench.markdown(res)
+    with pytest.raises(SystemExit, match="--precision fp16: valid: fp32, bf16"):
+        bench.run(model="tiny-deberta", precision="fp16")
+
+
 def test_bad_arguments_fail_clearly():
     with pytest.raises(SystemExit, match="unknown settings"):
         bench.main([*TINY, "--only", "dcft-k9s9-fast"])

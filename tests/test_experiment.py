@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,26 +12,8 @@ import pytest
 
 from conftest import ROOT, compose_cfg
 from dcft import results
+from dcft.data.toy import write_learnable_rte
 from dcft.experiment import run
-
-WORDS = "the a cat dog sun moon tree river stone cloud bird fish road house hill".split()
-
-
-def write_learnable_rte(root: Path, n_train: int = 192, n_dev: int = 64, seed: int = 0) -> Path:
-    """RTE-format folder whose label is decided by sentence2 (all "yes" -> entailment, all "no" -> not)."""
-    rng = random.Random(seed)
-    d = root / "RTE"
-    d.mkdir(parents=True)
-    for split, n in (("train", n_train), ("dev", n_dev)):
-        lines = ["index\tsentence1\tsentence2\tlabel"]
-        for i in range(n):
-            ent = rng.random() < 0.5
-            s1 = " ".join(rng.choice(WORDS) for _ in range(6))
-            s2 = " ".join(["yes" if ent else "no"] * rng.randint(3, 6))
-            lines.append(f"{i}\t{s1}\t{s2}\t{'entailment' if ent else 'not_entailment'}")
-        (d / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
-
 
 TINY_RUN = ["model=tiny-bert", "preset=none", "task=rte", "train.max_steps=40", "train.batch_size=16", "train.lr=1e-2",
             "train.eval_steps=20", "train.max_len=48", "train.progress=false", "train.max_grad_norm=1.0"]

@@ -53,6 +53,7 @@ NOT_RUN = {
     "make cpu-study": "about 10 hours on 2 cores, reads ../shared/glue",
     'make cpu-study STUDY_ARGS="--tasks sst2 --settings dcft8,lora"': "hours of training, reads ../shared/glue",
     "make bench": "minutes of timing on an idle machine",
+    'make gpu-check GPU_CHECK_ARGS="--glue-dir ../shared/glue"': "a CUDA GPU (without one it refuses: tests/test_gpu_check.py)",
     "make cpu-bench": "minutes of timing on an idle machine",
     "accelerate launch --multi_gpu --num_processes 4 run.py task=mnli method=dcft kernel=8": "4 GPUs and the Hub",
     "accelerate launch --multi_gpu --num_machines 2 --machine_rank $RANK --main_process_ip $HOST "

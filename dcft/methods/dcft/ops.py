@@ -15,6 +15,8 @@ output by either path. Sizes follow from the tensors: din = (din' - 1) s + d (sa
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -53,12 +55,25 @@ def factors(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, stride: int) -> t
         m = (A.t()[:, None, :, None] * C[None, :, None, :]).reshape(din, k * d)
         g = torch.diag_embed(B.t()[:, :, None].expand(k, dout_sub, d), dim1=1, dim2=3)
         return m, g.reshape(k * d, dout)
-    eye = torch.eye(d, device=C.device, dtype=C.dtype)
-    # out[k, q, i*s + p] += A[k, i] * C[p, q]  ->  M^T (k*d x din)
-    mt = F.conv_transpose1d(A[:, None, :], C.t()[None], stride=s).reshape(k * d, din)
-    # out[k, q, j*s + q'] += B[j, k] * [q == q']  ->  G (k*d x dout)
-    g = F.conv_transpose1d(B.t()[:, None, :], eye[None], stride=s).reshape(k * d, dout)
-    return mt.t(), g
+    # The two transposed convolutions run in at least float32, outside autocast, and are rounded to the
+    # adapter's dtype once: they are small (k*d x din, k*d x dout), and torch's CPU bfloat16 transposed
+    # convolution (oneDNN on AMX CPUs, torch 2.13) returns wrong input gradients at stride 1.
+    wide = torch.promote_types(A.dtype, torch.float32)
+    with _no_autocast(A.device.type):
+        a, b, c = A.to(wide), B.to(wide), C.to(wide)
+        eye = torch.eye(d, device=C.device, dtype=wide)
+        # out[k, q, i*s + p] += A[k, i] * C[p, q]  ->  M^T (k*d x din)
+        mt = F.conv_transpose1d(a[:, None, :], c.t()[None], stride=s).reshape(k * d, din)
+        # out[k, q, j*s + q'] += B[j, k] * [q == q']  ->  G (k*d x dout)
+        g = F.conv_transpose1d(b.t()[:, None, :], eye[None], stride=s).reshape(k * d, dout)
+    return mt.t().to(A.dtype), g.to(B.dtype)
+
+
+def _no_autocast(device_type: str):
+    """A context with autocast off on `device_type` (nothing where autocast does not exist)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def add_update(out: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
