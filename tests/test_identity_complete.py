@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT, compose_cfg
 from dcft import identity, results
 from dcft import sweep as S
-from dcft.experiment import check_launch, run
+from dcft.experiment import run
 from dcft.reuse import RunRefused, decide
 from test_experiment import TINY_RUN, write_learnable_rte
 
@@ -102,6 +102,8 @@ def test_two_processes_are_another_run_than_one(tmp_path, monkeypatch):
 
 
 def test_a_launch_that_does_not_match_its_processes_or_device_is_an_error():
+    from dcft.experiment import check_launch
+
     one_cpu = SimpleNamespace(num_processes=1, device=torch.device("cpu"))
     check_launch(OmegaConf.create({"processes": 1, "device": "cpu"}), one_cpu)
     with pytest.raises(ValueError, match=r"launch.processes=2 but this launch trains on 1 process"):
