@@ -37,7 +37,7 @@ def _old_run(root, glue, drop=KEYS_ADDED_LATER, processes=1):
     assert config["data"]["holdout"] == 0.1 and config["train"]["group_by_length"] is True  # today's preset
     for key in drop:
         section, _, name = key.partition(".")
-        (config[section].pop(name) if name else config.pop(section))
+        (config[section].pop(name, None) if name else config.pop(section, None))
     run_dir = root / "minilm" / "rte" / "dcft" / "preset=cpu,kernel=8"  # an old, override-named folder
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
