@@ -42,7 +42,7 @@ The effective configuration is everything that determines a run's outcome, and n
 * `versions` — major.minor of torch, transformers, peft and accelerate (`VERSIONED`). A completed
   run of other releases is refused, naming them, unless `train.reuse_across_versions=true`; a
   patch release (5.24.0 -> 5.24.3) is the same release. `SAME_RESULTS` lists minor releases
-  checked to compute bit-identical runs of this harness.
+  checked to compute bit-identical runs of this harness (accelerate 1.15 and 1.16).
 
 The run folder is `<output_root>/<model>/<task>/<method>/<label>-<hash>`: a readable label of the
 method's main settings, learning rate and seed, and the first 8 hex digits of the SHA-256 of
@@ -405,9 +405,12 @@ def data_fingerprint(task: Any) -> dict[str, Any]:
 # How the process was launched, and the libraries it runs on
 # ------------------------------------------------------------------------------------------------
 VERSIONED = ("torch", "transformers", "peft", "accelerate")  # their major.minor is part of a run's identity
-# Minor releases checked to compute bit-identical runs of this harness: each maps to the release it
-# equals, so results of one are reused under the other.
-SAME_RESULTS: dict[str, dict[str, str]] = {}
+# Minor releases checked to compute bit-identical runs of this harness on one CPU process (the only
+# launch they apply to): each maps to the release it equals, so results of one are reused under the
+# other. accelerate 1.15 = 1.16: MiniLM, SST-2, DCFT kernel 8 with the CPU study's settings (held-out
+# slice, length-grouped batches), 40 steps: every logged loss, every evaluation and the saved adapters
+# byte for byte the same under 1.15.0 and 1.16.0 (the CPU study ran 22 of its runs on 1.15).
+SAME_RESULTS: dict[str, dict[str, str]] = {"accelerate": {"1.15": "1.16"}}
 
 
 def world_size() -> int:
@@ -499,13 +502,14 @@ def effective_config(resolved: Mapping[str, Any], task: Any, method_revision: in
 def comparable(ident: Mapping[str, Any]) -> dict[str, Any]:
     """An identity in the form `compare` reads: without its hash (it follows from `declared`),
     model and tokenizer folders reduced to today's `FINGERPRINTED_FILES` (an older result also
-    fingerprinted the README), releases mapped through `SAME_RESULTS`."""
+    fingerprinted the README), releases mapped through `SAME_RESULTS` (for one CPU process: a
+    declared config without `launch`)."""
     out = json.loads(json.dumps({k: v for k, v in dict(ident).items() if k != "hash"}, default=str))
     for part in ("model", "tokenizer"):
         node = (out.get("inputs") or {}).get(part)
         if isinstance(node, dict) and isinstance(node.get("files"), dict):
             node["files"] = {k: v for k, v in node["files"].items() if fingerprinted(k)}
-    if isinstance(out.get("versions"), dict):
+    if isinstance(out.get("versions"), dict) and not (out.get("declared") or {}).get("launch"):
         out["versions"] = {pkg: SAME_RESULTS.get(pkg, {}).get(v, v) for pkg, v in out["versions"].items()}
     return out
 

