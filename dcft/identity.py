@@ -127,13 +127,13 @@ def _same_value(a: Any, b: Any) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _model_file_arch(name: str) -> str | None:
-    """`model.arch` of `conf/model/<name>.yaml` as canonical JSON, or None without such a file."""
+    """`model.arch` of `conf/model/<name>.yaml` as JSON (in the file's order), or None without such a file."""
     from dcft.config import CONF_DIR, load_group_file
 
     if not (CONF_DIR / "model" / f"{name}.yaml").is_file():
         return None
     data = load_group_file("model", name)
-    return canonical(data.get("arch") or {}) if data.get("name") == name else None
+    return json.dumps(data.get("arch") or {}) if data.get("name") == name else None
 
 
 def _pretrained_arch(model: dict) -> None:

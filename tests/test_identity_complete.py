@@ -20,23 +20,13 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_cfg
 from dcft import identity, results
-from dcft import sweep as S
 from dcft.experiment import run
 from dcft.reuse import RunRefused, decide
-from test_experiment import TINY_RUN, write_learnable_rte
+from test_experiment import TINY_RUN
+from test_identity import _folder, glue  # noqa: F401 - `glue`: an RTE folder of 64 training examples
 
 SMOKE = TINY_RUN + ["debug=smoke", "method=dcft", "kernel=8"]
 STUDY_RUNS = ROOT / "results" / "cpu-study" / "runs"
-
-
-@pytest.fixture
-def glue(tmp_path):
-    return write_learnable_rte(tmp_path / "glue", n_train=64, n_dev=32)
-
-
-def _folder(overrides: list[str], root: Path) -> str:
-    (r,) = S.plan(overrides + [f"output_root={root}"], validate=False)
-    return r.run_dir
 
 
 def _study_records() -> list[tuple[Path, dict]]:
