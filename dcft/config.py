@@ -74,6 +74,13 @@ class TrainConf:
     overwrite: bool = False
     checkpoint_steps: int = 0
     progress: bool = True
+    reuse_across_versions: bool = False
+
+
+@dataclass
+class LaunchConf:  # set from how the process was launched (resolvers `world_size`, `device_kind`)
+    processes: int = 1
+    device: str = "cpu"
 
 
 @dataclass
@@ -100,6 +107,7 @@ class RunConf:
     train: TrainConf = field(default_factory=TrainConf)
     dcft_hp: DCFTHp = field(default_factory=DCFTHp)
     logger: LoggerConf = field(default_factory=LoggerConf)
+    launch: LaunchConf = field(default_factory=LaunchConf)
     kernel: int = 2
     stride: Optional[int] = None
     targets: Any = "all"  # target set name, list of module-name suffixes, or regex (dcft.models.check_targets)
@@ -139,7 +147,7 @@ def unknown_key_hint(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
     groups = {p.name for p in conf_dir.iterdir() if p.is_dir()}
     top = set(_fields(RunConf)) | groups | {"hydra"}
     nested = {"train": TrainConf, "data": DataConf, "task": TaskConf, "model": ModelConf, "dcft_hp": DCFTHp,
-              "logger": LoggerConf}
+              "logger": LoggerConf, "launch": LaunchConf}
     method = next((a.split("=", 1)[1] for a in args if a.startswith("method=")), "dcft")
     if method in REGISTRY:
         nested["method"] = config_class(method)
@@ -168,8 +176,8 @@ def unknown_key_hint(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
 
 
 def register() -> None:
-    """Store the schemas in Hydra's ConfigStore and register the `run_subdir` resolver (the run
-    folder of a composed config, `dcft.identity`)."""
+    """Store the schemas in Hydra's ConfigStore and register the resolvers of `dcft.identity`:
+    `run_subdir` (the run folder of a composed config), `world_size` and `device_kind` (`launch.*`)."""
     from hydra.core.config_store import ConfigStore
 
     from dcft.methods import REGISTRY, config_class
@@ -181,7 +189,8 @@ def register() -> None:
     cs.store(group="schemas", name="logger", node=LoggerConf)
     for name in REGISTRY:
         cs.store(group="schemas/method", name=name, node=config_class(name))
-    if not OmegaConf.has_resolver("run_subdir"):
-        from dcft.identity import resolve_run_subdir
+    from dcft.identity import device_kind, resolve_run_subdir, world_size
 
-        OmegaConf.register_new_resolver("run_subdir", resolve_run_subdir)
+    for name, resolver in (("run_subdir", resolve_run_subdir), ("world_size", world_size), ("device_kind", device_kind)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

@@ -133,15 +133,20 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         print(f"[dcft] method={cfg.method.name} does not use {', '.join(unused)}: ignored (this run is the same "
               f"run as without {'it' if len(unused) == 1 else 'them'})")
     main_rank = identity.env_rank() == 0
+    run_dir = unlimited_run_dir(cfg, run_dir, resolved, ident, task, move=main_rank)
     try:
         with reuse.RunLock(run_dir, enabled=main_rank):
             existing = results.read_result(run_dir)
-            decision = reuse.decide(existing, ident, bool(cfg.train.overwrite), run_dir)
+            across = bool(cfg.train.get("reuse_across_versions", False))
+            decision = reuse.decide(existing, ident, bool(cfg.train.overwrite), run_dir, across_versions=across)
             if main_rank:  # Hydra's record of this launch: the run's own if it trains, else dropped
                 (reuse.drop_launch if decision == "reuse" else reuse.keep_launch)(run_dir)
             if decision == "reuse":
+                releases = reuse.other_releases(existing, ident)
                 print(f"[dcft] {run_dir} is already completed with this configuration (reused; "
-                      f"train.overwrite=true re-runs it):")
+                      f"train.overwrite=true re-runs it)"
+                      + (f", made with other library releases (train.reuse_across_versions=true): "
+                         f"{'; '.join(releases)}" if releases else "") + ":")
                 print(summary_text(existing))
                 return {**existing, "outcome": "reused"}
             with RunConsole(run_dir if main_rank else None, progress=cfg.train.progress):  # quiet; run.log
@@ -152,9 +157,44 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         raise
 
 
+def unlimited_run_dir(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any], ident: dict[str, Any], task,
+                      move: bool = True) -> Path:
+    """The folder of the run `ident` describes when a `data.limit_train` at or above the task's
+    training examples made it the run without a limit (`dcft.identity.effective_config`), and
+    `run_dir` is the folder Hydra named from the limit: Hydra's record of the launch moves there
+    (`move`: the main process). Any other `run_dir` (chosen by hand) is kept."""
+    from dcft import identity, reuse
+
+    named = identity.declared_config(resolved)
+    if ident["declared"] == named or run_dir.name != identity.run_name(named):
+        return run_dir
+    new_dir = run_dir.parent / identity.run_name(ident["declared"])
+    print(f"[dcft] data.limit_train={cfg.data.limit_train} is at least the {task.train_pool_size()} training "
+          f"examples of task={task.name}: no limit, so this is the run without it ({new_dir})")
+    if move:
+        reuse.move_launch(run_dir, new_dir, root=cfg.get("output_root"))
+    return new_dir
+
+
+def check_launch(launch, accelerator) -> None:
+    """`launch.processes` and `launch.device` (resolved when the config was composed, part of the
+    run's identity and folder) against what the Accelerator has: a clear error when they differ."""
+    if launch is None:
+        return
+    if accelerator.num_processes != launch.processes:
+        raise ValueError(f"launch.processes={launch.processes} but this launch trains on {accelerator.num_processes} "
+                         f"process(es); launch.* is filled in from the launch (WORLD_SIZE of accelerate launch / "
+                         f"torchrun), never set by hand")
+    if accelerator.device.type != launch.device:
+        raise ValueError(f"launch.device={launch.device!r} but the Accelerator trains on {accelerator.device.type!r}; "
+                         f"launch.device is filled in from train.device and this machine, never set by hand")
+
+
 def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, method, task,
            resolved: dict[str, Any], ident: dict[str, Any], sources: dict[str, str | None]) -> dict:
     """Train a validated, locked run and write its result file (see `run`)."""
+    from dcft import identity
+
     record: dict[str, Any] = {
         "schema_version": results.SCHEMA_VERSION,
         "status": "running",
@@ -170,8 +210,10 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
     try:
         accelerator = make_accelerator(cfg.train, **tracking.accelerator_kwargs(cfg.logger, run_dir))
         main = accelerator.is_main_process
-        record.update(device=str(accelerator.device), precision=cfg.train.mixed_precision,
-                      processes=accelerator.num_processes, environment=results.environment())
+        record.update(device=str(accelerator.device), accelerator=identity.accelerator_name(accelerator.device),
+                      precision=cfg.train.mixed_precision, processes=accelerator.num_processes,
+                      environment=results.environment())
+        check_launch(cfg.get("launch"), accelerator)
         if main:
             results.atomic_write_json(run_dir / results.RESULT_FILE, record)
 

@@ -6,29 +6,52 @@ The effective configuration is everything that determines a run's outcome, and n
   what a method does not read normalised away:
   - the method's own node only (`method.*`, resolved): the top-level `kernel`, `stride`,
     `targets` and `dcft_hp` keys are inputs to it, so a LoRA run with `kernel=8` is the LoRA run
-    without it; a DCFT `stride: null` is written as the kernel it means;
+    without it; a DCFT `stride: null` is written as the kernel it means; a target list or regex
+    that selects exactly the modules of a named set (`all`, `qkvo`, ...) on the model's
+    architecture is written as that name;
   - `train.epochs` is dropped when `train.max_steps > 0` (it is ignored), `train.warmup_ratio`
-    when `train.warmup_steps > 0`, `train.group_by_length` when false (added later; false is the
-    loop every older run used); SQuAD-only task keys are dropped for GLUE tasks;
+    when `train.warmup_steps > 0`; `train.max_grad_norm <= 0` (no clipping, whatever the number)
+    is written as 0.0; SQuAD-only task keys are dropped for GLUE tasks;
+  - `model.arch` of pretrained weights: only its dropout keys apply (`dcft.models.
+    apply_arch_to_pretrained`), so every other key is written as the model's `conf/model` file has
+    it (the checkpoint's own `config.json` is fingerprinted in `inputs`);
+  - keys added after runs existed, left out while at the value every earlier run used
+    (`OMITTED_AT`): `train.group_by_length: false`, `launch.processes: 1`, `launch.device: cpu`;
+  - `launch` is how the process was started: the number of processes (the global batch is
+    `batch_size x processes x grad_accum`) and the device kind (cpu, cuda, mps), resolved when the
+    config is composed (`world_size`, `device_kind`) and checked against the Accelerator at start;
   - keys that change where files go or how the run looks, never what it computes
-    (`NEUTRAL_KEYS`: output folder, overwrite, progress bars, checkpoint interval, device
-    choice, logging intervals, evaluation batch size, experiment tracker);
+    (`NEUTRAL_KEYS`: output folder, overwrite, progress bars, checkpoint interval, the device
+    *choice* (its kind is `launch.device`), logging intervals, evaluation batch size, experiment
+    tracker, `train.reuse_across_versions`);
   - *where* data and weights live (`data.glue_dir`, `data.squad_dir`, `model.path`,
     `model.hub_id`, `model.tokenizer`): the same files at another path are the same run.
+  A `data.limit_train` at or above the number of training examples limits nothing: once the task
+  can count its examples (local GLUE files) the run is the one without it (`effective_config`).
 * `inputs` — what the declared config points at, fingerprinted when a run starts: the data
-  files the task reads (SHA-256 of each) or the Hub dataset's name, and the model's files (a
-  content fingerprint of its directory) or its Hub id, or "built from config".
+  files the task reads (SHA-256 of each) or the Hub dataset's name and revision, the model's files
+  (its config, weights and tokenizer files: `FINGERPRINTED_FILES`; a README is documentation) or its
+  Hub id and revision, or "built from config"; and the tokenizer's files (or Hub id and revision)
+  when `model.tokenizer` names another one. A Hub revision is the commit of the local Hub cache's
+  snapshot, where the cache has one; revisions are compared only where both runs know theirs.
 * `code` — revision numbers of the training loop and of the method's arithmetic
   (`CODE_REVISION` here, `Method.revision`): bumped by hand when a change alters what a run
-  computes, so results of older code are not reused as if they were current.
+  computes, so results of older code are not reused as if they were current. `tests/
+  test_revisions.py` guards them: it fails when the code a revision covers changes while the
+  revision does not (`dcft.revisions`).
+* `versions` — major.minor of torch, transformers, peft and accelerate (`VERSIONED`). A completed
+  run of other releases is refused, naming them, unless `train.reuse_across_versions=true`; a
+  patch release (5.24.0 -> 5.24.3) is the same release. `SAME_RESULTS` lists minor releases
+  checked to compute bit-identical runs of this harness (accelerate 1.15 and 1.16).
 
 The run folder is `<output_root>/<model>/<task>/<method>/<label>-<hash>`: a readable label of the
 method's main settings, learning rate and seed, and the first 8 hex digits of the SHA-256 of
 `declared`. The same declared configuration always lands in the same folder and a different one
-never does (up to a hash collision). `inputs` and `code` are stored in `result.json` and
-checkpoints and compared before anything is reused (`dcft.experiment`): changed data files,
-other weights or a newer code revision in an existing folder are refused with the keys that
-differ, never silently reused.
+never does (up to a hash collision). `inputs`, `code` and `versions` are stored in `result.json`
+and checkpoints and compared before anything is reused (`compare`, used by `dcft.reuse.decide`):
+changed data files, other weights, a newer code revision or other library releases in an existing
+folder are refused with the keys that differ, never silently reused. `of_record` gives the
+identity of any stored result (older files included) in the form `compare` uses.
 
 Written in-house because no library defines "the configuration that determines a run" for this
 harness: Hydra names folders from command-line overrides (which is what made one configuration
@@ -37,9 +60,12 @@ land in three folders and three configurations in one).
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -47,17 +73,23 @@ from typing import Any, Iterable, Mapping
 NEUTRAL_KEYS = (
     "output_root", "logger", "hydra",
     "train.overwrite", "train.progress", "train.checkpoint_steps", "train.device", "train.log_steps",
-    "train.eval_batch_size",
+    "train.eval_batch_size", "train.reuse_across_versions",
 )
 # Keys naming where inputs live: replaced by the inputs' fingerprints (`inputs`).
 LOCATION_KEYS = ("data.glue_dir", "data.squad_dir", "model.path", "model.hub_id", "model.tokenizer")
 # Top-level keys that are inputs to the method node through interpolation (`${kernel}` ...).
 METHOD_INPUT_KEYS = ("kernel", "stride", "targets", "dcft_hp")
-# Train keys added after runs existed, dropped while at the value that reproduces the older loop
-# (so the runs made before them keep their identity): `group_by_length: false` = plain shuffling.
-DEFAULT_DROPPED_TRAIN_KEYS = ("group_by_length",)
+# Keys added after runs existed, left out of `declared` while at the value every earlier run used, so
+# those runs keep their identity: plain shuffling, one process, the CPU.
+OMITTED_AT: dict[str, Any] = {"train.group_by_length": False, "launch.processes": 1, "launch.device": "cpu"}
+# What a run did before a key existed (`scripts/migrate_runs.py` assumes it for a result file without the
+# key, and refuses a result that lacks any other key today's config has): no held-out slice (selection
+# on dev), batches padded per batch, plain shuffling. `launch.*` come from the result's own record.
+BEFORE_KEY_EXISTED: dict[str, Any] = {"data.holdout": 0.0, "data.pad_to_max_length": False,
+                                      "train.group_by_length": False}
 SQUAD_ONLY_TASK_KEYS = ("doc_stride", "n_best", "max_answer_length", "null_threshold")
-# Bumped by hand when the training loop's arithmetic changes (what a run computes, not how fast).
+# Bumped by hand when the training loop's arithmetic changes (what a run computes, not how fast);
+# `dcft.revisions` lists the code it covers and `tests/test_revisions.py` guards it.
 CODE_REVISION = 1
 HASH_LEN = 8
 
@@ -66,6 +98,15 @@ HASH_LEN = 8
 LABEL_KEYS = {"dcft": ("kernel", "stride", "targets"), "lora": ("r", "targets"), "lorafa": ("r", "targets"),
               "sora": ("r", "targets"), "adalora": ("init_r", "target_r", "targets"),
               "hadapter": ("bottleneck",), "padapter": ("bottleneck",)}
+
+
+def _get(d: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = d
+    for k in dotted.split("."):
+        if not isinstance(node, Mapping) or k not in node:
+            return default
+        node = node[k]
+    return node
 
 
 def _pop(d: dict, dotted: str) -> None:
@@ -79,6 +120,67 @@ def _pop(d: dict, dotted: str) -> None:
         node.pop(last, None)
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal and of the same type (`1 == True` and `0 == False` must not drop a key)."""
+    return type(a) is type(b) and a == b
+
+
+@functools.lru_cache(maxsize=None)
+def _model_file_arch(name: str) -> str | None:
+    """`model.arch` of `conf/model/<name>.yaml` as JSON (in the file's order), or None without such a file."""
+    from dcft.config import CONF_DIR, load_group_file
+
+    if not (CONF_DIR / "model" / f"{name}.yaml").is_file():
+        return None
+    data = load_group_file("model", name)
+    return json.dumps(data.get("arch") or {}) if data.get("name") == name else None
+
+
+def _pretrained_arch(model: dict) -> None:
+    """`model.arch` of pretrained weights, in place: dropout keys as given (they apply to the
+    weights), every other key as the model's conf file has it (the checkpoint's own config wins)."""
+    if model.get("source", "pretrained") != "pretrained" or not isinstance(model.get("arch"), dict):
+        return
+    from_file = _model_file_arch(str(model.get("name")))
+    if from_file is None:
+        return
+    arch = {k: v for k, v in json.loads(from_file).items() if "dropout" not in k}
+    arch.update({k: v for k, v in model["arch"].items() if "dropout" in k})
+    model["arch"] = arch
+
+
+@functools.lru_cache(maxsize=64)
+def _named_target_set(model_json: str, targets_json: str) -> str | None:
+    """The named target set selecting exactly the modules a target list / regex selects in the
+    model built on the meta device from its config, or None (no model, or no such set)."""
+    from dcft.models import TARGET_SETS, build_model, resolve_targets
+
+    model_cfg, targets = json.loads(model_json), json.loads(targets_json)
+    try:
+        meta = build_model(model_cfg, device="meta")
+        chosen = set(resolve_targets(meta, targets))
+    except Exception:  # noqa: BLE001 - a spec that does not resolve is reported by the run's own checks
+        return None
+    for name in TARGET_SETS:
+        try:
+            if set(resolve_targets(meta, name)) == chosen:
+                return name
+        except ValueError:  # a set this family cannot take (fused roles)
+            continue
+    return None
+
+
+def _named_targets(cfg: dict) -> None:
+    """A method's target list or regex written as the named set it equals (in place)."""
+    method, model = cfg.get("method") or {}, cfg.get("model") or {}
+    targets = method.get("targets")
+    if targets is None or (isinstance(targets, str) and targets in NAMED_TARGETS) or not model.get("family"):
+        return
+    name = _named_target_set(canonical({k: model.get(k) for k in ("family", "arch")}), canonical(targets))
+    if name is not None:
+        method["targets"] = name
+
+
 def declared_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     """The declared part of the effective configuration, from a resolved config (a plain dict,
     e.g. `OmegaConf.to_container(cfg, resolve=True)` or `result.json`'s `config`)."""
@@ -88,19 +190,29 @@ def declared_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     method = cfg.get("method") or {}
     if "kernel" in method and method.get("stride") is None:
         method["stride"] = method["kernel"]
+    _named_targets(cfg)
     train = cfg.get("train") or {}
     if (train.get("max_steps") or -1) > 0:
         train.pop("epochs", None)
     if (train.get("warmup_steps") or 0) > 0:
         train.pop("warmup_ratio", None)
-    for key in DEFAULT_DROPPED_TRAIN_KEYS:  # added after runs existed: at the old behaviour, not part of identity
-        if train.get(key) is False:
-            train.pop(key)
+    if isinstance(train.get("max_grad_norm"), (int, float)) and train["max_grad_norm"] <= 0:
+        train["max_grad_norm"] = 0.0  # 0 and -1 both mean no clipping (dcft.train.fit)
+    for key, value in OMITTED_AT.items():  # added after runs existed: at the old behaviour, not part of identity
+        if _same_value(_get(cfg, key, None), value):
+            _pop(cfg, key)
+    if cfg.get("launch") == {}:
+        cfg.pop("launch")
     task = cfg.get("task") or {}
     if task.get("kind", "glue") != "squad":
         for k in SQUAD_ONLY_TASK_KEYS:
             task.pop(k, None)
+    if isinstance(cfg.get("model"), dict):
+        _pretrained_arch(cfg["model"])
     return cfg
+
+
+NAMED_TARGETS = ("all", "qk", "qv", "qkv", "qkvo")  # dcft.models.TARGET_SETS; lists and regexes show as "custom"
 
 
 def canonical(obj: Any) -> str:
@@ -111,9 +223,6 @@ def canonical(obj: Any) -> str:
 def config_hash(declared: Mapping[str, Any]) -> str:
     """The short hash of a declared configuration (the suffix of its run folder)."""
     return hashlib.sha256(canonical(declared).encode()).hexdigest()[:HASH_LEN]
-
-
-NAMED_TARGETS = ("all", "qk", "qv", "qkv", "qkvo")  # dcft.models.TARGET_SETS; lists and regexes show as "custom"
 
 
 def _fmt(v: Any) -> str:
@@ -205,31 +314,81 @@ def file_sha256(path: str | Path, sampled: bool = False) -> str:
     return _cache[key]
 
 
+# What `from_pretrained` reads from a model or tokenizer folder: config and tokenizer files (*.json, the
+# vocabularies), weights, remote code. Anything else (README.md, LICENSE, images) documents the folder.
+FINGERPRINTED_FILES = ("*.json", "*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack",
+                       "*.model", "*.tiktoken", "vocab.txt", "merges.txt", "*.py")
+
+
+def fingerprinted(name: str) -> bool:
+    """Whether a model folder's file is part of what its weights are (`FINGERPRINTED_FILES`)."""
+    return not name.startswith(".") and any(fnmatch.fnmatch(name, pat) for pat in FINGERPRINTED_FILES)
+
+
+def folder_fingerprint(path: str | Path, key: str) -> dict[str, Any]:
+    """`{"source": "local", "files": {name: fingerprint}}` of a model or tokenizer folder's config,
+    weights and tokenizer files; `key` names the config key in the error for a missing folder."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{key}={str(path)!r} is not a directory")
+    return {"source": "local", "files": {p.name: file_sha256(p, sampled=True) for p in sorted(root.iterdir())
+                                         if p.is_file() and fingerprinted(p.name)}}
+
+
+def hub_revision(repo_id: str | None, repo_type: str = "model") -> str | None:
+    """The commit of the local Hub cache's `main` snapshot of a repository (what `from_pretrained` /
+    `load_dataset` load offline), or None where the cache has none (not downloaded yet)."""
+    if not repo_id:
+        return None
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    ref = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "refs" / "main"
+    if not ref.is_file():
+        return None
+    return ref.read_text(encoding="utf-8").strip() or None
+
+
 def model_fingerprint(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What the weights are: built from config (its numbers are in `declared`), a local directory
-    (a fingerprint of every file in it: weights, config and tokenizer), or a Hub id (+ revision)."""
+    (its config, weights and tokenizer files), or a Hub id and the revision the Hub cache holds."""
     from dcft.models import resolve_path
 
-    source = model_cfg.get("source", "pretrained")
-    if source == "config":
+    if model_cfg.get("source", "pretrained") == "config":
         return {"source": "config"}
     path = resolve_path(model_cfg.get("path"))
     if path:
-        root = Path(path)
-        if not root.is_dir():
-            raise FileNotFoundError(f"model.path={model_cfg.get('path')!r} is not a directory")
-        files = {p.name: file_sha256(p, sampled=True) for p in sorted(root.iterdir())
-                 if p.is_file() and not p.name.startswith(".")}
-        return {"source": "local", "files": files}
-    return {"source": "hub", "hub_id": model_cfg.get("hub_id")}
+        return folder_fingerprint(path, "model.path")
+    return {"source": "hub", "hub_id": model_cfg.get("hub_id"), "revision": hub_revision(model_cfg.get("hub_id"))}
+
+
+def tokenizer_fingerprint(model_cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the tokenizer is when `model.tokenizer` names one: the built-in byte-level tokenizer
+    (`bytes`, code of `dcft.models`), a local folder's tokenizer files, or a Hub id and revision.
+    None when it is the model's own (the model's fingerprint covers its tokenizer files)."""
+    from dcft.models import resolve_path
+
+    spec = model_cfg.get("tokenizer")
+    if not spec:
+        return None
+    if spec == "bytes":
+        return {"source": "bytes"}
+    path = resolve_path(str(spec))
+    if Path(path).expanduser().is_dir():
+        return folder_fingerprint(Path(path).expanduser(), "model.tokenizer")
+    return {"source": "hub", "hub_id": spec, "revision": hub_revision(str(spec))}
 
 
 def data_fingerprint(task: Any) -> dict[str, Any]:
     """What the data are: the SHA-256 of every file the task reads (`Task.data_files()`), or the
-    Hub dataset it loads. Raises (naming the file) when a file the task needs is missing."""
+    Hub dataset it loads and the revision the Hub cache holds. Raises (naming the file) when a file
+    the task needs is missing."""
     files = task.data_files()
     if not files:
-        return {"source": "hub", "dataset": task.hub_dataset()}
+        dataset = task.hub_dataset()
+        return {"source": "hub", "dataset": dataset,
+                "revision": hub_revision("/".join(str(dataset).split("/")[:2]), "dataset")}
     out = {}
     for split, path in files.items():
         p = Path(path)
@@ -243,19 +402,136 @@ def data_fingerprint(task: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------
+# How the process was launched, and the libraries it runs on
+# ------------------------------------------------------------------------------------------------
+VERSIONED = ("torch", "transformers", "peft", "accelerate")  # their major.minor is part of a run's identity
+# Minor releases checked to compute bit-identical runs of this harness on one CPU process (the only
+# launch they apply to): each maps to the release it equals, so results of one are reused under the
+# other. accelerate 1.15 = 1.16: MiniLM, SST-2, DCFT kernel 8 with the CPU study's settings (held-out
+# slice, length-grouped batches), 40 steps: every logged loss, every evaluation and the saved adapters
+# byte for byte the same under 1.15.0 and 1.16.0 (the CPU study ran 22 of its runs on 1.15).
+SAME_RESULTS: dict[str, dict[str, str]] = {"accelerate": {"1.15": "1.16"}}
+
+
+def world_size() -> int:
+    """OmegaConf resolver `${world_size:}` (`launch.processes`): the processes of this launch,
+    `WORLD_SIZE` as `accelerate launch` and torchrun set it, else 1."""
+    return int(os.environ.get("WORLD_SIZE", "") or 1)
+
+
+def device_kind(choice: str = "auto") -> str:
+    """OmegaConf resolver `${device_kind:${train.device}}` (`launch.device`): the kind of device the
+    Accelerator will train on for `train.device` (auto: cuda if present, else Apple's mps, else cpu;
+    `ACCELERATE_USE_CPU` forces the CPU)."""
+    if choice == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return "cpu"
+    if choice == "cuda":
+        return "cuda"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def accelerator_name(device: Any) -> str | None:
+    """The name of the device a run trained on (the GPU's model, else the CPU's), for time columns:
+    times compare only between runs on the same accelerator."""
+    import platform
+
+    import torch
+
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    if kind == "mps":
+        return f"Apple {platform.machine()} (mps)"
+    from dcft.results import cpu_model
+
+    return cpu_model()
+
+
+def major_minor(version: str | None) -> str | None:
+    """`"2.13.0+cpu"` -> `"2.13"`: the release a version belongs to (patch releases are the same)."""
+    m = re.match(r"\s*(\d+)\.(\d+)", version or "")
+    return f"{m.group(1)}.{m.group(2)}" if m else version
+
+
+def versions_of(full: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """The `versions` part of an identity from full version strings (`results.library_versions()`)."""
+    return {pkg: major_minor((full or {}).get(pkg)) for pkg in VERSIONED}
+
+
+def library_versions() -> dict[str, str | None]:
+    """major.minor of the installed `VERSIONED` libraries."""
+    from dcft.results import library_versions as installed
+
+    return versions_of(installed())
+
+
+# ------------------------------------------------------------------------------------------------
 # The whole effective configuration and its comparison
 # ------------------------------------------------------------------------------------------------
 
 
 def effective_config(resolved: Mapping[str, Any], task: Any, method_revision: int) -> dict[str, Any]:
-    """`{"declared", "hash", "inputs", "code"}` of a run about to start (reads data and model files)."""
+    """`{"declared", "hash", "inputs", "code", "versions"}` of a run about to start (reads data and
+    model files). A `data.limit_train` at or above the training examples the task counts
+    (`Task.train_pool_size`) is written as no limit: the run is the one without it."""
     declared = declared_config(resolved)
+    model_cfg = resolved.get("model") or {}
+    inputs = {"data": data_fingerprint(task), "model": model_fingerprint(model_cfg)}
+    limit = (declared.get("data") or {}).get("limit_train")
+    if limit is not None:
+        pool = task.train_pool_size()
+        if pool is not None and limit >= pool:
+            declared["data"]["limit_train"] = None
+    tokenizer = tokenizer_fingerprint(model_cfg)
+    if tokenizer is not None:
+        inputs["tokenizer"] = tokenizer
     return {
         "declared": declared,
         "hash": config_hash(declared),
-        "inputs": {"data": data_fingerprint(task), "model": model_fingerprint(resolved.get("model") or {})},
+        "inputs": inputs,
         "code": {"loop": CODE_REVISION, "method": method_revision},
+        "versions": library_versions(),
     }
+
+
+def comparable(ident: Mapping[str, Any]) -> dict[str, Any]:
+    """An identity in the form `compare` reads: without its hash (it follows from `declared`),
+    model and tokenizer folders reduced to today's `FINGERPRINTED_FILES` (an older result also
+    fingerprinted the README), releases mapped through `SAME_RESULTS` (for one CPU process: a
+    declared config without `launch`)."""
+    out = json.loads(json.dumps({k: v for k, v in dict(ident).items() if k != "hash"}, default=str))
+    for part in ("model", "tokenizer"):
+        node = (out.get("inputs") or {}).get(part)
+        if isinstance(node, dict) and isinstance(node.get("files"), dict):
+            node["files"] = {k: v for k, v in node["files"].items() if fingerprinted(k)}
+    if isinstance(out.get("versions"), dict) and not (out.get("declared") or {}).get("launch"):
+        out["versions"] = {pkg: SAME_RESULTS.get(pkg, {}).get(v, v) for pkg, v in out["versions"].items()}
+    return out
+
+
+def of_record(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity of a stored result in `comparable` form: its stored `identity` (declared,
+    inputs, code), `versions` from the result's recorded environment where the identity predates
+    them; for a result written before identities existed, the declared configuration computed from
+    its stored config (its inputs and code are then unknown)."""
+    stored = dict(rec.get("identity") or {})
+    if "declared" not in stored:
+        stored["declared"] = declared_config(rec.get("config") or {})
+    if "versions" not in stored and _get(rec, "environment.versions") is not None:
+        stored["versions"] = versions_of(_get(rec, "environment.versions"))
+    return comparable(stored)
+
+
+def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """`(dotted key, old, new)` where two identities differ (`comparable` form, e.g. `of_record(rec)`
+    and `comparable(effective_config(...))`); a Hub revision counts only where both know it."""
+    return [(k, a, b) for k, a, b in changed_keys(old, new, skip={"hash"})
+            if not (k.endswith(".revision") and (a in (None, ABSENT) or b in (None, ABSENT)))]
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -280,13 +556,17 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], skip: Iterable[
             if a.get(k, ABSENT) != b.get(k, ABSENT)]
 
 
-def differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 12) -> list[str]:
-    """Human-readable `key: old -> new` lines where two effective configurations differ
-    (`hash` is skipped: it follows from `declared`)."""
-    lines = [f"{k.replace('declared.', '', 1)}: {a!r} -> {b!r}" for k, a, b in changed_keys(old, new, skip={"hash"})]
+def describe(diff: Iterable[tuple[str, Any, Any]], limit: int = 12) -> list[str]:
+    """Readable `key: old -> new` lines of `compare`'s output (at most `limit`)."""
+    lines = [f"{k.replace('declared.', '', 1)}: {a!r} -> {b!r}" for k, a, b in diff]
     if len(lines) > limit:
         lines = lines[:limit] + [f"... and {len(lines) - limit} more"]
     return lines
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 12) -> list[str]:
+    """Readable `key: old -> new` lines where two effective configurations differ."""
+    return describe(compare(comparable(old), comparable(new)), limit)
 
 
 def env_rank() -> int:

@@ -2,7 +2,9 @@
 
 * `decide(existing, identity, overwrite)`: a completed `result.json` is reused only when its stored
   effective configuration (`dcft.identity`) equals the new one; otherwise the launch is refused
-  with the keys that differ and what to do. Checkpoints follow the same rule
+  with the keys that differ and what to do. A result of other library releases (major.minor of
+  torch, transformers, peft, accelerate) is refused too, or reused with
+  `train.reuse_across_versions=true`. Checkpoints follow the same rule
   (`dcft.checkpoint.Checkpointer.restore` compares the same effective configuration).
 * `RunLock`: an exclusive `fcntl.flock` on `<run_dir>/.run.lock`, held while a run trains, so two
   processes starting the same run at once (a requeued SLURM job and a manual relaunch) never both
@@ -53,28 +55,55 @@ class MethodHpMissing(ValueError):
     """A baseline has no settings of its own for this model x task and would run on DCFT's preset."""
 
 
-def decide(existing: Mapping[str, Any] | None, ident: Mapping[str, Any], overwrite: bool, run_dir: Path) -> str:
+def other_releases(existing: Mapping[str, Any], ident: Mapping[str, Any]) -> list[str]:
+    """`versions.<library>: old -> new` lines where a stored result was made with other releases
+    (major.minor) of the libraries in `dcft.identity.VERSIONED` than this launch."""
+    diff = identity.compare(identity.of_record(existing), identity.comparable(ident))
+    return identity.describe([d for d in diff if d[0].startswith("versions.")])
+
+
+def decide(existing: Mapping[str, Any] | None, ident: Mapping[str, Any], overwrite: bool, run_dir: Path,
+           across_versions: bool = False) -> str:
     """What to do with a run folder: "reuse" (completed with this very configuration), "train"
     (nothing there, or failed / interrupted: resume from a matching checkpoint), "overwrite"
-    (`train.overwrite=true`). Raises `RunRefused` for a completed run of another configuration."""
+    (`train.overwrite=true`). Raises `RunRefused` for a completed run of another configuration, or
+    of other library releases unless `across_versions` (`train.reuse_across_versions=true`)."""
     if overwrite:
         return "overwrite"
     if not existing or existing.get("status") != "completed":
         return "train"
-    stored = existing.get("identity")
-    if stored is None:
+    if existing.get("identity") is None:
         raise RunRefused(
             f"{run_dir} holds a completed result without an effective configuration (written by an "
             f"older version of dcft), so it cannot be checked against this one. Migrate old run folders "
             f"with `python scripts/migrate_runs.py DIR`, or re-run with train.overwrite=true.")
-    diff = identity.differences(stored, ident)
-    if not diff:
+    diff = identity.compare(identity.of_record(existing), identity.comparable(ident))
+    releases = [d for d in diff if d[0].startswith("versions.")]
+    if not diff or (across_versions and len(releases) == len(diff)):
         return "reuse"
+    if len(releases) == len(diff):
+        raise RunRefused(
+            f"{run_dir} holds a completed run of this configuration made with other library releases "
+            f"(major.minor), whose numbers may differ:\n  " + "\n  ".join(identity.describe(releases))
+            + "\nNothing was changed. To reuse it anyway run again with train.reuse_across_versions=true; to "
+              "replace it, train.overwrite=true; to keep both, write this run elsewhere (output_root=DIR).")
     raise RunRefused(
         f"{run_dir} holds a completed run of another configuration; it differs in:\n  "
-        + "\n  ".join(diff)
+        + "\n  ".join(identity.describe(diff))
         + "\nNothing was changed. To replace that result run again with train.overwrite=true; to keep "
           "both, write this run elsewhere (output_root=DIR).")
+
+
+def move_launch(run_dir: str | Path, new_dir: str | Path, root: str | Path | None = None) -> None:
+    """A launch whose run turned out to be another folder's (a data limit that limits nothing): its
+    Hydra record moves there and the folder Hydra made for it goes if nothing else is in it."""
+    run_dir, new_dir = Path(run_dir), Path(new_dir)
+    launch = run_dir / LAUNCH_DIR
+    if launch.is_dir():
+        new_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(new_dir / LAUNCH_DIR, ignore_errors=True)
+        launch.rename(new_dir / LAUNCH_DIR)
+    remove_unstarted(run_dir, root=root)
 
 
 def _holder(path: Path) -> str:

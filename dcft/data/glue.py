@@ -303,6 +303,11 @@ def subsample(ds: datasets.Dataset, limit: int | None, seed: int = 0) -> dataset
     return ds.select(picked.tolist(), keep_in_memory=True)
 
 
+def holdout_count(n: int, fraction: float) -> int:
+    """How many of `n` training examples `split_holdout` sets aside: `round(fraction x n)`, at least one."""
+    return max(1, round(fraction * n))
+
+
 def split_holdout(ds: datasets.Dataset, fraction: float, seed: int = 0) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(rest, held out): a seeded random `fraction` of `ds` set aside, both parts in their original order.
 
@@ -314,7 +319,7 @@ def split_holdout(ds: datasets.Dataset, fraction: float, seed: int = 0) -> tuple
         raise ValueError(f"data.holdout={fraction!r}: must be a fraction of the training set in (0, 1), "
                          f"or 0 for none")
     n = len(ds)
-    k = max(1, round(fraction * n))
+    k = holdout_count(n, fraction)
     if k >= n:
         raise ValueError(f"data.holdout={fraction!r} would hold out all {n} training examples")
     perm = np.random.default_rng(seed).permutation(n)

@@ -48,6 +48,11 @@ class Task:
         """The Hub dataset this task loads when it has no local files."""
         raise NotImplementedError
 
+    def train_pool_size(self) -> int | None:
+        """The number of training examples `data.limit_train` draws from, where it is known before
+        loading (a limit at or above it limits nothing: `dcft.identity.effective_config`); None here."""
+        return None
+
     def outputs(self, model_output: Any) -> dict[str, Any]:
         """The tensors of a model output to gather for evaluation (default: `logits`)."""
         return {"logits": model_output.logits}

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dcft.data.glue import GLUE_TASKS, HUB_DATASET, load_glue, split_holdout, subsample, tokenize_glue, tsv_path
+from dcft.data.glue import (GLUE_TASKS, HUB_DATASET, holdout_count, load_glue, read_glue_tsv, split_holdout, subsample,
+                            tokenize_glue, tsv_path)
 from dcft.metrics.glue import glue_metrics, predictions_from_logits
 from dcft.tasks.base import Task, TaskData
 
@@ -44,6 +45,7 @@ class GlueTask(Task):
         self.holdout = float(holdout)
         self.pad_to_max_length = bool(pad_to_max_length)
         self.num_labels = self.spec.num_labels
+        self._pool: int | None = None  # train_pool_size, counted once
 
     def load(self, tokenizer, max_len: int, limit: int | None = None, seed: int = 0,
              limit_eval: int | None = None) -> TaskData:
@@ -68,6 +70,15 @@ class GlueTask(Task):
 
     def hub_dataset(self) -> str:
         return f"{HUB_DATASET}/{self.spec.hub_name}"
+
+    def train_pool_size(self) -> int | None:
+        """Rows of the local `train.tsv` left after the held-out slice (None from the Hub)."""
+        if not self.glue_dir:
+            return None
+        if self._pool is None:
+            n = len(read_glue_tsv(self.spec, tsv_path(self.spec, self.glue_dir, "train")))
+            self._pool = n - holdout_count(n, self.holdout) if self.holdout > 0 else n
+        return self._pool
 
     def compute_metrics(self, eval_name: str, gathered: dict[str, np.ndarray], data: TaskData,
                         out_dir: Path | None = None) -> dict[str, float]:
