@@ -60,7 +60,20 @@ class Task:
 
     def score(self, metrics: dict[str, float]) -> float:
         """The single number the best checkpoint is chosen by (higher is better)."""
+        return metrics[self.score_key()]
+
+    def score_key(self) -> str:
+        """The metrics key `score` reads, `<eval set>/<metric>` (names the set for a person)."""
         raise NotImplementedError
+
+    def baseline(self, data: TaskData) -> dict[str, float]:
+        """What a model that learned nothing scores on each evaluation set, by metrics key (empty when
+        the task has no such rule); for the warning when a run scores at or below it."""
+        return {}
+
+    def check_source(self) -> None:
+        """Fail fast, in one line, when the data cannot be had (e.g. no local files while the Hub is
+        offline), before a run folder or any download attempt."""
 
     def model_inputs(self, batch: dict) -> dict:
         """The keys of a collated batch the model's forward takes."""
