@@ -59,16 +59,23 @@ def machine_record(start: Mapping[str, Any], end: Mapping[str, Any] | None = Non
 def loaded(machine: Mapping[str, Any] | None) -> bool | str:
     """Whether a run's times were measured under load (the module's rule): True, False, or `UNKNOWN`
     when the result file does not record the load."""
-    if not machine or not machine.get("load_start") or not machine.get("cpu_count"):
+    machine = machine or {}
+    start, end, cores = machine.get("load_start"), machine.get("load_end"), _number(machine.get("cpu_count"))
+    if not isinstance(start, (list, tuple)) or not start or not cores:
         return UNKNOWN
-    limit = LOADED_FRACTION * machine["cpu_count"]
-    if machine["load_start"][0] > limit:
+    limit = LOADED_FRACTION * cores
+    if start[0] > limit:
         return True
-    end, wall, cpu = machine.get("load_end"), machine.get("wall_s"), machine.get("cpu_time_s")
-    if not end or not wall or cpu is None:
+    wall, cpu = _number(machine.get("wall_s")), _number(machine.get("cpu_time_s"))
+    if not isinstance(end, (list, tuple)) or not end or not wall or cpu is None:
         return UNKNOWN  # the run did not finish recording
-    own = cpu / wall * max(1, int(machine.get("processes") or 1))
+    own = cpu / wall * max(1, int(_number(machine.get("processes")) or 1))
     return end[0] - own > limit
+
+
+def _number(v: Any) -> float | None:
+    """A recorded number, or None (absent, NaN from a table of runs, not a number)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
 
 
 def condition(machine: Mapping[str, Any] | None) -> str:

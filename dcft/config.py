@@ -208,7 +208,7 @@ def model_preset(model: str, conf_dir: Path = CONF_DIR) -> str | None:
 
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore and register the `run_subdir` resolver (the run
-    folder of a composed config, `dcft.identity`)."""
+    folder of a composed config, `dcft.identity`) and `dcft_help` (`python run.py --help`, `dcft.cli_help`)."""
     from hydra.core.config_store import ConfigStore
 
     from dcft.methods import REGISTRY, config_class
@@ -224,3 +224,7 @@ def register() -> None:
         from dcft.identity import resolve_run_subdir
 
         OmegaConf.register_new_resolver("run_subdir", resolve_run_subdir)
+    if not OmegaConf.has_resolver("dcft_help"):  # `python run.py --help` (hydra.help.template)
+        from dcft.cli_help import help_text
+
+        OmegaConf.register_new_resolver("dcft_help", help_text)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from dcft import conditions
 from dcft.identity import canonical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,6 +216,8 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
         # SoRA / AdaLoRA: the live count after training (what the paper's SoRA cell counts), else the nominal
         "params_method": _get(rec, "params.after_training.live_params", _get(rec, "params.method")),
         "finished_at": _get(rec, "finished_at") or "",
+        "time_condition": conditions.condition({k[len("machine."):]: v for k, v in rec.items()
+                                                if k.startswith("machine.")} or None),
         "error": _get(rec, "error.type"),
         "limited": any(_get(rec, k) not in (None, -1) for k in ("config.data.limit_train", "config.train.max_steps")),
         "declared": declared,
@@ -317,6 +320,7 @@ class Cell:
     match: bool | None = None  # #Params only: printed value follows from our count
     lrs: list[float] = field(default_factory=list)  # learning rate(s) of the runs used
     not_selected: list[str] = field(default_factory=list)  # runs that could fill the cell, with the reason
+    condition: str = ""  # time cells: idle, loaded or unknown (`dcft.conditions`; loaded if any run was)
 
     @property
     def diff(self) -> float | None:
@@ -462,6 +466,8 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None,
                     values = [r["best"][metric] * scale(task) for r in use]
                 cell.ours, cell.std, cell.n = _stats(values)
                 cell.runs = [r["run"] for r in use]
+                if metric == "time_h":
+                    cell.condition = worst_condition(r["time_condition"] for r in use)
                 cell.lrs = sorted({r["lr"] for r in use if r["lr"] is not None})
                 cell.not_selected = [f"{u['run']} ({u['reason']})" for u in passed_over[task]]
                 info["used"].extend(use)
@@ -502,7 +508,19 @@ def _average(cells: list[Cell], model: str, row: Row, kind: str, table: PaperTab
         cell.ours = statistics.fmean(scores.values())
         cell.n = min(c.n for c in cells if c.row == row and c.task not in ("", "avg")
                      and (c.metric == "time_h") == (kind == "time_h") and c.paper is not None)
+        if kind == "time_h":
+            cell.condition = worst_condition(c.condition for c in cells if c.row == row and c.metric == "time_h"
+                                             and c.ours is not None)
     return cell
+
+
+TIME_MARKS = {"loaded": "*", conditions.UNKNOWN: "?"}  # after our time: measured under load / load not recorded
+
+
+def worst_condition(conds: Iterable[str]) -> str:
+    """Of several runs' time conditions: loaded if any was, else unknown if any is, else idle."""
+    conds = set(conds)
+    return "loaded" if "loaded" in conds else conditions.UNKNOWN if conditions.UNKNOWN in conds or not conds else "idle"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,12 +554,15 @@ def format_cell(c: Cell) -> str:
         ours = _num(c.ours, time)
         if c.std is not None:
             ours += f"±{_num(c.std, time)}"
+        if time:
+            ours += TIME_MARKS.get(c.condition, "")
         if c.n > 1 and c.task != "avg":
             ours += f" (n={c.n})"
     paper = MISSING if c.paper is None else (_num(c.paper, time) if time or not c.printed else c.printed)
     if ours == MISSING and paper == MISSING:
         return MISSING
-    diff = "" if c.diff is None else " (" + ("+" if c.diff >= 0 else "-") + _num(abs(c.diff), time) + ")"
+    # no difference across hardware: the paper's times are GPU hours, never comparable with ours
+    diff = "" if c.diff is None or time else " (" + ("+" if c.diff >= 0 else "-") + _num(abs(c.diff), time) + ")"
     return f"{ours} vs {paper}{diff}"
 
 
@@ -642,7 +663,14 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
         used = [r for r in info["used"] if r["time_h"] is not None]
         hw = ", ".join(dict.fromkeys(PAPER_HARDWARE.get(pm, "?") for _, pm in pairs))
         notes.append(f"Time: training wall time in hours. Ours: `train.train_time_s` (training loop, evaluation "
-                     f"excluded) on {_hardware(used)}. Paper: {hw}.")
+                     f"excluded) on {_hardware(used)}. Paper: {hw}. No difference is shown for times: the paper's "
+                     "were measured on other hardware.")
+        conds = {c.condition for c in cells if c.metric == "time_h" and c.ours is not None}
+        if "loaded" in conds:
+            notes.append(f"{TIME_MARKS['loaded']} {conditions.RULE}; such times are not comparable with others.")
+        if conditions.UNKNOWN in conds:
+            notes.append(f"{TIME_MARKS[conditions.UNKNOWN]} the result files record no machine load: "
+                         "the conditions of these times are unknown.")
     src = info["params_source"]
     notes.append("#Params: the method's own trainable parameters (head excluded), ours exact "
                  + ("from the runs' recorded `params.method` (the setting that ran)" if src == {"runs"} else
