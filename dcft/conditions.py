@@ -20,6 +20,7 @@ between them (`comparable`). Hardware is the GPU's name, else the CPU's model na
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from typing import Any, Iterable, Mapping
@@ -75,7 +76,7 @@ def loaded(machine: Mapping[str, Any] | None) -> bool | str:
 
 def _number(v: Any) -> float | None:
     """A recorded number, or None (absent, NaN from a table of runs, not a number)."""
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+    return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v else None  # numpy too
 
 
 def condition(machine: Mapping[str, Any] | None) -> str:

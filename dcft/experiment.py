@@ -96,7 +96,6 @@ def precheck(cfg: DictConfig):
     check_method_node(cfg)
     method = build_method(cfg.method)
     task = build_task(cfg.task, cfg.data)
-    task.check_source()  # no local data while the Hub is offline: one line now, not a download attempt later
     if cfg.model.arch:
         meta = build_model(cfg.model, head=task.head, num_labels=task.num_labels, device="meta")
         method.validate(meta, method.targets)
@@ -109,7 +108,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
     `outcome` "trained" or "reused" (not stored in the file).
 
     Before anything is written: the config is validated (method, task, the method on the model's
-    meta-device architecture, the preset file), the effective configuration is fingerprinted
+    meta-device architecture, the data source: no local files while the Hub is offline is one line
+    naming the data key, `Task.check_source`; the preset file), the effective configuration is fingerprinted
     (`dcft.identity`: the data files and weights are read here, so a missing file fails now) and the
     folder is locked (`dcft.reuse.RunLock`). A completed result is returned unchanged only when its
     effective configuration is this one; a different one is refused (`dcft.reuse.RunRefused`), a
@@ -122,6 +122,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
     run_dir = Path(run_dir)
     try:
         method, task = precheck(cfg)
+        if (results.read_result(run_dir) or {}).get("status") != "completed":  # a finished run is reused or refused
+            task.check_source()  # no local data while the Hub is offline: one line now, not a download attempt later
         sources = reuse.hp_sources(choices)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         ident = identity.effective_config(resolved, task, method.revision)

@@ -22,6 +22,7 @@ FAST = {
     "make sweeps": ["table4"],
     "make tables": ["results/tables/table6"],
     "python -m dcft.results": [],
+    "python run.py --help": ["== Recipes ==", "train.lr=5.0e-4"],
     "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora": ["sst2", "dcft", "lora"],
     "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora --csv sst2.csv": ["wrote sst2.csv"],
     'make compare RUNS=results/cpu-study/runs FILTER="task=sst2 method=dcft,lora"': ["sst2", "lora"],
@@ -30,7 +31,7 @@ FAST = {
 # Runs only with `make test-slow` (minutes on a loaded 2-core machine), in this order (the smoke run uses the demo's data).
 SLOW = {
     "python3 -m venv .venv && . .venv/bin/activate": [],
-    "make demo": ["squad", "dcft", "lora", "kernel=2"],
+    "make demo": ["expected: about", "squad", "dcft", "lora", "kernel=2", "Caveat: a demonstration"],
     "python run.py model=minilm task=squad method=dcft kernel=8 preset=cpu data.squad_dir=results/runs/demo/toy-squad debug=smoke":
         ["completed", "SMOKE"],
     "make params": ["cells match"],
@@ -43,6 +44,8 @@ NOT_RUN = {
     "make test": "the test suite itself",
     "make install TORCH=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu128": "a CUDA build of torch",
     "python run.py task=rte method=dcft kernel=8": "DeBERTaV3-base and GLUE from the Hub",
+    "python run.py model=minilm task=rte data.glue_dir=/path/to/glue_data":
+        "a user's GLUE folder (tests/test_first_hour.py runs conf/config.yaml's smoke version on a fixture)",
     "python run.py -m task=rte,mrpc method=dcft kernel=2,4,8 stride=1,2,8": "the Hub, 18 full runs",
     "make table4": "the Hub, GPU hours",
     "make cpu-study": "about 10 hours on 2 cores, reads ../shared/glue",

@@ -28,6 +28,7 @@ raises `FileNotFoundError` naming the path expected.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -272,14 +273,20 @@ HUB_PROBE_TIMEOUT_S = 3.0  # how long `hub_offline` waits for the Hub to answer
 def hub_offline() -> str | None:
     """Why the Hugging Face Hub cannot be used now, or None when it answers: offline mode set
     (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), or no answer from its endpoint within
-    `HUB_PROBE_TIMEOUT_S` seconds (a HEAD request through the environment's proxies)."""
+    `HUB_PROBE_TIMEOUT_S` seconds (a HEAD request through the environment's proxies; probed once per
+    process and endpoint, so the jobs of a sweep do not each wait)."""
     import os
-    import urllib.request
 
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         if os.environ.get(var, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
             return f"{var}={os.environ[var]}"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return _probe_hub(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_hub(endpoint: str) -> str | None:
+    import urllib.request
+
     try:
         urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_TIMEOUT_S)
     except Exception as e:  # DNS, refused, timeout, proxy: all mean "not reachable now"
