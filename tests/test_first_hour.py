@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import ROOT, compose_cfg
-from dcft import conditions, results
+from dcft import results
 from dcft.experiment import run
 from test_experiment import write_learnable_rte
 
@@ -127,7 +127,8 @@ def test_method_r_on_dcft_is_refused_with_the_keys_to_use(glue_dir, tmp_path):
 
 
 def test_method_r_on_dcft_is_one_line_on_the_command_line(tmp_path):
-    p = _cli(["model=tiny-bert", "task=rte", "method=dcft", "method.r=8", f"output_root={tmp_path}"], timeout=300)
+    p = _cli(["model=tiny-bert", "preset=none", "task=rte", "method=dcft", "method.r=8", f"output_root={tmp_path}"],
+             timeout=300)
     assert p.returncode == 1
     assert p.stderr.strip().count("\n") == 0 and "method.rank" in p.stderr, p.stderr
     assert not any(tmp_path.iterdir())
@@ -222,6 +223,8 @@ def test_summary_reads_x100_names_the_sets_and_warns_at_chance():
 
 # --- times and their conditions ----------------------------------------------------------------------------------
 def test_loaded_rule_by_hand():
+    from dcft import conditions
+
     idle = {"cpu_count": 2, "load_start": [0.3, 0, 0], "load_end": [2.2, 0, 0], "cpu_time_s": 200.0, "wall_s": 100.0}
     assert conditions.condition(idle) == "idle"  # 2.2 - 200/100 = 0.2 of others' load <= 1
     assert conditions.condition({**idle, "load_start": [1.2, 0, 0]}) == "loaded"  # 1.2 > 0.5 x 2 cores
@@ -254,6 +257,8 @@ LOADED = {**IDLE, "load_start": [4.0, 3.0, 2.0]}
 
 
 def test_results_table_marks_times_under_load_other_hardware_and_scores_at_chance(tmp_path):
+    from dcft import conditions
+
     _write(tmp_path, "dcft-idle", 180.0, IDLE, "Xeon", 0.70, chance=0.527)
     _write(tmp_path, "lora-loaded", 660.0, LOADED, "Xeon", 0.47, chance=0.527)
     df = results.load_tidy(tmp_path)
@@ -339,9 +344,10 @@ def test_no_glue_dir_offline_is_one_line_before_any_hub_attempt_and_leaves_no_fo
     p = _cli(["model=tiny-bert", "task=rte", "preset=none", "logger=none", f"output_root={tmp_path / 'o'}"], env=env,
              timeout=300)
     assert p.returncode == 1
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*"))  # no (failed) run folder
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "pass data.glue_dir=DIR" in lines[0] and "RTE/train.tsv" in lines[0], p.stderr
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*"))
+    assert "Hub is offline (HF_" in lines[0]  # said before any download attempt, not after one failed
 
 
 def test_hub_probe_and_cache_check(tmp_path, monkeypatch):
