@@ -183,17 +183,17 @@ class Heartbeat:
     """With progress bars off (`train.progress=false`), one line every `every` seconds while a run
     trains, so a quiet run still shows it is alive and how long it will take:
 
-        [dcft] step 40/150  loss 1.234  dev F1 45.10 (best 45.10 @ 40)  0.62 steps/s  ETA 2m58s
+        [squad/lora] step 40/150  loss 1.2340  dev F1 45.10 (best 45.10 @ 40)  0.62 steps/s  ETA 2m58s
 
     The rate counts optimizer steps over the wall time since training started (evaluations
     included), and the ETA is the steps left at that rate. Scores are shown as `dcft.units` shows
     them (x100, the set named)."""
 
     def __init__(self, total: int, first_step: int = 0, every: float = HEARTBEAT_S, file: IO[str] | None = None,
-                 clock=None):
+                 clock=None, label: str = "dcft"):
         import time
 
-        self.total, self.first, self.every = total, first_step, every
+        self.total, self.first, self.every, self.label = total, first_step, every, label  # label: "<task>/<method>"
         self.file = file
         self.clock = clock or time.perf_counter
         self.t0 = self.last = self.clock()
@@ -208,7 +208,7 @@ class Heartbeat:
         elapsed = self.clock() - self.t0
         done = step - self.first
         rate = done / elapsed if elapsed > 0 and done > 0 else None
-        parts = [f"[dcft] step {step}/{self.total}", f"loss {loss:.4f}" if loss is not None else "loss -"]
+        parts = [f"[{self.label}] step {step}/{self.total}", f"loss {loss:.4f}" if loss is not None else "loss -"]
         if self.eval_text:
             parts.append(self.eval_text)
         parts.append(f"{rate:.2f} steps/s" if rate else "- steps/s")

@@ -206,7 +206,7 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
     elif main:  # bars off: a line every few seconds instead
         from dcft.console import Heartbeat
 
-        heartbeat = Heartbeat(n_steps, first_step=state.step)
+        heartbeat = Heartbeat(n_steps, first_step=state.step, label=f"{task.name}/{method.name}")
     scale = score_scale(task.name)  # what a person reads: x100 (GLUE), SQuAD as is (dcft.units)
 
     def run_eval() -> None:

@@ -298,13 +298,13 @@ def test_heartbeat_every_few_seconds_with_rate_and_eta_by_hand():
 
     now = [100.0]
     out = io.StringIO()
-    hb = Heartbeat(total=100, first_step=0, every=5.0, file=out, clock=lambda: now[0])
+    hb = Heartbeat(total=100, first_step=0, every=5.0, file=out, clock=lambda: now[0], label="squad/lora")
     now[0] = 103.0
     assert not hb.beat(6, 1.5)  # 3 s: too soon
     now[0] = 110.0
     hb.evaluated("dev F1 45.10 (best 45.10 @ 20)")
     assert hb.beat(20, 1.25)
-    assert out.getvalue().strip() == ("[dcft] step 20/100  loss 1.2500  dev F1 45.10 (best 45.10 @ 20)  "
+    assert out.getvalue().strip() == ("[squad/lora] step 20/100  loss 1.2500  dev F1 45.10 (best 45.10 @ 20)  "
                                       "2.00 steps/s  ETA 40s")  # 20 steps in 10 s; 80 left at 2/s
     now[0] = 112.0
     assert not hb.beat(24, 1.2) and hb.beat(24, 1.2, force=True)
@@ -313,7 +313,7 @@ def test_heartbeat_every_few_seconds_with_rate_and_eta_by_hand():
 def test_quiet_run_prints_heartbeat_lines_and_a_bar_shows_x100_with_the_set(glue_dir, tmp_path, capfd):
     run(compose_cfg(TINY + [f"data.glue_dir={glue_dir}"]), tmp_path / "q")
     out = capfd.readouterr().out
-    assert re.search(r"\[dcft\] step 3/3  loss \d+\.\d{4}  dev acc \d+\.\d\d \(best \d+\.\d\d @ \d\)", out), out
+    assert re.search(r"\[rte/dcft\] step 3/3  loss \d+\.\d{4}  dev acc \d+\.\d\d \(best \d+\.\d\d @ \d\)", out), out
     run(compose_cfg([a for a in TINY if a != "train.progress=false"] + [f"data.glue_dir={glue_dir}"]),
         tmp_path / "bar")
     err = capfd.readouterr().err
