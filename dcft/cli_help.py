@@ -97,8 +97,7 @@ def help_text() -> str:
            "(results/runs/<model>/<task>/<method>/<settings>-<hash>/result.json).", "",
            "  python run.py [key=value ...] [group=option ...]       one run",
            "  python run.py -m key=a,b [group=x,y ...]               a sweep: every combination", "",
-           "== Main keys (key=value; every key with its comment: conf/config.yaml; the composed config: "
-           "python run.py --cfg job [overrides]) =="]
+           "== Main keys (key=value; all keys: conf/config.yaml; composed config: python run.py --cfg job) =="]
     for key in MAIN_KEYS:
         value, comment = comments[key]
         out += _wrap(f"  {key}={value}", comment, 34)

@@ -252,9 +252,11 @@ def score_lines(rec: dict) -> list[str]:
     if chance:
         lines.append("   chance level: " + "  ".join(units.shown(task, k, v) for k, v in chance.items())
                      + " (the evaluated set's majority class; MCC and correlations 0)")
-    for k in at_or_below_chance(rec):
-        lines.append(f"   WARNING: {units.shown(task, k, best[k])} is at or below chance "
-                     f"({units.shown(task, k, rec['baseline'][k])}): the run has not learned the task")
+    below = at_or_below_chance(rec)
+    if below:
+        lines.append("   WARNING: at or below chance: " + ", ".join(
+            f"{units.shown(task, k, best[k])} (chance {units.shown(task, k, rec['baseline'][k]).rpartition(' ')[2]})"
+            for k in below) + ": the run has not learned the task")
     return lines
 
 

@@ -216,7 +216,7 @@ def test_summary_reads_x100_names_the_sets_and_warns_at_chance():
     assert "best (step 100): dev acc 47.79  held-out acc 55.00" in text
     assert "[best step picked by held-out acc]" in text
     assert "chance level: dev acc 52.70" in text
-    assert "WARNING: dev acc 47.79 is at or below chance (dev acc 52.70)" in text
+    assert "WARNING: at or below chance: dev acc 47.79 (chance 52.70): the run has not learned the task" in text
     assert "load start 4.10, end 5.00" in text and "UNDER LOAD" in text
     assert "WARNING" not in results.summary(_record(0.80))
 
