@@ -294,7 +294,7 @@ def adapter_description(cfg: DictConfig, task, ident: dict[str, Any]) -> dict[st
             "task_type": "QUESTION_ANS" if task.head == "qa" else "SEQ_CLS",
             "id2label": {i: name for i, name in enumerate(labels)} or None,
             "run": {"hash": ident["hash"], "model": cfg.model.name, "task": task.name, "method": cfg.method.name,
-                    "score_key": task.score_key()}}
+                    "best_picked_by": task.score_key()}}
 
 
 def keep_best_predictions(run_dir: Path) -> None:
