@@ -208,7 +208,7 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         record["data"] = {"train_examples": len(data.train), "eval_examples": {k: len(v) for k, v in data.evals.items()}}
         chance = task.baseline(data)
         if chance:
-            record["baseline"] = {"rule": baseline_rule(task), **chance}
+            record["baseline"] = {"rule": task.baseline_rule, **chance}
 
         from dcft.checkpoint import Checkpointer
         from dcft.train import fit, peak_memory
@@ -271,13 +271,6 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
     if accelerator.is_main_process:
         print(summary_text(record))
     return {**record, "outcome": "trained"}
-
-
-def baseline_rule(task) -> str:
-    """The sentence `result.json`'s `baseline` carries: how its chance levels were computed."""
-    from dcft.tasks.glue import BASELINE_RULE
-
-    return BASELINE_RULE if task.head == "classification" else ""
 
 
 def adapter_description(cfg: DictConfig, task, ident: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Task:
     eval_order_free: bool = False  # metrics ignore the order of evaluation examples (labels travel with them)
     head: str = "classification"  # which model head: "classification" or "qa"
     num_labels: int = 2  # classification: label count (1 = regression); ignored for QA
+    baseline_rule: str = ""  # how `baseline` computes chance levels (stored beside them in result.json)
 
     def load(self, tokenizer: Any, max_len: int, limit: int | None = None, seed: int = 0,
              limit_eval: int | None = None) -> TaskData:

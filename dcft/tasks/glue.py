@@ -10,6 +10,10 @@ accuracy, accuracy elsewhere.
 reported beside it, a protocol that never selects on dev. `pad_to_max_length` pads every batch to
 `max_len` tokens, as the authors' scripts (`pad_to_max_length=True` in their run_glue.py), which
 matters for training time, not for the result.
+
+Each evaluation writes its predictions (`<run>/predictions/<set>.tsv`, GLUE's `index`/`prediction`
+layout with the gold `label`), and a run records each set's chance level (`baseline`, `chance_metrics`):
+what always predicting the majority class of that set scores.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class GlueTask(Task):
     head = "classification"
 
     HOLDOUT = "holdout"  # name of the held-out evaluation set
+    baseline_rule = ("chance level from the evaluated set's own labels: always predicting its majority class "
+                     "(accuracy, F1), Matthews correlation 0 (CoLA), Pearson and Spearman 0 (STS-B)")
     eval_order_free = True  # accuracy, F1, MCC, Pearson and Spearman ignore the example order
 
     def __init__(self, name: str, glue_dir: str | None = None, holdout: float = 0.0,
@@ -104,7 +110,7 @@ class GlueTask(Task):
         return f"{split}/{self.spec.main_metric}"
 
     def baseline(self, data: TaskData) -> dict[str, float]:
-        """Chance level of every evaluation set, from its own labels (`BASELINE_RULE`)."""
+        """Chance level of every evaluation set, from its own labels (`baseline_rule`)."""
         out = {}
         for name, ds in data.evals.items():
             out.update({f"{name}/{k}": v for k, v in chance_metrics(self.name, ds["labels"]).items()})
@@ -117,12 +123,8 @@ class GlueTask(Task):
                                  f"{'dev.tsv' if len(self.spec.eval_splits) == 1 else 'dev_matched.tsv ...'}")
 
 
-BASELINE_RULE = ("chance level from the evaluated set's own labels: always predicting its majority class "
-                 "(accuracy, F1), Matthews correlation 0 (CoLA), Pearson and Spearman 0 (STS-B)")
-
-
 def chance_metrics(task: str, labels) -> dict[str, float]:
-    """The metrics of a model that learned nothing (`BASELINE_RULE`): the constant majority-class
+    """The metrics of a model that learned nothing (`GlueTask.baseline_rule`): the constant majority-class
     prediction scored by `glue_metrics` (its MCC is 0 by definition), correlation 0 for regression."""
     labels = np.asarray(labels)
     if GLUE_TASKS[task].is_regression:
