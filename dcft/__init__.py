@@ -75,7 +75,14 @@ elif not any(isinstance(f, _RegisterAfterPeftImport) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterPeftImport())
 
 
+_SUBMODULES = ("export", "results")  # `import dcft; dcft.export.evaluate_run_adapter(...)` works without importing it
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"dcft.{name}")
     if name in _API:
         from dcft.methods.dcft import api
 

@@ -175,9 +175,49 @@ def unknown_key_hint(args: list[str], conf_dir: Path = CONF_DIR) -> str | None:
     return None
 
 
+# Method keys that mean something else in another method: method -> {key: why it is refused, what to use}.
+MISREAD_METHOD_KEYS = {
+    "dcft": {"r": "DCFT has no rank r (LoRA's rank is method.r, DCFT's is not): its subspace rank is method.rank "
+                  "(paper k, default 1) and its size is set by kernel= and stride=; the r of the authors' scripts "
+                  "is only the denominator of DCFT's scaling alpha / r, set with dcft_hp.r= (the presets set it)"},
+}
+
+
+def check_method_node(cfg) -> None:
+    """Refuse a method key set directly when its name means something else for this method
+    (`MISREAD_METHOD_KEYS`): the key of `conf/method/<name>.yaml` is an interpolation that the composed
+    config no longer carries, so a command line, a sweep file or a preset changed it."""
+    name = str(cfg.method.name)
+    misread = MISREAD_METHOD_KEYS.get(name, {})
+    if not misread:
+        return
+    declared = load_group_file("method", name)
+    raw = OmegaConf.to_container(cfg.method, resolve=False)
+    for key, why in misread.items():
+        if key in raw and raw[key] != declared.get(key):
+            value = OmegaConf.select(cfg, f"method.{key}")
+            raise ValueError(f"method.{key}={value!r} is refused for method={name}: {why}")
+
+
+def model_preset(model: str, conf_dir: Path = CONF_DIR) -> str | None:
+    """The preset a model's config selects (`- override /preset@...: <name>` in `conf/model/<model>.yaml`
+    defaults), or None; a `preset=` on the command line wins over it."""
+    path = conf_dir / "model" / f"{model}.yaml"
+    if not path.is_file():
+        return None
+    for item in OmegaConf.load(path).get("defaults") or []:
+        if isinstance(item, str) or not hasattr(item, "items"):
+            continue
+        for k, v in item.items():
+            if str(k).startswith("override /preset"):
+                return str(v)
+    return None
+
+
 def register() -> None:
     """Store the schemas in Hydra's ConfigStore and register the resolvers of `dcft.identity`:
-    `run_subdir` (the run folder of a composed config), `world_size` and `device_kind` (`launch.*`)."""
+    `run_subdir` (the run folder of a composed config), `world_size` and `device_kind` (`launch.*`), and
+    `dcft_help` (`python run.py --help`, `dcft.cli_help`)."""
     from hydra.core.config_store import ConfigStore
 
     from dcft.methods import REGISTRY, config_class
@@ -194,3 +234,7 @@ def register() -> None:
     for name, resolver in (("run_subdir", resolve_run_subdir), ("world_size", world_size), ("device_kind", device_kind)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+    if not OmegaConf.has_resolver("dcft_help"):  # `python run.py --help` (hydra.help.template)
+        from dcft.cli_help import help_text
+
+        OmegaConf.register_new_resolver("dcft_help", help_text)

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dcft import results, tracking
+from dcft import conditions, results, tracking
+from dcft.config import check_method_node, model_preset
 from dcft.console import RunConsole
 from dcft.methods import build_method
 from dcft.models import build_model, check_model_dir, get_model, load_tokenizer
@@ -94,6 +95,7 @@ def precheck(cfg: DictConfig):
         tracking.resolve(cfg.logger.name)  # a tracker that is not installed fails here, before any folder
     if cfg.model.get("source", "pretrained") == "pretrained":
         check_model_dir(cfg.model)
+    check_method_node(cfg)
     method = build_method(cfg.method)
     task = build_task(cfg.task, cfg.data)
     if cfg.model.arch:
@@ -108,7 +110,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
     `outcome` "trained" or "reused" (not stored in the file).
 
     Before anything is written: the config is validated (method, task, the method on the model's
-    meta-device architecture, the preset file), the effective configuration is fingerprinted
+    meta-device architecture, the data source: no local files while the Hub is offline is one line
+    naming the data key, `Task.check_source`; the preset file), the effective configuration is fingerprinted
     (`dcft.identity`: the data files and weights are read here, so a missing file fails now) and the
     folder is locked (`dcft.reuse.RunLock`). A completed result is returned unchanged only when its
     effective configuration is this one; a different one is refused (`dcft.reuse.RunRefused`), a
@@ -121,6 +124,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
     run_dir = Path(run_dir)
     try:
         method, task = precheck(cfg)
+        if (results.read_result(run_dir) or {}).get("status") != "completed":  # a finished run is reused or refused
+            task.check_source()  # no local data while the Hub is offline: one line now, not a download attempt later
         sources = reuse.hp_sources(choices)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         ident = identity.effective_config(resolved, task, method.revision)
@@ -128,6 +133,7 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
         if not reuse.remove_unstarted(run_dir, root=cfg.get("output_root")):
             reuse.drop_launch(run_dir)
         raise
+    say_model_preset(cfg, choices, overridden)
     unused = identity.unused_method_inputs(cfg, overridden)
     if unused:
         print(f"[dcft] method={cfg.method.name} does not use {', '.join(unused)}: ignored (this run is the same "
@@ -190,6 +196,14 @@ def check_launch(launch, accelerator) -> None:
                          f"launch.device is filled in from train.device and this machine, never set by hand")
 
 
+def say_model_preset(cfg: DictConfig, choices: dict[str, Any] | None, overridden) -> None:
+    """Say so when the model's config chose the preset (`dcft.config.model_preset`), not the command line."""
+    preset = (choices or {}).get("preset")
+    if preset and "preset" not in [k.lstrip("+~") for k in overridden] and model_preset(cfg.model.name) == preset:
+        print(f"[dcft] model={cfg.model.name} runs preset={preset} (conf/model/{cfg.model.name}.yaml; "
+              f"preset=... chooses another)")
+
+
 def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, method, task,
            resolved: dict[str, Any], ident: dict[str, Any], sources: dict[str, str | None]) -> dict:
     """Train a validated, locked run and write its result file (see `run`)."""
@@ -206,7 +220,10 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     accelerator = None
+    hparams: dict[str, Any] = {}
     t0 = time.perf_counter()
+    at_start = conditions.snapshot()
+    record["machine"] = conditions.machine_record(at_start)
     try:
         accelerator = make_accelerator(cfg.train, **tracking.accelerator_kwargs(cfg.logger, run_dir))
         main = accelerator.is_main_process
@@ -226,13 +243,16 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         counts = method.count(model)
         record["params"] = {"method": counts.method, "head": counts.head, "total": counts.total,
                             "trainable": counts.trainable}
-        tracking.start(accelerator, cfg.logger, record, tracking.run_name(run_dir))
+        hparams = tracking.start(accelerator, cfg.logger, record, tracking.run_name(run_dir))
 
         tokenizer = load_tokenizer(cfg.model)
         with accelerator.main_process_first():
             data = task.load(tokenizer, cfg.train.max_len, limit=cfg.data.limit_train, seed=cfg.seed,
                              limit_eval=cfg.data.limit_eval)
         record["data"] = {"train_examples": len(data.train), "eval_examples": {k: len(v) for k, v in data.evals.items()}}
+        chance = task.baseline(data)
+        if chance:
+            record["baseline"] = {"rule": task.baseline_rule, **chance}
 
         from dcft.checkpoint import Checkpointer
         from dcft.train import fit, peak_memory
@@ -246,9 +266,15 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
             checkpointer = Checkpointer(run_dir, method, ident, is_main=main)
         from dcft.export import RunAdapters
 
-        adapters = RunAdapters(method, run_dir, enabled=main)  # best and final adapter, peft format
+        adapters = RunAdapters(method, run_dir, enabled=main,  # best and final adapter, peft format
+                               describe=adapter_description(cfg, task, ident))
+
+        def on_best(unwrapped) -> None:
+            adapters.save_best(unwrapped)
+            keep_best_predictions(run_dir)
+
         state = fit(model, method, task, data, cfg.train, accelerator, run_dir if main else None,
-                    checkpointer=checkpointer, seed=cfg.seed, on_best=adapters.save_best)
+                    checkpointer=checkpointer, seed=cfg.seed, on_best=on_best)
         adapters.save_final(accelerator.unwrap_model(model))
         record["adapter"] = adapters.info()
         live = method.rank_report(accelerator.unwrap_model(model))  # SoRA / AdaLoRA: ranks left after training
@@ -279,14 +305,45 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
     finally:
         record["wall_time_s"] = time.perf_counter() - t0
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        record["machine"] = conditions.machine_record(at_start, conditions.snapshot(),
+                                                      accelerator.num_processes if accelerator is not None else 1)
         if accelerator is None or accelerator.is_main_process:
             results.atomic_write_json(run_dir / results.RESULT_FILE, record)
-        tracking.finish(accelerator)
+        tracking.finish(accelerator, hparams, tracking.final_metrics(record))
         if accelerator is None or accelerator.is_main_process:
             results.share_files(run_dir)  # files libraries wrote 0600 (safetensors) become readable as open()'s
     if accelerator.is_main_process:
         print(summary_text(record))
     return {**record, "outcome": "trained"}
+
+
+def adapter_description(cfg: DictConfig, task, ident: dict[str, Any]) -> dict[str, Any]:
+    """What a saved adapter says about itself (`dcft.export.RunAdapters`): the backbone it belongs to
+    (the local folder the run loaded, else its Hub id), the peft task type, the label names of a
+    classification task, and the run (identity hash, task, score key)."""
+    from dcft.models import resolve_path
+
+    base = None
+    if cfg.model.get("source", "pretrained") == "pretrained":
+        base = resolve_path(cfg.model.get("path")) or cfg.model.get("hub_id")
+    labels = list(getattr(getattr(task, "spec", None), "label_names", ()) or ())
+    return {"base_model_name_or_path": str(base) if base else None,
+            "task_type": "QUESTION_ANS" if task.head == "qa" else "SEQ_CLS",
+            "id2label": {i: name for i, name in enumerate(labels)} or None,
+            "run": {"hash": ident["hash"], "model": cfg.model.name, "task": task.name, "method": cfg.method.name,
+                    "best_picked_by": task.score_key()}}
+
+
+def keep_best_predictions(run_dir: Path) -> None:
+    """Copy the predictions the task just wrote (`predictions/*.tsv`, the evaluation that is the new
+    best) to `predictions/best/`."""
+    src = Path(run_dir) / "predictions"
+    if not src.is_dir():
+        return
+    best = src / "best"
+    best.mkdir(exist_ok=True)
+    for f in src.glob("*.tsv"):
+        shutil.copyfile(f, best / f.name)
 
 
 def summary_text(rec: dict) -> str:

@@ -12,7 +12,9 @@ the trained model (adapter and task head) with plain peft:
 
 The task head (classifier / QA outputs / pooler, trained by every method) goes in as
 `modules_to_save`, so a reloaded model reproduces the run's outputs. `RunAdapters` keeps a run's
-best (at the best dev evaluation) and final adapters in `<run_dir>/adapter/{best,final}`.
+best (at the best evaluation) and final adapters in `<run_dir>/adapter/{best,final}`, each saying what
+it belongs to: `base_model_name_or_path` and `task_type` in `adapter_config.json`, the label names and
+the run's identity hash in `run.json`.
 In-house because this converts the harness's own layers; peft only saves models it built.
 """
 
@@ -22,7 +24,7 @@ import copy
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -88,17 +90,37 @@ def peft_export(model: nn.Module, method) -> tuple[Any, dict[str, torch.Tensor]]
                      f"weights are not exported")
 
 
-def save_peft_adapter(model: nn.Module, method, directory: str | Path) -> Path:
+RUN_FILE = "run.json"  # beside a run's adapter: the run it comes from and its label names
+
+
+def save_peft_adapter(model: nn.Module, method, directory: str | Path, describe: dict[str, Any] | None = None) -> Path:
     """Write `adapter_config.json` and `adapter_model.safetensors` to `directory` (replaced
-    whole, so a reader never sees a mix of two saves). Raises `NotSavable`."""
+    whole, so a reader never sees a mix of two saves). Raises `NotSavable`.
+
+    `describe` makes the adapter self-describing: `base_model_name_or_path` (the backbone's Hub id or
+    folder) and `task_type` (peft's "SEQ_CLS" / "QUESTION_ANS") go into `adapter_config.json`, and
+    `run.json` gets the label names (`id2label`, `label2id`) and `run` (the run's identity hash,
+    model, task, method, score key)."""
+    import json
+
     from safetensors.torch import save_file
 
     config, state = peft_export(model, method)
+    describe = describe or {}
+    for key in ("base_model_name_or_path", "task_type"):
+        if describe.get(key) is not None:
+            setattr(config, key, describe[key])
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     config.save_pretrained(str(tmp))
+    if describe:
+        id2label = {str(i): n for i, n in (describe.get("id2label") or {}).items()}
+        about = {**(describe.get("run") or {}), "base_model_name_or_path": describe.get("base_model_name_or_path"),
+                 "task_type": describe.get("task_type"), "id2label": id2label or None,
+                 "label2id": {n: int(i) for i, n in id2label.items()} or None}
+        (tmp / RUN_FILE).write_text(json.dumps(about, indent=2) + "\n", encoding="utf-8")
     save_file({k: v.to("cpu").contiguous() for k, v in state.items()}, str(tmp / "adapter_model.safetensors"),
               metadata={"format": "pt"})
     shutil.rmtree(directory, ignore_errors=True)
@@ -109,8 +131,9 @@ def save_peft_adapter(model: nn.Module, method, directory: str | Path) -> Path:
 class RunAdapters:
     """A run's best and final adapters, `<run_dir>/adapter/best` and `.../final` (main process only)."""
 
-    def __init__(self, method, run_dir: Path | str | None, enabled: bool = True):
+    def __init__(self, method, run_dir: Path | str | None, enabled: bool = True, describe: dict[str, Any] | None = None):
         self.method = method
+        self.describe = describe  # what each saved adapter says about itself (`save_peft_adapter`)
         self.root = Path(run_dir) / ADAPTER_DIR if run_dir is not None else None
         self.enabled = enabled and self.root is not None
         self.reason: Optional[str] = None  # why nothing is saved, for result.json
@@ -120,7 +143,7 @@ class RunAdapters:
         if not self.enabled or self.reason is not None:
             return
         try:
-            save_peft_adapter(model, self.method, self.root / which)
+            save_peft_adapter(model, self.method, self.root / which, self.describe)
         except NotSavable as e:
             self.reason = str(e)
             return
@@ -168,9 +191,26 @@ def load_run_adapter(run_dir: str | Path, which: str = "best"):
     return PeftModel.from_pretrained(base, str(adapter)).eval(), task
 
 
-def evaluate_run_adapter(run_dir: str | Path, which: str = "best") -> tuple[float, dict[str, float]]:
-    """(score, metrics) of a run's saved adapter on the run's evaluation data, through the same
-    `dcft.train.evaluate` the run used: reproduces the recorded best (or final) dev score."""
+class AdapterEval(NamedTuple):
+    """A saved adapter evaluated again: its dev score, which metric of which set that is, all metrics."""
+
+    score: float  # the dev score (the task's main metric on its dev set; result-file scale, GLUE a fraction)
+    key: str  # the metrics key of `score`, e.g. "validation/accuracy": the set and the metric
+    metrics: dict[str, float]  # every metric of every evaluation set (held-out slice too, if the run had one)
+
+    @property
+    def set(self) -> str:
+        """The evaluation set `score` is on, as a person names it ("dev")."""
+        from dcft.units import set_name
+
+        return set_name(self.key.rpartition("/")[0])
+
+
+def evaluate_run_adapter(run_dir: str | Path, which: str = "best") -> AdapterEval:
+    """`(score, key, metrics)` of a run's saved adapter on the run's evaluation data, through the same
+    `dcft.train.evaluate` the run used: `score` is the dev score (`key` names set and metric, e.g.
+    "validation/accuracy"), the run's recorded best (or final) dev score, also for a run that chose its
+    best step on a held-out slice (`data.holdout`; that score is in `metrics` under "holdout/...")."""
     from accelerate import Accelerator
     from omegaconf import OmegaConf
 
@@ -185,7 +225,9 @@ def evaluate_run_adapter(run_dir: str | Path, which: str = "best") -> tuple[floa
     _, loaders = make_loaders(data, cfg.train.batch_size, cfg.train.eval_batch_size, cfg.seed)
     accelerator = Accelerator(cpu=True)
     metrics = evaluate(model, task, data, loaders, accelerator, None)
-    return task.score(metrics), metrics
+    key = results.dev_key(task.name)
+    return AdapterEval(metrics[key], key, metrics)
+
 
 
 # --- a DCFT adapter as a standard peft LoRA adapter ----------------------------------------------------

@@ -111,12 +111,35 @@ def _caption(fig, model: str, runs: list[dict[str, Any]], extra: str = "", y: fl
     what else the figure needs said)."""
     import textwrap
 
-    seeds = sorted({r["seed"] for r in runs if r.get("seed") is not None})
     text = (f"Ours: {model} on {_device(runs)} ({_hardware(runs)}); budget {_budget(runs)}; "
-            f"seeds {', '.join(map(str, seeds)) or '-'}" + (f". {extra}" if extra else ""))
+            f"{seeds_text(runs)}" + (f". {extra}" if extra else ""))
     width = int(fig.get_figwidth() * 72 / (6 * 0.52))  # characters of 6-point text across the figure
     wrapped = "\n".join(textwrap.fill(par, width) for par in text.split("\n"))
     fig.text(0.01, y, wrapped, fontsize=6, ha="left", va="top", color="dimgray")
+
+
+def seeds_text(runs: list[dict[str, Any]]) -> str:
+    """The seeds of a figure's runs as a reader should read them: "seed 6 (n = 1)" for one seed,
+    "seeds 6, 7, 8 (n = 3)" for several."""
+    seeds = sorted({r["seed"] for r in runs if r.get("seed") is not None})
+    if not seeds:
+        return "seeds -"
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (n = {len(seeds)})"
+
+
+def time_ratio_label(dcft_runs: list[dict[str, Any]], lora_runs: list[dict[str, Any]]) -> str | None:
+    """The bar label of DCFT's time relative to LoRA's ("+12%"), only when every run of both was
+    timed idle on one hardware (`dcft.conditions.comparable`); None otherwise (no ratio across
+    conditions)."""
+    from dcft import conditions
+
+    both = dcft_runs + lora_runs
+    if not dcft_runs or not lora_runs or not conditions.comparable(
+            [r.get("time_condition", conditions.UNKNOWN) for r in both],
+            [conditions.hardware(r.get("gpu"), r.get("cpu")) for r in both]):
+        return None
+    rel = statistics.fmean(r["time_h"] for r in dcft_runs) / statistics.fmean(r["time_h"] for r in lora_runs) - 1
+    return f"{rel:+.0%}"
 
 
 def spread_labels(ax, passes: int = 100) -> None:
@@ -303,6 +326,7 @@ def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...]
     tasks = [t for t in FIG2_TASKS if any(r["task"] == t for r in sel)]
     hours = {(g, t): [r["time_h"] for r in sel if _label(r) == g and r["task"] == t] for g in groups for t in tasks}
     unit, factor = unit or build_time_unit(runs)
+    ratios: list[str | None] = []
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.8))
         width = 0.8 / len(groups)
@@ -318,10 +342,11 @@ def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...]
             bars = ax.bar(xs, ys, width, yerr=errs if any(errs) else None, capsize=2, color=method_color(g), label=g)
             if g != "LoRA":
                 for b, t in zip(bars, [t for t in tasks if hours[(g, t)]]):
-                    lora = hours.get(("LoRA", t))
-                    if lora:
-                        rel = statistics.fmean(hours[(g, t)]) / statistics.fmean(lora) - 1
-                        ax.annotate(f"{rel:+.0%}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                    of = lambda label: [r for r in sel if _label(r) == label and r["task"] == t]  # noqa: E731
+                    rel = time_ratio_label(of(g), of("LoRA"))
+                    if of("LoRA"):
+                        ratios.append(rel)
+                        ax.annotate(rel or "n/c", (b.get_x() + b.get_width() / 2, b.get_height()),
                                     ha="center", va="bottom", fontsize=6)
         ax.set_xticks(range(len(tasks)), [T.TASK_LABEL[t] for t in tasks])
         ax.set_ylabel(f"total training time ({unit})")
@@ -330,8 +355,12 @@ def figure2(runs: T.Runs, model: str | None, out: Path, kernels: tuple[int, ...]
         ax.legend(frameon=False, ncol=len(groups), loc="upper center", bbox_to_anchor=(0.5, -0.1))
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
-        _caption(fig, model, sel, "Labels: DCFT time relative to LoRA; bars: mean over seeds, error bar: std.\n"
-                 "Paper (Fig. 2, 2080 Ti, batch 32): DCFT slower than LoRA on the small tasks, 17.36% faster on QNLI.")
+        from dcft import conditions
+
+        nc = ("\nn/c: not comparable, no ratio shown: the runs were not all timed on an idle machine on one "
+              f"hardware ({conditions.RULE}; or the result files record no load)." if None in ratios else "")
+        _caption(fig, model, sel, "Labels: DCFT time relative to LoRA; bars: mean over seeds, error bar: std." + nc +
+                 "\nPaper (Fig. 2, 2080 Ti, batch 32): DCFT slower than LoRA on the small tasks, 17.36% faster on QNLI.")
         return _save(fig, out, "figure2_time" + (f"_{model}" if model != "deberta-v3-base" else ""))
 
 

@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from dcft import conditions, units
 from dcft.identity import config_hash
 from dcft.selection import SEED_KEY, condition_key, describe_differences, differing_keys, identity_facts
 from dcft.versions import lock_warning
@@ -213,10 +214,7 @@ def summary(rec: dict) -> str:
         f"   params: method {p.get('method', 0):,}  head {p.get('head', 0):,}  total {p.get('total', 0):,}",
     ]
     if best:
-        keys = [k for k in best if "/" in k]
-        lines.append(f"   best (step {best.get('step')}): " + "  ".join(f"{k}={_fmt_num(best[k])}" for k in keys))
-        lines.append(f"   final (step {final.get('step')}): " +
-                     "  ".join(f"{k}={_fmt_num(final[k])}" for k in keys if isinstance(final.get(k), float)))
+        lines.extend(score_lines(rec))
     if t:
         loss = (f"  final loss {_fmt_num(t.get('final_task_loss'))} task"
                 + (f" + {_fmt_num(t['final_loss'] - t['final_task_loss'])} regulariser"
@@ -224,7 +222,8 @@ def summary(rec: dict) -> str:
                    and t["final_loss"] != t["final_task_loss"] else "")) if t.get("final_task_loss") is not None else ""
         lines.append(f"   trained {t.get('steps')} optimizer steps, {t.get('epochs')} full epoch(s){loss}")
         lines.append(f"   time: train {_fmt_num(t.get('train_time_s', 0), '.1f')}s  eval "
-                     f"{_fmt_num(t.get('eval_time_s', 0), '.1f')}s  {_fmt_num(t.get('steps_per_s') or 0, '.2f')} steps/s")
+                     f"{_fmt_num(t.get('eval_time_s', 0), '.1f')}s  {_fmt_num(t.get('steps_per_s') or 0, '.2f')} steps/s"
+                     f"  ({conditions.describe(rec.get('machine'))})")
     if rec.get("error"):
         lines.append(f"   error: {rec['error']['type']}: {rec['error']['message']}")
     run_dir = Path(rec.get("run_dir") or ".")
@@ -238,6 +237,47 @@ def summary(rec: dict) -> str:
         lines.append(f"   adapter: not saved ({adapter['reason']})")
     lines += filter(None, [lock_warning((rec.get("environment") or {}).get("versions"))])  # versions other than the lock's
     return "\n".join(lines)
+
+
+def score_lines(rec: dict) -> list[str]:
+    """The summary's score lines: best and final metrics as a person reads them (x100 for GLUE, each
+    set named: dev or held-out, `dcft.units`), which one picked the best step, and the chance level of
+    the task with a warning when the run's score is at or below it (`at_or_below_chance`)."""
+    cfg, m = rec.get("config") or {}, rec.get("metrics") or {}
+    task = (cfg.get("task") or {}).get("name")
+    best, final = m.get("best") or {}, m.get("final") or {}
+    keys = [k for k in best if "/" in k and isinstance(best[k], (int, float))]
+    holdout = (cfg.get("data") or {}).get("holdout")
+    picked = dev_score_key(task, holdout)
+    by = f"  [best step picked by {units.key_name(dev_key(task) if picked == 'score' else _selection_key(task))}]"
+    lines = [f"   best (step {best.get('step')}): " + "  ".join(units.shown(task, k, best[k]) for k in keys) + by,
+             f"   final (step {final.get('step')}): " + "  ".join(units.shown(task, k, final[k]) for k in keys
+                                                               if isinstance(final.get(k), (int, float)))]
+    chance = {k: v for k, v in (rec.get("baseline") or {}).items() if k in keys}
+    if chance:
+        lines.append("   chance level: " + "  ".join(units.shown(task, k, v) for k, v in chance.items())
+                     + " (the evaluated set's majority class; MCC and correlations 0)")
+    below = at_or_below_chance(rec)
+    if below:
+        lines.append("   WARNING: at or below chance: " + ", ".join(
+            f"{units.shown(task, k, best[k])} (chance {units.shown(task, k, rec['baseline'][k]).rpartition(' ')[2]})"
+            for k in below) + ": the run has not learned the task")
+    return lines
+
+
+def _selection_key(task: Any) -> str:
+    return f"holdout/{score_metric(task)}"
+
+
+def at_or_below_chance(rec: dict) -> list[str]:
+    """The main-metric keys (dev, and the held-out slice) whose best score is at or below the run's
+    recorded chance level (`result.json`'s `baseline`)."""
+    cfg = rec.get("config") or {}
+    task = (cfg.get("task") or {}).get("name")
+    best, chance = (rec.get("metrics") or {}).get("best") or {}, rec.get("baseline") or {}
+    keys = [dev_key(task), _selection_key(task)]
+    return [k for k in keys if isinstance(best.get(k), (int, float)) and isinstance(chance.get(k), (int, float))
+            and best[k] <= chance[k] + 1e-12]
 
 
 # --- the tidy view and the compact comparison (`python -m dcft.results`) ------------------------------
@@ -279,6 +319,13 @@ TIDY_SOURCES: dict[str, tuple[str, ...]] = {
     "eval_time_s": ("train.eval_time_s",),                    # evaluation time, seconds
     "steps_per_s": ("train.steps_per_s",),                    # optimizer steps per second of training time
     "wall_time_s": ("wall_time_s",),                          # whole run, loading included, seconds
+    "cpu_time_s": ("machine.cpu_time_s",),                    # process CPU seconds over the run (all threads)
+    "torch_threads": ("machine.torch_threads",),              # torch intra-op threads
+    "load_start": ("machine.load_start",),                    # machine load averages (1, 5, 15 min) at the start
+    "load_end": ("machine.load_end",),                        # ... and at the end
+    "time_condition": (),                                     # idle | loaded | unknown (dcft.conditions' rule)
+    "hardware": (),                                           # GPU name, else CPU model: what the time was measured on
+    "chance": (),                                             # chance level of the dev score (result-file scale)
     "peak_memory_bytes": ("memory.bytes",),                   # CUDA allocator peak or CPU peak RSS
     "device": ("device",),                                    # cpu, cuda:0 ...
     "processes": ("processes",),                              # Accelerate processes
@@ -314,6 +361,7 @@ def tidy(raw):
         cols[name] = col
     df = pd.DataFrame(cols)
     _dev_scores(raw, df)
+    _measurement_columns(raw, df)
     df["stride"] = df["stride"].where(df["stride"].map(_present), df["kernel"])
     df["smoke"] = df["debug"] == "smoke"
     for k in ("seed", "kernel", "stride", "rank", "r", "init_r", "target_r", "bottleneck", "steps", "epochs",
@@ -355,6 +403,55 @@ def _dev_scores(raw, df) -> None:
         for col, part in (("score", "best"), ("final_score", "final")):
             v = raw.at[i, f"metrics.{part}.{key}"] if f"metrics.{part}.{key}" in raw else None
             df.at[i, col] = v if _present(v) else None
+
+
+def _measurement_columns(raw, df) -> None:
+    """`time_condition` and `hardware` (`dcft.conditions`: what a time was measured under and on) and
+    `chance` (the recorded chance level of the run's dev score, `result.json`'s `baseline`)."""
+    machine_cols = [c for c in raw.columns if c.startswith("machine.")]
+    for i in df.index:
+        machine = {c[len("machine."):]: raw.at[i, c] for c in machine_cols if _present_value(raw.at[i, c])}
+        df.at[i, "time_condition"] = conditions.condition(machine or None)
+        df.at[i, "hardware"] = conditions.hardware(df.at[i, "gpu"], df.at[i, "cpu"])
+        col = f"baseline.{dev_key(df.at[i, 'task'])}"
+        v = raw.at[i, col] if col in raw else None
+        df.at[i, "chance"] = v if _present(v) else _chance_from_files(raw.loc[i])
+
+
+_CHANCE_CACHE: dict[tuple, float | None] = {}
+
+
+def _chance_from_files(row) -> float | None:
+    """The dev chance level of a GLUE run whose result file predates `baseline`: recomputed from its
+    dev file when `data.glue_dir` still holds the very file the run read (same SHA-256), else None."""
+    from dcft.data.glue import GLUE_TASKS, load_glue, subsample, tsv_path
+
+    task, glue_dir = row.get("config.task.name"), row.get("config.data.glue_dir")
+    spec = GLUE_TASKS.get(str(task))
+    if spec is None or not isinstance(glue_dir, str) or not glue_dir:
+        return None
+    split = spec.eval_splits[0]
+    sha = row.get(f"identity.inputs.data.files.{split}.sha256")
+    limit, seed = row.get("config.data.limit_eval"), row.get("config.seed")
+    key = (str(task), glue_dir, sha, limit if _present(limit) else None, seed)
+    if key not in _CHANCE_CACHE:
+        _CHANCE_CACHE[key] = None
+        path = tsv_path(spec, glue_dir, split)
+        try:
+            from dcft.identity import file_sha256
+            from dcft.tasks.glue import chance_metrics
+
+            if isinstance(sha, str) and path.is_file() and file_sha256(path) == sha:
+                ds = load_glue(spec, glue_dir, splits=[split])[split]
+                ds = subsample(ds, int(limit) if _present(limit) else None, int(seed) if _present(seed) else 0)
+                _CHANCE_CACHE[key] = chance_metrics(spec.name, ds["label"])[spec.main_metric]
+        except (OSError, ValueError):
+            pass
+    return _CHANCE_CACHE[key]
+
+
+def _present_value(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) or _present(v)
 
 
 def _as_int(v: Any) -> Any:
@@ -444,12 +541,23 @@ def compare(df, filters: dict[str, list[str]] | None = None, include: str = "com
                      "n": len(g), "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna())),
                      "params_method": g["params_method"].dropna().iloc[0] if g["params_method"].notna().any() else None,
                      "train_time_s_mean": statistics.fmean(times) if times else None,
-                     "statuses": ",".join(sorted(set(map(str, g["status"])))),
+                     "statuses": ",".join(sorted(set(map(str, g["status"])))), **_group_measurement(g),
                      "differs": "" if ref is g else "identity: " + describe_differences(
                          differing_keys(g["facts"].iloc[0], ref["facts"].iloc[0], {SEED_KEY}))})
     rows.sort(key=lambda r: r.pop("_order"))
     return pd.DataFrame(rows, columns=list(GROUP_KEYS) + ["metric", "score_mean", "score_std", "n", "seeds", "params_method",
-                                                          "train_time_s_mean", "statuses", "differs"])
+                                                          "train_time_s_mean", "statuses", "time_condition", "hardware",
+                                                          "chance", "differs"])
+
+
+def _group_measurement(g) -> dict[str, Any]:
+    """A group's time condition (loaded if any run was, else unknown if any is, else idle), hardware
+    (its runs' distinct ones) and chance level."""
+    conds = set(g["time_condition"]) if "time_condition" in g else {conditions.UNKNOWN}
+    cond = "loaded" if "loaded" in conds else conditions.UNKNOWN if conditions.UNKNOWN in conds else "idle"
+    hw = " / ".join(sorted(set(g["hardware"]))) if "hardware" in g else "?"
+    chance = [float(c) for c in g["chance"] if _present(c)] if "chance" in g else []
+    return {"time_condition": cond, "hardware": hw, "chance": chance[0] if chance else None}
 
 
 def score_metric(task: Any) -> str:
@@ -463,8 +571,8 @@ def score_metric(task: Any) -> str:
 
 
 def _score_scale(task: Any) -> float:
-    """GLUE scores shown ×100 as in the paper's tables; SQuAD's EM/F1 already are."""
-    return 1.0 if str(task).startswith("squad") else 100.0
+    """GLUE scores shown ×100 as in the paper's tables; SQuAD's EM/F1 already are (`dcft.units`)."""
+    return units.score_scale(task)
 
 
 def _fmt_params(n: Any) -> str:
@@ -474,30 +582,77 @@ def _fmt_params(n: Any) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else f"{int(n)}"
 
 
+TIME_MARKS = {"loaded": "*", conditions.UNKNOWN: "?", "idle": ""}  # after a training time (`compare_notes`)
+CHANCE_MARK = "!"  # after a score at or below its chance level
+
+
+def _at_or_below_chance(r: dict[str, Any]) -> bool:
+    return _present(r.get("score_mean")) and _present(r.get("chance")) and r["score_mean"] <= r["chance"] + 1e-12
+
+
+def _hardware_letters(table) -> dict[str, str]:
+    """A letter per distinct hardware of the table's rows, when there is more than one."""
+    hws = list(dict.fromkeys(table["hardware"])) if "hardware" in table else []
+    return {hw: chr(ord("A") + i) for i, hw in enumerate(hws)} if len(hws) > 1 else {}
+
+
 def format_compare(table) -> str:
-    """The comparison as an aligned text table: score ×100 (GLUE) as mean ± std (n), #Params,
-    steps, training time in minutes."""
+    """The comparison as an aligned text table: dev score ×100 (GLUE) as mean ± std (n), its chance
+    level, #Params, steps, training time in minutes; marks explained by `compare_notes`."""
     if table.empty:
         return "no runs match"
     lines = []
+    letters = _hardware_letters(table)
     for r in table.to_dict(orient="records"):
         sc = _score_scale(r["task"])
         score = f"{r['score_mean'] * sc:.2f}" if _present(r["score_mean"]) else "-"
         if _present(r["score_std"]):
             score += f" ± {r['score_std'] * sc:.2f}"
+        if _at_or_below_chance(r):
+            score += CHANCE_MARK
         name = r["method"] + (" [smoke]" if r["smoke"] else "")
+        minutes = f"{r['train_time_s_mean'] / 60:.2f}" if _present(r["train_time_s_mean"]) else "-"
+        if minutes != "-":
+            minutes += TIME_MARKS.get(r.get("time_condition"), "?")
         lines.append({"model": r["model"], "task": r["task"], "method": name, "setting": r["setting"] or "-",
                       "preset": r["preset"] or "-", "lr": f"{r['lr']:.3g}" if _present(r["lr"]) else "-",
-                      "metric": score_metric(r["task"]), "score": score, "n": str(r["n"]), "#Params": _fmt_params(r["params_method"]),
+                      "metric": f"dev {score_metric(r['task'])}", "score": score,
+                      "chance": f"{r['chance'] * sc:.2f}" if _present(r.get("chance")) else "-",
+                      "n": str(r["n"]), "#Params": _fmt_params(r["params_method"]),
                       "steps": "-" if not _present(r["steps"]) else str(int(r["steps"])),
-                      "train min": f"{r['train_time_s_mean'] / 60:.2f}" if _present(r["train_time_s_mean"]) else "-",
+                      "train min": minutes, **({"hw": letters.get(r["hardware"], "?")} if letters else {}),
                       **({"differs": r["differs"] or "-"} if any(table["differs"]) else {})})
     cols = list(lines[0])
     width = {c: max(len(c), *(len(x[c]) for x in lines)) for c in cols}
-    right = {"score", "n", "#Params", "steps", "train min", "lr"}
+    right = {"score", "chance", "n", "#Params", "steps", "train min", "lr"}
     fmt = lambda x: "  ".join(x[c].rjust(width[c]) if c in right else x[c].ljust(width[c]) for c in cols)  # noqa: E731
     out = [fmt({c: c for c in cols}), "  ".join("-" * width[c] for c in cols)] + [fmt(x) for x in lines]
     return "\n".join(s.rstrip() for s in out)
+
+
+def compare_notes(table) -> list[str]:
+    """What the comparison's marks mean, for the lines under it: scores at or below chance, times
+    measured under load or without a recorded load, several hardwares (times comparable only between
+    unmarked rows on one hardware; `dcft.conditions`)."""
+    if table.empty:
+        return []
+    rows = table.to_dict(orient="records")
+    notes = ["score: the dev score at the run's best step (GLUE ×100; mean ± sample std over seeds, n runs); "
+             "chance: what always predicting the dev set's majority class scores (MCC and correlations: 0)"]
+    below = [r for r in rows if _at_or_below_chance(r)]
+    if below:
+        notes.append(f"{CHANCE_MARK} at or below chance: {len(below)} row(s) have not learned the task")
+    conds = {r.get("time_condition") for r in rows if _present(r.get("train_time_s_mean"))}
+    if "loaded" in conds:
+        notes.append(f"{TIME_MARKS['loaded']} {conditions.RULE}")
+    if conditions.UNKNOWN in conds:
+        notes.append(f"{TIME_MARKS[conditions.UNKNOWN]} the result file records no machine load: conditions unknown")
+    letters = _hardware_letters(table)
+    if letters:
+        notes.append("hw: " + "; ".join(f"{v} = {k}" for k, v in letters.items()))
+    if conds - {"idle"} or letters:
+        notes.append("times are comparable only between unmarked rows on one hardware")
+    return notes
 
 
 def _excluded_note(df, filters, include: str) -> str:
@@ -554,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_csv(index=False), end="")
         return 0
     print(format_compare(table))
+    for line in compare_notes(table):
+        print(line)
     note = _excluded_note(df, filters, include)
     if note:
         print(note)

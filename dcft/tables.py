@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from dcft import conditions
 from dcft.identity import canonical
 from dcft.selection import TUNING_SEED, Choice, choose, declared_of, describe, identity_facts
 
@@ -228,6 +229,8 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
         # SoRA / AdaLoRA: the live count after training (what the paper's SoRA cell counts), else the nominal
         "params_method": _get(rec, "params.after_training.live_params", _get(rec, "params.method")),
         "finished_at": _get(rec, "finished_at") or "",
+        "time_condition": conditions.condition({k[len("machine."):]: v for k, v in rec.items()
+                                                if k.startswith("machine.")} or None),
         "error": _get(rec, "error.type"),
         "limited": any(_get(rec, k) not in (None, -1) for k in ("config.data.limit_train", "config.train.max_steps")),
         "declared": declared,
@@ -301,6 +304,7 @@ class Cell:
     machines: int = 0  # time cells: how many accelerators (GPU name, else CPU model) its runs were timed on
     low: float | None = None  # #Params only: the smallest and largest count of the cell's runs (pruning methods vary)
     high: float | None = None
+    condition: str = ""  # time cells: idle, loaded or unknown (`dcft.conditions`; loaded if any run was)
 
     @property
     def diff(self) -> float | None:
@@ -433,6 +437,8 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None, params_
                     values = [r["best"][metric] * scale(task) for r in use]
                 cell.ours, cell.std, cell.n = _stats(values)
                 cell.runs = [r["run"] for r in use]
+                if metric == "time_h":
+                    cell.condition = worst_condition(r["time_condition"] for r in use)
                 cell.lrs = sorted({r["lr"] for r in use if r["lr"] is not None})
                 cell.missing = list(selected[task].missing) if use else []
                 cell.not_selected = [f"{r['run']} ({lo.reason})" for lo in selected[task].left_out for r in lo.runs]
@@ -474,7 +480,19 @@ def _average(cells: list[Cell], model: str, row: Row, kind: str, table: PaperTab
         cell.ours = statistics.fmean(scores.values())
         cell.n = min(c.n for c in cells if c.row == row and c.task not in ("", "avg")
                      and (c.metric == "time_h") == (kind == "time_h") and c.paper is not None)
+        if kind == "time_h":
+            cell.condition = worst_condition(c.condition for c in cells if c.row == row and c.metric == "time_h"
+                                             and c.ours is not None)
     return cell
+
+
+TIME_MARKS = {"loaded": "*", conditions.UNKNOWN: "?"}  # after our time: measured under load / load not recorded
+
+
+def worst_condition(conds: Iterable[str]) -> str:
+    """Of several runs' time conditions: loaded if any was, else unknown if any is, else idle."""
+    conds = set(conds)
+    return "loaded" if "loaded" in conds else conditions.UNKNOWN if conditions.UNKNOWN in conds or not conds else "idle"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,6 +527,8 @@ def format_cell(c: Cell) -> str:
         ours = _num(c.ours, time)
         if c.std is not None:
             ours += f"±{_num(c.std, time)}"
+        if time:
+            ours += TIME_MARKS.get(c.condition, "")
         marks = []
         if c.missing and c.task != "avg":
             marks.append(f"n={c.n}; seed{'s' if len(c.missing) > 1 else ''} {', '.join(map(str, c.missing))} missing")
@@ -521,7 +541,8 @@ def format_cell(c: Cell) -> str:
     paper = MISSING if c.paper is None else (_num(c.paper, time) if time or not c.printed else c.printed)
     if ours == MISSING and paper == MISSING:
         return MISSING
-    diff = "" if c.diff is None else " (" + ("+" if c.diff >= 0 else "-") + _num(abs(c.diff), time) + ")"
+    # no difference across hardware: the paper's times are GPU hours, never comparable with ours
+    diff = "" if c.diff is None or time else " (" + ("+" if c.diff >= 0 else "-") + _num(abs(c.diff), time) + ")"
     return f"{ours} vs {paper}{diff}"
 
 
@@ -627,9 +648,16 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
         used = [r for r in info["used"] if r["time_h"] is not None]
         hw = ", ".join(dict.fromkeys(PAPER_HARDWARE.get(pm, "?") for _, pm in pairs))
         notes.append(f"Time: training wall time in hours. Ours: `train.train_time_s` (training loop, evaluation "
-                     f"excluded) on {_hardware(used)}. Paper: {hw}."
+                     f"excluded) on {_hardware(used)}. Paper: {hw}. No difference is shown for times: the paper's "
+                     "were measured on other hardware."
                      + (" A time averaged over runs timed on several machines (GPU or CPU models) says so: its runs "
                         "do not compare." if any(c.machines > 1 for c in cells) else ""))
+        conds = {c.condition for c in cells if c.metric == "time_h" and c.ours is not None}
+        if "loaded" in conds:
+            notes.append(f"{TIME_MARKS['loaded']} {conditions.RULE}; such times are not comparable with others.")
+        if conditions.UNKNOWN in conds:
+            notes.append(f"{TIME_MARKS[conditions.UNKNOWN]} the result files record no machine load: "
+                         "the conditions of these times are unknown.")
     src = info["params_source"]
     notes.append("#Params: the method's own trainable parameters (head excluded), ours exact "
                  + ("from the runs' recorded `params.method` (the setting that ran)" if src == {"runs"} else

@@ -3,7 +3,8 @@
 AdamW (or the method's own optimizer), linear warm-up then linear decay, weight decay with the
 usual exemptions, gradient clipping and accumulation, optional mixed precision, evaluation every
 N optimizer steps and at the end, the best dev score tracked (the paper reports the best,
-Table 1 caption), a progress bar and a JSONL log. The loop knows no method or task by name:
+Table 1 caption), a progress bar (or, with bars off, a heartbeat line every few seconds) and a
+JSONL log. The loop knows no method or task by name:
 it asks the `Method` for parameters, optimizer, extra loss and per-step hook, and the `Task`
 for data, model outputs and metrics.
 
@@ -32,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dcft.methods.base import Method
+from dcft.units import is_score_key, progress_text, score_scale
 from dcft.tasks.base import Task, TaskData
 
 
@@ -146,6 +148,8 @@ def evaluate(model, task: Task, data: TaskData, loaders: dict[str, DataLoader], 
                 outputs = task.outputs(model(**inputs))
             if labels is not None:
                 outputs["labels"] = labels
+            if "idx" in batch:  # the examples' ids travel with their outputs (e.g. a GLUE predictions file)
+                outputs["idx"] = batch["idx"]
             outputs = {k: accelerator.pad_across_processes(v, dim=1, pad_index=-10000) if v.ndim >= 2 else v
                        for k, v in outputs.items()}
             outputs = accelerator.gather_for_metrics(outputs)
@@ -227,12 +231,17 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
     log.write(type="start", total_steps=n_steps, steps_per_epoch=steps_per_epoch, epochs=n_epochs,
               warmup_steps=n_warmup, processes=accelerator.num_processes, resumed_at=state.step)
 
-    progress = None
+    progress = heartbeat = None
     if tcfg.progress and main:
         from tqdm.auto import tqdm
 
         progress = tqdm(total=n_steps, initial=state.step, desc=f"{task.name}/{method.name}", unit="step",
                         dynamic_ncols=True)
+    elif main:  # bars off: a line every few seconds instead
+        from dcft.console import Heartbeat
+
+        heartbeat = Heartbeat(n_steps, first_step=state.step, label=f"{task.name}/{method.name}")
+    scale = score_scale(task.name)  # what a person reads: x100 (GLUE), SQuAD as is (dcft.units)
 
     def run_eval() -> None:
         t0 = time.perf_counter()
@@ -246,11 +255,15 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
                 on_best(unwrapped)
         state.history.append({"step": state.step, "epoch": state.epoch, "score": score, **metrics})
         log.write(type="eval", step=state.step, score=score, best=better, **metrics)
-        accelerator.log({"eval/score": score, "eval/best_score": state.best_score,
-                         **{f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}},
+        accelerator.log({"eval/score": score * scale, "eval/best_score": state.best_score * scale,
+                         **{f"eval/{k}": v * (scale if is_score_key(k) else 1.0)
+                            for k, v in metrics.items() if isinstance(v, (int, float))}},
                         step=state.step)
+        shown = progress_text(task.name, task.score_key(), score, state.best_score, state.best_step)
         if progress is not None:
-            progress.set_postfix(score=f"{score:.4f}", best=f"{state.best_score:.4f}")
+            progress.set_postfix_str(shown)
+        if heartbeat is not None:
+            heartbeat.evaluated(shown)
 
     model.train()
     window: list[float] = []  # objective (task loss + regulariser) of each micro-batch since the last log
@@ -293,6 +306,8 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
             state.step += 1
             if progress is not None:
                 progress.update(1)
+            if heartbeat is not None:
+                heartbeat.beat(state.step, state.last_loss)
             if state.batches_in_epoch >= len(train_loader):  # this step ended an epoch
                 state.epoch += 1
                 state.batches_in_epoch = 0
@@ -324,6 +339,8 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
     run_eval()
     if progress is not None:
         progress.close()
+    if heartbeat is not None:
+        heartbeat.beat(state.step, state.last_loss, force=True)  # the run's last state, evaluation included
     if checkpointer is not None:
         checkpointer(state, unwrapped, optimizer, scheduler)
     log.write(type="end", step=state.step, best_score=state.best_score, best_step=state.best_step)

@@ -64,7 +64,9 @@ def test_authors_preset_is_default_and_paper_preset_selectable():
 
 
 def test_model_without_preset_keeps_train_defaults():
-    cfg = compose_cfg(["model=minilm", "task=rte"])
+    cfg = compose_cfg(["model=tiny-bert", "task=rte"])
+    assert cfg.train.lr == pytest.approx(5e-4) and cfg.train.max_len == 128
+    cfg = compose_cfg(["model=minilm", "task=rte", "preset=none"])
     assert cfg.train.lr == pytest.approx(5e-4) and cfg.train.max_len == 128
 
 

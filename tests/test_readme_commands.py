@@ -24,6 +24,7 @@ FAST = {
     "python -m dcft.tables --model minilm --tables 1 --runs results/cpu-study/runs --seeds 6,7,8":
         ["table 1: 13/90 cells with our runs"],
     "python -m dcft.results": [],
+    "python run.py --help": ["== Recipes ==", "train.lr=5.0e-4"],
     "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora": ["sst2", "dcft", "lora"],
     "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora --csv sst2.csv": ["wrote sst2.csv"],
     'make compare RUNS=results/cpu-study/runs FILTER="task=sst2 method=dcft,lora"': ["sst2", "lora"],
@@ -32,7 +33,7 @@ FAST = {
 # Runs only with `make test-slow` (minutes on a loaded 2-core machine), in this order (the smoke run uses the demo's data).
 SLOW = {
     "python3 -m venv .venv && . .venv/bin/activate": [],
-    "make demo": ["squad", "dcft", "lora", "kernel=2"],
+    "make demo": ["expected: about", "squad", "dcft", "lora", "kernel=2", "Caveat: a demonstration"],
     "python run.py model=minilm task=squad method=dcft kernel=8 preset=cpu data.squad_dir=results/runs/demo/toy-squad debug=smoke":
         ["completed", "SMOKE"],
     "make params": ["cells match"],
@@ -48,6 +49,8 @@ NOT_RUN = {
     "make install LOCK=none": "installs packages (tests/test_lock.py checks its commands with make -n)",
     "make install LOCK=cuda": "a CUDA build of torch (tests/test_lock.py checks its commands with make -n)",
     "python run.py task=rte method=dcft kernel=8": "DeBERTaV3-base and GLUE from the Hub",
+    "python run.py model=minilm task=rte data.glue_dir=/path/to/glue_data":
+        "a user's GLUE folder (tests/test_first_hour.py runs conf/config.yaml's smoke version on a fixture)",
     "python run.py -m task=rte,mrpc method=dcft kernel=2,4,8 stride=1,2,8": "the Hub, 18 full runs",
     "make table4": "the Hub, GPU hours",
     "make cpu-study": "about 10 hours on 2 cores, reads ../shared/glue",

@@ -28,6 +28,7 @@ raises `FileNotFoundError` naming the path expected.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -264,6 +265,56 @@ def _load_hub(task: GlueTask, splits: list[str]) -> dict[str, datasets.Dataset]:
         raise DataError(f"Hub dataset {HUB_DATASET}/{task.hub_name} has no split(s) {absent}; "
                         f"found {list(dd)}")
     return {s: _from_hub_split(task, dd[s], s) for s in splits}
+
+
+HUB_PROBE_TIMEOUT_S = 3.0  # how long `hub_offline` waits for the Hub to answer
+
+
+def hub_offline() -> str | None:
+    """Why the Hugging Face Hub cannot be used now, or None when it answers: offline mode set
+    (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), or no answer from its endpoint within
+    `HUB_PROBE_TIMEOUT_S` seconds (a HEAD request through the environment's proxies; probed once per
+    process and endpoint, so the jobs of a sweep do not each wait)."""
+    import os
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return f"{var}={os.environ[var]}"
+    return _probe_hub(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_hub(endpoint: str) -> str | None:
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as e:  # DNS, refused, timeout, proxy: all mean "not reachable now"
+        if getattr(e, "code", None) is not None:  # an HTTP answer (e.g. 405) is an answer
+            return None
+        return f"{endpoint} unreachable ({type(e).__name__})"
+    return None
+
+
+def in_hub_cache(dataset: str, config: str | None) -> bool:
+    """Whether the local Hugging Face caches hold `dataset` (its `datasets` cache folder for `config`,
+    or its files in the Hub cache): then an offline `load_dataset` can still find it."""
+    from huggingface_hub import constants
+
+    namespace_name = dataset.replace("/", "___")
+    prepared = Path(datasets.config.HF_DATASETS_CACHE) / namespace_name
+    if config:
+        prepared = prepared / config
+    return prepared.is_dir() or (Path(constants.HF_HUB_CACHE) / f"datasets--{dataset.replace('/', '--')}").is_dir()
+
+
+def require_hub_or_cache(dataset: str, config: str | None, key: str, expected: str) -> None:
+    """Before any download attempt: without local files, the Hub must answer or the local cache hold
+    the dataset; else one `DataError` line naming `key` (e.g. data.glue_dir) and what it must hold."""
+    reason = hub_offline()
+    if reason is not None and not in_hub_cache(dataset, config):
+        raise DataError(f"no local data and the Hugging Face Hub is offline ({reason}), with no cached copy of "
+                        f"{dataset}{'/' + config if config else ''}: pass {key}=DIR, {expected}")
 
 
 def load_glue(task: str | GlueTask, glue_dir: str | Path | None = None,

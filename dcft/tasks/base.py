@@ -33,6 +33,7 @@ class Task:
     eval_order_free: bool = False  # metrics ignore the order of evaluation examples (labels travel with them)
     head: str = "classification"  # which model head: "classification" or "qa"
     num_labels: int = 2  # classification: label count (1 = regression); ignored for QA
+    baseline_rule: str = ""  # how `baseline` computes chance levels (stored beside them in result.json)
 
     def load(self, tokenizer: Any, max_len: int, limit: int | None = None, seed: int = 0,
              limit_eval: int | None = None) -> TaskData:
@@ -65,7 +66,20 @@ class Task:
 
     def score(self, metrics: dict[str, float]) -> float:
         """The single number the best checkpoint is chosen by (higher is better)."""
+        return metrics[self.score_key()]
+
+    def score_key(self) -> str:
+        """The metrics key `score` reads, `<eval set>/<metric>` (names the set for a person)."""
         raise NotImplementedError
+
+    def baseline(self, data: TaskData) -> dict[str, float]:
+        """What a model that learned nothing scores on each evaluation set, by metrics key (empty when
+        the task has no such rule); for the warning when a run scores at or below it."""
+        return {}
+
+    def check_source(self) -> None:
+        """Fail fast, in one line, when the data cannot be had (e.g. no local files while the Hub is
+        offline), before a run folder or any download attempt."""
 
     def model_inputs(self, batch: dict) -> dict:
         """The keys of a collated batch the model's forward takes."""

@@ -10,6 +10,10 @@ accuracy, accuracy elsewhere.
 reported beside it, a protocol that never selects on dev. `pad_to_max_length` pads every batch to
 `max_len` tokens, as the authors' scripts (`pad_to_max_length=True` in their run_glue.py), which
 matters for training time, not for the result.
+
+Each evaluation writes its predictions (`<run>/predictions/<set>.tsv`, GLUE's `index`/`prediction`
+layout with the gold `label`), and a run records each set's chance level (`baseline`, `chance_metrics`):
+what always predicting the majority class of that set scores.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dcft.data.glue import (GLUE_TASKS, HUB_DATASET, holdout_count, load_glue, read_glue_tsv, split_holdout, subsample,
+from dcft.data.glue import (GLUE_TASKS, HUB_DATASET, holdout_count, load_glue, read_glue_tsv, require_hub_or_cache,
+                             split_holdout, subsample,
                             tokenize_glue, tsv_path)
 from dcft.metrics.glue import glue_metrics, predictions_from_logits
 from dcft.tasks.base import Task, TaskData
+
+
+PREDICTIONS_DIR = "predictions"  # <run>/predictions/<eval set>.tsv: the last evaluation's (best/: the best one's)
 
 
 class GlueTask(Task):
@@ -30,6 +38,8 @@ class GlueTask(Task):
     head = "classification"
 
     HOLDOUT = "holdout"  # name of the held-out evaluation set
+    baseline_rule = ("chance level from the evaluated set's own labels: always predicting its majority class "
+                     "(accuracy, F1), Matthews correlation 0 (CoLA), Pearson and Spearman 0 (STS-B)")
     eval_order_free = True  # accuracy, F1, MCC, Pearson and Spearman ignore the example order
 
     def __init__(self, name: str, glue_dir: str | None = None, holdout: float = 0.0,
@@ -61,7 +71,9 @@ class GlueTask(Task):
         tok = lambda ds: tokenize_glue(ds, tokenizer, self.spec, max_len)  # noqa: E731
         collate = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_len)
                    if self.pad_to_max_length else DataCollatorWithPadding(tokenizer))
-        return TaskData(train=tok(train), evals={s: tok(ds) for s, ds in evals.items()}, collate=collate)
+        # evaluation rows keep the example's `idx` (it travels with the outputs, for the predictions file)
+        return TaskData(train=tok(train), evals={s: tok(ds).add_column("idx", ds["idx"]) for s, ds in evals.items()},
+                        collate=collate)
 
     def data_files(self) -> dict[str, Path]:
         if not self.glue_dir:
@@ -83,9 +95,51 @@ class GlueTask(Task):
     def compute_metrics(self, eval_name: str, gathered: dict[str, np.ndarray], data: TaskData,
                         out_dir: Path | None = None) -> dict[str, float]:
         preds = predictions_from_logits(self.name, gathered["logits"])
+        if out_dir is not None:
+            self.write_predictions(Path(out_dir) / PREDICTIONS_DIR / f"{eval_name}.tsv", preds, gathered)
         return {f"{eval_name}/{k}": float(v) for k, v in glue_metrics(self.name, preds, gathered["labels"]).items()}
 
-    def score(self, metrics: dict[str, float]) -> float:
+    def write_predictions(self, path: Path, preds: np.ndarray, gathered: dict[str, np.ndarray]) -> None:
+        """One evaluation's predictions in GLUE's submission layout, `index<TAB>prediction` (the class
+        name, or the STS-B score), with the gold `label` beside; rows in the split's order (`index` is the
+        example's `idx`: its row in the split file, or in the training split for the held-out slice)."""
+        idx = gathered.get("idx")
+        idx = np.arange(len(preds)) if idx is None else np.asarray(idx).reshape(-1)
+        names = self.spec.label_names
+        show = (lambda v: f"{float(v):.4f}") if self.spec.is_regression else (lambda v: names[int(v)])  # noqa: E731
+        order = np.argsort(idx, kind="stable")
+        lines = ["index\tprediction\tlabel"] + [f"{int(idx[i])}\t{show(preds[i])}\t{show(gathered['labels'][i])}"
+                                              for i in order]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def score_key(self) -> str:
         """The paper's metric on the first dev set, or on the held-out slice when `holdout > 0`."""
         split = self.HOLDOUT if self.holdout > 0 else self.spec.eval_splits[0]
-        return metrics[f"{split}/{self.spec.main_metric}"]
+        return f"{split}/{self.spec.main_metric}"
+
+    def baseline(self, data: TaskData) -> dict[str, float]:
+        """Chance level of every evaluation set, from its own labels (`baseline_rule`)."""
+        out = {}
+        for name, ds in data.evals.items():
+            out.update({f"{name}/{k}": v for k, v in chance_metrics(self.name, ds["labels"]).items()})
+        return out
+
+    def check_source(self) -> None:
+        if not self.glue_dir:
+            require_hub_or_cache(HUB_DATASET, self.spec.hub_name, "data.glue_dir",
+                                 f"a folder with {self.spec.dir_name}/train.tsv and {self.spec.dir_name}/"
+                                 f"{'dev.tsv' if len(self.spec.eval_splits) == 1 else 'dev_matched.tsv ...'}")
+
+
+def chance_metrics(task: str, labels) -> dict[str, float]:
+    """The metrics of a model that learned nothing (`GlueTask.baseline_rule`): the constant majority-class
+    prediction scored by `glue_metrics` (its MCC is 0 by definition), correlation 0 for regression."""
+    labels = np.asarray(labels)
+    if GLUE_TASKS[task].is_regression:
+        return {"pearson": 0.0, "spearmanr": 0.0}
+    values, counts = np.unique(labels, return_counts=True)
+    majority = values[np.argmax(counts)]  # ties: the lowest class id
+    return glue_metrics(task, np.full_like(labels, majority), labels)

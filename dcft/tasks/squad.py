@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcft.data.glue import subsample
+from dcft.data.glue import require_hub_or_cache, subsample
 from dcft.data.squad import (FILES, HUB_DATASETS, MODEL_KEYS, QACollator, best_span_texts, check_version,
                              featurize, load_squad, postprocess_predictions)
 from dcft.metrics.squad import squad_v1_scores, squad_v2_scores
@@ -101,8 +101,13 @@ class SquadTask(Task):
                 _write_json(out_dir / "predictions_best_span.json", spans)
         return {f"{eval_name}/{k}": float(v) for k, v in scores.items()}
 
-    def score(self, metrics: dict[str, float]) -> float:
-        return metrics[f"{EVAL_NAME}/f1"]
+    def score_key(self) -> str:
+        return f"{EVAL_NAME}/f1"
+
+    def check_source(self) -> None:
+        if not self.squad_dir:
+            require_hub_or_cache(self.hub_dataset(), None, "data.squad_dir",
+                                 f"a folder with {' and '.join(FILES[self.version].values())}")
 
 
 def _write_json(path: Path, obj) -> None:

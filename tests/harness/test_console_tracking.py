@@ -110,7 +110,8 @@ def test_tensorboard_event_file_holds_the_run(glue_dir, tmp_path):
 
     rec = run(compose_cfg(TINY + ["train.progress=false", "logger=tensorboard", f"data.glue_dir={glue_dir}"]),
               tmp_path / "r")
-    logdir = tmp_path / "r" / "tracking" / "dcft"
+    logdir = tmp_path / "r" / "tracking" / "dcft-rte"  # the tracker project: the run's method and task
+    assert sorted(p.name for p in (tmp_path / "r" / "tracking").iterdir()) == ["dcft-rte"]
     events = sorted(logdir.glob("events.out.tfevents.*"))
     assert events, sorted(p.name for p in logdir.iterdir())
     acc = EventAccumulator(str(logdir))
@@ -122,16 +123,36 @@ def test_tensorboard_event_file_holds_the_run(glue_dir, tmp_path):
         assert [v for _, v in scal[f"train/{key}"]] == pytest.approx([r[key] for r in train], rel=1e-6, abs=1e-9)
     hist = rec["metrics"]["history"]
     assert [s for s, _ in scal["eval/score"]] == [h["step"] for h in hist] == [2, 3]
-    assert [v for _, v in scal["eval/validation/accuracy"]] == pytest.approx([h["validation/accuracy"] for h in hist])
+    # scores as a person reads them: x100 (the result file keeps the fraction)
+    assert [v for _, v in scal["eval/validation/accuracy"]] == pytest.approx([100 * h["validation/accuracy"] for h in hist])
     assert scal["params/method"] == [(0, 936.0)]  # 2 layers x (4 x (6 + 6 + 64) + 2 x (6 + 12 + 64))
-    # the resolved config as hyperparameters (TensorBoard's hparams plugin; Accelerate also keeps a YAML copy)
-    hp = [p for p in logdir.rglob("hparams.yml")]
-    assert hp, "no hparams"
-    text = hp[0].read_text()
-    for line in ("model.name: tiny-bert", "method.kernel: 8", "train.lr: ", "params/method: 936"):
-        assert line in text, line
-    hp_events = [p for p in logdir.rglob("events.out.tfevents.*") if p.parent != logdir]
-    assert hp_events  # add_hparams writes its own event file beside the scalars
+
+
+def test_tensorboard_hparams_session_carries_the_final_metrics(glue_dir, tmp_path):
+    """One HParams session per run, in the run's own event folder, declaring the final metrics, whose
+    values are there as scalars: TensorBoard's HParams tab can sort runs by score."""
+    pytest.importorskip("tensorboard", reason="pip install tensorboard (in the dev extra)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    rec = run(compose_cfg(TINY + ["train.progress=false", "logger=tensorboard", f"data.glue_dir={glue_dir}"]),
+              tmp_path / "r")
+    logdir = tmp_path / "r" / "tracking" / "dcft-rte"
+    sessions = [p for p in logdir.rglob("events.out.tfevents.*")
+                if b"_hparams_/session_start_info" in p.read_bytes()]
+    assert len(sessions) == 1 and sessions[0].parent == logdir, sessions  # no second, metric-less session
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    declared = {m.name.tag for m in experiment.metric_infos}
+    best = rec["metrics"]["best"]
+    assert {"best/validation/accuracy", "final/validation/accuracy", "best/step", "train/minutes"} <= declared
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["method.kernel"].number_value == 8 and start.hparams["model.name"].string_value == "tiny-bert"
+    scal = {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    assert scal["best/validation/accuracy"] == pytest.approx([100 * best["validation/accuracy"]])
+    assert scal["best/step"] == [best["step"]]
 
 
 def test_unknown_or_missing_tracker_is_a_clear_error():

@@ -57,8 +57,8 @@ def test_run_saves_best_and_final_adapters_that_reproduce_its_scores(method, glu
     history = rec["metrics"]["history"]
     assert len({h["score"] for h in history}) == len(history)  # every evaluation differs
     assert rec["metrics"]["best"]["step"] != history[-1]["step"], "best and final must differ for this test"
-    best, _ = evaluate_run_adapter(tmp_path / "run", "best")
-    final, _ = evaluate_run_adapter(tmp_path / "run", "final")
+    best = evaluate_run_adapter(tmp_path / "run", "best").score
+    final = evaluate_run_adapter(tmp_path / "run", "final").score
     assert best == pytest.approx(rec["metrics"]["best"]["score"], rel=1e-6, abs=1e-6)
     assert final == pytest.approx(history[-1]["score"], rel=1e-6, abs=1e-6)
 
