@@ -186,7 +186,8 @@ MISREAD_METHOD_KEYS = {
 def check_method_node(cfg) -> None:
     """Refuse a method key set directly when its name means something else for this method
     (`MISREAD_METHOD_KEYS`): the key of `conf/method/<name>.yaml` is an interpolation that the composed
-    config no longer carries, so a command line, a sweep file or a preset changed it."""
+    config no longer carries, so a command line, a sweep file or a preset changed it. A config stored
+    resolved (a result file's) carries the interpolation's value instead, and passes."""
     name = str(cfg.method.name)
     misread = MISREAD_METHOD_KEYS.get(name, {})
     if not misread:
@@ -194,7 +195,10 @@ def check_method_node(cfg) -> None:
     declared = load_group_file("method", name)
     raw = OmegaConf.to_container(cfg.method, resolve=False)
     for key, why in misread.items():
-        if key in raw and raw[key] != declared.get(key):
+        if key not in raw or raw[key] == declared.get(key):
+            continue
+        meant = OmegaConf.create({**OmegaConf.to_container(cfg, resolve=False), "_meant": declared.get(key)})
+        if raw[key] != OmegaConf.select(meant, "_meant"):
             value = OmegaConf.select(cfg, f"method.{key}")
             raise ValueError(f"method.{key}={value!r} is refused for method={name}: {why}")
 
