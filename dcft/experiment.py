@@ -110,8 +110,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
     `outcome` "trained" or "reused" (not stored in the file).
 
     Before anything is written: the config is validated (method, task, the method on the model's
-    meta-device architecture, the data source: no local files while the Hub is offline is one line
-    naming the data key, `Task.check_source`; the preset file), the effective configuration is fingerprinted
+    meta-device architecture, the preset and baseline settings files, then the data source: no local
+    files while the Hub is offline is one line naming the data key, `Task.check_source`), the effective configuration is fingerprinted
     (`dcft.identity`: the data files and weights are read here, so a missing file fails now) and the
     folder is locked (`dcft.reuse.RunLock`). A completed result is returned unchanged only when its
     effective configuration is this one; a different one is refused (`dcft.reuse.RunRefused`), a
@@ -124,9 +124,9 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
     run_dir = Path(run_dir)
     try:
         method, task = precheck(cfg)
+        sources = reuse.hp_sources(choices)  # config files (preset, baseline settings) before any data probe
         if (results.read_result(run_dir) or {}).get("status") != "completed":  # a finished run is reused or refused
             task.check_source()  # no local data while the Hub is offline: one line now, not a download attempt later
-        sources = reuse.hp_sources(choices)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         ident = identity.effective_config(resolved, task, method.revision)
     except BaseException:
