@@ -62,16 +62,16 @@ FILTER ?=
 DEMO_LR_DCFT ?= 1e-2
 DEMO_LR_LORA ?= 3e-3
 DEMO_LRS = 1e-3,3e-3,1e-2
-# expected wall time on 2 idle cores: 2 runs x (150 steps at the 2026-12-01 idle rate, 55 s, + loading and
-# 3 evaluations) + the data and the table; measure again with `time make demo` on an idle machine
-DEMO_EXPECTED = about 3 minutes on 2 idle CPU cores (several times longer on a busy machine)
+# expected wall time on 2 idle cores: `time make demo` took 84 s on 2 idle Intel Xeon cores on 2026-12-07
+# (a fresh output folder; each run trained 150 steps in about 34 s); measure again on your machine
+DEMO_EXPECTED = about 1.5 minutes on 2 idle CPU cores (several times longer on a busy machine)
 DEMO_CAVEAT = Caveat: a demonstration of the harness, not a measurement of the methods: a small synthetic set \
 	that both learn completely, one seed, each method at the rate that scored best on this same dev set \
 	(results/demo/README.md). A comparison that means something: results/cpu-study/README.md.
 DEMO_ARGS = model=minilm task=squad preset=cpu data.squad_dir=$(DEMO)/toy-squad train.progress=false \
 	output_root=$(DEMO)/runs $(SWEEP_ARGS)
 .PHONY: demo-tune
-demo:  ## first result: MiniLM, DCFT vs LoRA on a generated SQuAD set (~3 min on 2 idle cores), then the comparison
+demo:  ## first result: MiniLM, DCFT vs LoRA on a generated SQuAD set (~1.5 min on 2 idle cores), then the comparison
 	@echo "make demo: MiniLM, DCFT (kernel 2) and LoRA (r = 1), 150 steps each on a generated SQuAD set;"
 	@echo "expected: $(DEMO_EXPECTED)."
 	$(PYTHON) scripts/toy_squad.py $(DEMO)/toy-squad

@@ -6,12 +6,15 @@ machine's load averages (1, 5, 15 minutes; `os.getloadavg`) when the run started
 None of it is part of a run's identity: it describes the measurement, not the computation.
 
 **Loaded** (the rule every report applies, `loaded`): a time is marked as measured under load when
-other work kept more than half the machine's cores busy (`LOADED_FRACTION`), at the start or at the
-end of the run:
+other work kept more than half the machine's cores busy (`LOADED_FRACTION`) on average over the run:
 
-* at the start, the 1-minute load average (the run has barely begun, so the load is other work's);
-* at the end, the 1-minute load average less the run's own use, its CPU seconds over its wall
-  seconds (how many cores it kept busy on average), times its processes on this machine.
+* where the kernel counts busy CPU time (Linux `/proc/stat`), other work's cores = (the machine's busy
+  CPU seconds over the run - the run's own CPU seconds x its processes on this machine) / wall seconds,
+  recorded as `other_cores`: a direct measure, blind to the run that ran just before;
+* elsewhere (and in files written before `other_cores`), the 1-minute load average at the start (the
+  run has barely begun, so the load is other work's) and at the end less the run's own use (its CPU
+  seconds over its wall seconds, times its processes). The load average lags by about a minute, so a
+  run that starts right after another one reads as loaded by this fallback.
 
 Times of loaded runs, of runs whose result files do not record the load (older files), and of runs
 on different hardware are not comparable with each other: tables mark them, and no ratio is printed
@@ -26,8 +29,9 @@ import time
 from typing import Any, Iterable, Mapping
 
 LOADED_FRACTION = 0.5  # other work above this fraction of the cores = measured under load
-RULE = (f"measured under load: other work's 1-minute load average above {LOADED_FRACTION:g} x the cores at the "
-        "start or at the end of the run (at the end, the run's own CPU seconds / wall seconds subtracted)")
+RULE = (f"measured under load: other work kept more than {LOADED_FRACTION:g} x the cores busy over the run (the "
+        "machine's busy CPU seconds less the run's own, per wall second; where not recorded, the 1-minute load "
+        "average at the start or, less the run's own use, at the end)")
 UNKNOWN = "unknown"  # the result file records no load (written before it was recorded)
 
 
@@ -36,7 +40,20 @@ def snapshot() -> dict[str, Any]:
     import torch
 
     return {"cpu_time_s": time.process_time(), "wall_s": time.perf_counter(), "load_avg": _load(),
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+            "busy_cpu_s": busy_cpu_seconds(), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+
+
+def busy_cpu_seconds(stat: str = "/proc/stat") -> float | None:
+    """Seconds all cores together have spent busy since boot (user, nice, system, irq, softirq, steal of
+    the kernel's `cpu` line), or None where the kernel does not count them (not Linux)."""
+    try:
+        with open(stat, encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields))  # not idle (3), iowait (4)
+    return busy / ticks
 
 
 def _load() -> list[float] | None:
@@ -52,8 +69,11 @@ def machine_record(start: Mapping[str, Any], end: Mapping[str, Any] | None = Non
     rec = {"cpu_count": start["cpu_count"], "torch_threads": start["torch_threads"], "processes": processes,
            "load_start": start["load_avg"]}
     if end is not None:
-        rec.update(cpu_time_s=round(end["cpu_time_s"] - start["cpu_time_s"], 2),
-                   wall_s=round(end["wall_s"] - start["wall_s"], 2), load_end=end["load_avg"])
+        cpu, wall = end["cpu_time_s"] - start["cpu_time_s"], end["wall_s"] - start["wall_s"]
+        rec.update(cpu_time_s=round(cpu, 2), wall_s=round(wall, 2), load_end=end["load_avg"])
+        busy = [x.get("busy_cpu_s") for x in (start, end)]
+        if None not in busy and wall > 0:
+            rec["other_cores"] = round(max(0.0, (busy[1] - busy[0] - cpu * processes) / wall), 2)
     return rec
 
 
@@ -62,6 +82,9 @@ def loaded(machine: Mapping[str, Any] | None) -> bool | str:
     when the result file does not record the load."""
     machine = machine or {}
     start, end, cores = machine.get("load_start"), machine.get("load_end"), _number(machine.get("cpu_count"))
+    other = _number(machine.get("other_cores"))
+    if other is not None and cores:
+        return other > LOADED_FRACTION * cores
     if not isinstance(start, (list, tuple)) or not start or not cores:
         return UNKNOWN
     limit = LOADED_FRACTION * cores
@@ -107,6 +130,8 @@ def describe(machine: Mapping[str, Any] | None) -> str:
     if machine.get("cpu_time_s") is not None:
         parts.append(f"CPU {machine['cpu_time_s']:.1f}s")
     parts.append(f"{machine.get('torch_threads')} threads on {machine.get('cpu_count')} cores")
+    if _number(machine.get("other_cores")) is not None:
+        parts.append(f"other work {machine['other_cores']:.2f} cores busy")
     load = [f"{k} {machine[f'load_{k}'][0]:.2f}" for k in ("start", "end") if machine.get(f"load_{k}")]
     if load:
         parts.append("load " + ", ".join(load))

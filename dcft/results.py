@@ -323,6 +323,7 @@ TIDY_SOURCES: dict[str, tuple[str, ...]] = {
     "torch_threads": ("machine.torch_threads",),              # torch intra-op threads
     "load_start": ("machine.load_start",),                    # machine load averages (1, 5, 15 min) at the start
     "load_end": ("machine.load_end",),                        # ... and at the end
+    "other_cores": ("machine.other_cores",),                  # cores other work kept busy over the run (Linux)
     "time_condition": (),                                     # idle | loaded | unknown (dcft.conditions' rule)
     "hardware": (),                                           # GPU name, else CPU model: what the time was measured on
     "chance": (),                                             # chance level of the dev score (result-file scale)

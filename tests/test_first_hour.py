@@ -233,6 +233,28 @@ def test_loaded_rule_by_hand():
     assert conditions.condition(None) == conditions.condition({"cpu_count": 2}) == "unknown"
 
 
+def test_busy_cpu_time_decides_over_a_lagging_load_average(tmp_path):
+    """The run just before leaves the 1-minute load average high at the start; the busy CPU seconds of
+    /proc/stat over the run say what other work really did."""
+    from dcft import conditions
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1000 50 250 9000 40 10 5 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert conditions.busy_cpu_seconds(str(stat)) == pytest.approx((1000 + 50 + 250 + 10 + 5 + 0) / ticks)
+    assert conditions.busy_cpu_seconds(str(tmp_path / "absent")) is None
+    start = {"cpu_count": 2, "torch_threads": 2, "load_avg": [1.54, 0, 0], "cpu_time_s": 10.0, "wall_s": 0.0,
+             "busy_cpu_s": 500.0}
+    # over 40 s the machine was busy 66 s, 60 of them this run's: other work kept 6 / 40 = 0.15 cores busy
+    end = {**start, "load_avg": [1.74, 0, 0], "cpu_time_s": 70.0, "wall_s": 40.0, "busy_cpu_s": 566.0}
+    rec = conditions.machine_record(start, end)
+    assert rec["other_cores"] == pytest.approx(0.15)
+    assert conditions.condition(rec) == "idle"  # the load average alone (1.54 > 1 at the start) says loaded
+    assert conditions.condition({k: v for k, v in rec.items() if k != "other_cores"}) == "loaded"
+    busy = conditions.machine_record(start, {**end, "busy_cpu_s": 500.0 + 60 + 48})  # others: 48 / 40 = 1.2 > 1
+    assert busy["other_cores"] == pytest.approx(1.2) and conditions.condition(busy) == "loaded"
+
+
 def _write(root: Path, name: str, seconds: float, machine: dict | None, cpu: str, score: float, chance=None):
     d = root / "minilm" / "rte" / name
     d.mkdir(parents=True)
