@@ -392,7 +392,7 @@ def test_hub_probe_and_cache_check(tmp_path, monkeypatch):
 
 # --- the demo --------------------------------------------------------------------------------------------------------
 def test_demo_prints_its_expected_time_first_and_the_caveat_last_with_the_tuned_rates():
-    p = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(["make", "--no-print-directory", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     cmds = [c for c in p.stdout.splitlines() if c.strip()]
     assert cmds[1].startswith("echo \"expected: about") and "idle" in cmds[1]
     assert cmds[-1].startswith("echo \"Caveat: a demonstration") and "cpu-study" in cmds[-1]
