@@ -172,7 +172,7 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
 
 .PHONY: cpu-study cpu-report cpu-bench
-# The CPU-scale reproduction (issue 16; results/cpu-study/README.md): MiniLM on SST-2 and CoLA from
+# The CPU-scale reproduction (results/cpu-study/README.md): MiniLM on SST-2 and CoLA from
 # ../shared/glue (dcft.study.SCOPE); every method at its own source settings and its own learning rate, selected
 # on a held-out slice; 3 seeds; ablations at DCFT's selected rate. Many hours on 2 cores: stop it whenever, a
 # relaunch skips finished runs. Each pass asks `python -m dcft.study next` which stage files the finished runs

@@ -1,4 +1,4 @@
-"""What a run shows on the terminal and what it keeps in `run.log` (issue #15, "quiet and readable").
+"""What a run shows on the terminal and what it keeps in `run.log` (quiet and readable).
 
 - `train.progress=false` turns off every progress bar: the training loop's own, the tokenisation
   bars of `datasets.map`, the weight-loading bars of transformers and the Hub's download bars; the

@@ -80,7 +80,7 @@ BASELINE_CELLS: list[Cell] = [
 ]
 
 
-# Decoder LLMs (issue 14): not in the paper, so no printed cell and no `match`; the count is rendered in
+# Decoder LLMs: not in the paper, so no printed cell and no `match`; the count is rendered in
 # the units of the method's paper cells (DCFT binary, LoRA decimal). `all` is every linear layer of a block
 # (Llama / Qwen2: q, k, v, o, gate, up, down; GPT-2: the fused c_attn, attn.c_proj, c_fc, mlp.c_proj).
 OURS = "-"  # the `table` of rows without a paper table

@@ -1,4 +1,4 @@
-"""The CPU-scale reproduction (issue 16): its protocol, its stages and its report.
+"""The CPU-scale reproduction: its protocol, its stages and its report.
 
 MiniLM on GLUE tasks from `../shared/glue` (the ones `SCOPE` covers: SST-2 and CoLA), every method with its own DeBERTaV3-base
 source settings and the task's CPU budget (`scripts/cpu_study.py` writes those configs). Protocol:
@@ -121,7 +121,7 @@ TABLE1 = (
     Setting("full", "Full FT", "full"),
 )
 CORE = ("dcft8", "dcft2", "lora", "full")  # run first
-# What about 10 hours of the 2-core machine cover (issue 16: "size the grid to fit: core comparisons first").
+# What about 10 hours of the 2-core machine cover (core comparisons first, the grid sized to fit).
 # Measured on it: a run takes 9-13 min on SST-2 and CoLA (one thread, two runs side by side), about twice
 # that on STS-B (27.8 tokens per example against 13.3 and 11.3), about three times on RTE (66.6). So: the core
 # settings on SST-2 and CoLA, the other baselines and the kernel, stride and target ablations on SST-2, the

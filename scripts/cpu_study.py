@@ -1,4 +1,4 @@
-"""The CPU-scale reproduction's configuration (issue 16): MiniLM on RTE, CoLA, STS-B and SST-2.
+"""The CPU-scale reproduction's configuration: MiniLM on RTE, CoLA, STS-B and SST-2.
 
 Writes, from the DeBERTaV3-base sources the paper's Table 1 uses:
 
@@ -96,7 +96,7 @@ def render_preset(task: str) -> str:
     dh = a["dcft_hp"]
     lines = [
         "# @package _global_",
-        f"# MiniLM x {task}, the CPU-scale reproduction (issue 16; preset=cpu): DCFT with the authors'",
+        f"# MiniLM x {task}, the CPU-scale reproduction (preset=cpu): DCFT with the authors'",
         f"# DeBERTaV3-base script values (conf/hp/authors/{SOURCE_MODEL}/{task}.yaml) and the CPU budget,",
         "# the same budget every baseline runs with (conf/method_hp/own/minilm/). Written by scripts/cpu_study.py.",
         "train:",
@@ -131,7 +131,7 @@ def baseline_entry(method: str) -> mh.Entry:
     grids = "; ".join(f"{t} {', '.join(_v(x) for x in lr_grid(per_task[t]['lr']))}" for t in TASKS)
     return mh.Entry(MODEL, method, first.title + " (CPU study)", first.source, {}, per_task, tasks=TASKS,
                     notes=(*first.notes,
-                           "CPU study (issue 16, scripts/cpu_study.py): the DeBERTaV3-base source's settings with "
+                           "CPU study (scripts/cpu_study.py): the DeBERTaV3-base source's settings with "
                            "the task's CPU budget (conf/hp/cpu/minilm/<task>.yaml); warm-up as the source's "
                            "fraction of its run" + ("; AdaLoRA's schedule scaled by CPU / source steps" if method ==
                                                     "adalora" else "") + ".",
@@ -154,7 +154,7 @@ def tune_sweep(task: str, method: str) -> str:
     grid = lr_grid(rate)
     runs = len(grid) * (2 if method == "dcft" else 1)
     name, steps = f"tune_{task}_{method}", tune_steps(task, method)
-    return sweep_yaml(name, [f"CPU study stage 1 (issue 16): {method} on MiniLM x {task}, learning-rate grid around the "
+    return sweep_yaml(name, [f"CPU study stage 1: {method} on MiniLM x {task}, learning-rate grid around the "
                              f"source's", f"{_v(rate)} (two ladder steps either side), seed {SEED}, {steps} steps: {runs} "
                              "runs. The rate is selected on the", "held-out slice (data.holdout); stage 2 adds seeds at "
                              "it. Written by scripts/cpu_study.py."], task, setting, grid, (SEED,), steps=steps)

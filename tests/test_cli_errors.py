@@ -1,5 +1,5 @@
 """A user error on the command line reads as one short message naming the key, the value and what
-is valid, with no traceback and no run folder left behind (issue 15, item 1)."""
+is valid, with no traceback and no run folder left behind."""
 
 from __future__ import annotations
 

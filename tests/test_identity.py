@@ -1,4 +1,4 @@
-"""Run identity and result integrity (issue 12): a result always belongs to the configuration that
+"""Run identity and result integrity: a result always belongs to the configuration that
 made it. Each "what was seen" case of the issue is a test here; every one failed on the harness
 that named folders from command-line overrides and reused any completed result in them."""
 

@@ -363,7 +363,7 @@ def split_holdout(ds: datasets.Dataset, fraction: float, seed: int = 0) -> tuple
     """(rest, held out): a seeded random `fraction` of `ds` set aside, both parts in their original order.
 
     For selecting hyperparameters on data the model never trained on and that is not the dev set
-    (issue 13: `data.holdout=FRACTION`). The held-out rows are the first `round(fraction x n)` (at least
+    (`data.holdout=FRACTION`). The held-out rows are the first `round(fraction x n)` (at least
     one) indices of a permutation drawn with `numpy.random.default_rng(seed)`; the same seed always holds
     out the same rows, whatever the learning rate or method."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:

@@ -24,7 +24,7 @@ Parameters (backbone names unchanged) and applies the adapter to its result, so 
   `LayerNorm(h + up(act(down(LayerNorm(z)))) + input) = LayerNorm(z + adapter_delta(LayerNorm(z)))`,
   one LayerNorm module (the block's own, same weights) applied twice. It is realised by replacing the
   block's LayerNorm with an `nn.LayerNorm` subclass that keeps its Parameters. `input=dense` is the
-  other choice: the adapter on the raw dense output, as the Houlsby adapter (this harness before issue 13).
+  other choice: the adapter on the raw dense output, as the Houlsby adapter (this harness's first version).
 
 Initialisation is the identity: `up` is zero (weight and bias), `down` is N(0, init_std) with zero
 bias. Not mergeable (the adapter is non-linear).
@@ -35,7 +35,7 @@ transformers 5. The in-house version is a few dozen lines and keeps the model a 
 Where the adapter reads (`input`): HAdapter `dropout` (default) applies it to dropout(dense(x)), as the
 AdaLoRA reference (`DebertaV2SelfOutput` / `DebertaV2Output`, adapter_type 'houlsby') and AdapterHub, by
 wrapping the block's `dropout` module; PAdapter `layernorm` (default, above). `input=dense` puts either
-inside the dense projection, before the dropout (this harness before issue 13; the same function in
+inside the dense projection, before the dropout (this harness's first version; the same function in
 evaluation, where dropout is off).
 
 The two methods share one module; the registry finds each one's schema through the class attribute
@@ -227,7 +227,7 @@ class HAdapter(_BottleneckAdapter):
 
     name = "hadapter"
     config_class = HAdapterConfig
-    revision = 2  # issue 13: the adapter reads dropout(dense(x)) (method.input=dropout)
+    revision = 2  # the adapter reads dropout(dense(x)) (method.input=dropout)
 
 
 class PAdapter(_BottleneckAdapter):
@@ -235,4 +235,4 @@ class PAdapter(_BottleneckAdapter):
 
     name = "padapter"
     config_class = PAdapterConfig
-    revision = 2  # issue 13: the adapter reads the block's LayerNorm(h + input) (method.input=layernorm)
+    revision = 2  # the adapter reads the block's LayerNorm(h + input) (method.input=layernorm)

@@ -5,8 +5,8 @@ Data come from `dcft.data.glue` (Hub or GLUE tsv folder, one schema), metrics fr
 best evaluation is the paper's metric: CoLA Matthews correlation, STS-B Pearson, MNLI matched
 accuracy, accuracy elsewhere.
 
-`holdout > 0` sets a seeded slice of the training set aside as a further evaluation set `holdout`
-(issue 13): the best step is then chosen on the holdout score and the dev metrics of that step are
+`holdout > 0` sets a seeded slice of the training set aside as a further evaluation set `holdout`:
+the best step is then chosen on the holdout score and the dev metrics of that step are
 reported beside it, a protocol that never selects on dev. `pad_to_max_length` pads every batch to
 `max_len` tokens, as the authors' scripts (`pad_to_max_length=True` in their run_glue.py), which
 matters for training time, not for the result.

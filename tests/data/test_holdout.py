@@ -1,5 +1,5 @@
-"""`data.holdout` (a seeded held-out slice of the training set, the cleaner lr-selection protocol of
-issue 13) and `data.pad_to_max_length` (the authors' padding, for comparable training times)."""
+"""`data.holdout` (a seeded held-out slice of the training set, the cleaner lr-selection protocol)
+and `data.pad_to_max_length` (the authors' padding, for comparable training times)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A run's console and its experiment tracker (issue #15): `train.progress=false` silences every
+"""A run's console and its experiment tracker: `train.progress=false` silences every
 bar, library load reports go to `run.log` (which holds the run's console output) instead of the
 terminal, the summary names preset, lr, steps/epochs and smoke, and `logger=tensorboard` writes
 losses, learning rate, evaluations, parameter counts and the config, read back from the event file."""

@@ -1,4 +1,4 @@
-"""Figures a reader trusts (issue #15: "figures change a task's colour from one figure to the next,
+"""Figures a reader trusts (the problem: "figures change a task's colour from one figure to the next,
 mix hours and minutes, and draw a two-point curve"): one colour per task and per method across
 figures, one time unit, markers instead of a line for fewer than 3 points, error bars where there are
 seeds, a caption naming model, hardware and budget, Figure 3 on the task loss."""

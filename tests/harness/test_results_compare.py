@@ -1,5 +1,5 @@
 """`python -m dcft.results`: the compact comparison (filters, grouping over seeds, mean ± std, n,
-#Params, steps, time, CSV) and `load_tidy` (issue #15: "load_all() returns 184 columns and there is
+#Params, steps, time, CSV) and `load_tidy` (the problem: "load_all() returns 184 columns and there is
 no compact comparison"). Fixture result files with hand-chosen numbers; expected values by hand."""
 
 from __future__ import annotations

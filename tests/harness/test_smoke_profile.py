@@ -1,4 +1,4 @@
-"""`debug=smoke` fits every task: GLUE and SQuAD v1.1 / v2.0 through run.py (issue #15: "with
+"""`debug=smoke` fits every task: GLUE and SQuAD v1.1 / v2.0 through run.py (the problem: "with
 max_len=64 the context window would be 57 tokens, which must exceed doc_stride=128")."""
 
 from __future__ import annotations

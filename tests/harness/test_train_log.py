@@ -1,5 +1,5 @@
 """log.jsonl and result.json of a real (tiny) run: the loss split into task loss and regulariser,
-the epoch count, and file modes (issue #15: "loss mixes task loss and regulariser", "`epochs: 0`
+the epoch count, and file modes (the problem: "loss mixes task loss and regulariser", "`epochs: 0`
 after a full epoch", "result.json written 0600")."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PAdapter's forward order against a hand-written reference block (issue 13, item 4).
+"""PAdapter's forward order against a hand-written reference block.
 
 The reference is the FFN output block of the AdaLoRA code the DCFT authors forked
 (QingruZhang/AdaLoRA, NLU/src/transformers/models/deberta_v2/modeling_deberta_v2.py,
@@ -9,7 +9,7 @@ The reference is the FFN output block of the AdaLoRA code the DCFT authors forke
     h = up(relu(down(a))) + residual
     out = LayerNorm(h + input)
 
-A bug it catches: the adapter fed the raw dense output (this harness before issue 13), or the
+A bug it catches: the adapter fed the raw dense output (this harness's first version), or the
 adapter's residual taken after the LayerNorm.
 """
 

@@ -1,4 +1,4 @@
-"""Live-rank counts of the methods whose rank changes while training (issue 13, item 4): SoRA's gates
+"""Live-rank counts of the methods whose rank changes while training: SoRA's gates
 and AdaLoRA's allocator. The paper's SoRA cell (0.12M) is the live count after training; the result
 record keeps it beside the nominal (allocated) one. Expected numbers are computed here by hand from
 the tiny model's sizes (hidden 48, FFN 96, 2 layers; conf/model/tiny-deberta.yaml)."""

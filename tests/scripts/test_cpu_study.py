@@ -1,4 +1,4 @@
-"""The CPU study (issue 16): its configs against the sources' numbers typed here by hand, and its
+"""The CPU study: its configs against the sources' numbers typed here by hand, and its
 stage planner (`dcft.study`) against made-up run records whose right answer is worked out here.
 
 Sources of the hand-typed values: the authors' DeBERTaV3-base SST-2 script (lr 8e-4, 24 epochs,

@@ -106,7 +106,7 @@ def initialise(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, init: str, std
     * `"normal"` (the authors' choice): A, B, C ~ N(0, std), so Delta != 0 at step 0;
     * `"zero"`: A, B ~ N(0, std) and C = 0, so Delta = 0 at step 0; dL/dC is then the correlation of
       F = A^T B^T != 0 with the output gradient, so C moves on the first step and A, B follow;
-    * `"lora"` (issue 16, not in the paper): Delta = 0 at step 0 with LoRA's scales (Hu et al. 2021,
+    * `"lora"` (not in the paper): Delta = 0 at step 0 with LoRA's scales (Hu et al. 2021,
       peft's `LoraLayer.reset_lora_parameters`): B = 0, and A and C uniform at fan-in scale,
       A ~ U(+-1/sqrt(din')) (fan-in din' = A's columns) and C ~ U(+-1/sqrt(d)) (fan-in d), as
       `kaiming_uniform_(a=sqrt(5))` draws LoRA's A. So `x M` (x contracted with A, times C) has the
