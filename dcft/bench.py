@@ -67,6 +67,7 @@ import torch
 from torch import nn
 
 from dcft.methods.base import Method
+from dcft.conditions import load_average
 from dcft.results import cpu_model, git_commit
 
 DEFAULT_MODEL = "deberta-v3-base"
@@ -468,13 +469,6 @@ def machine(device: torch.device) -> dict[str, Any]:
             "torch": torch.__version__, "transformers": ver("transformers"), "peft": ver("peft"),
             "python": platform.python_version(), "platform": platform.platform(), "host": platform.node(),
             "git": git_commit()}
-
-
-def load_average() -> Optional[list[float]]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def train_row(runner: Runner, lora: Runner, floor: Optional[Runner] = None) -> dict[str, Any]:

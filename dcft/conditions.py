@@ -39,7 +39,7 @@ def snapshot() -> dict[str, Any]:
     """The process and machine now: CPU seconds so far, load averages, torch threads, cores."""
     import torch
 
-    return {"cpu_time_s": time.process_time(), "wall_s": time.perf_counter(), "load_avg": _load(),
+    return {"cpu_time_s": time.process_time(), "wall_s": time.perf_counter(), "load_avg": load_average(),
             "busy_cpu_s": busy_cpu_seconds(), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
 
 
@@ -56,7 +56,8 @@ def busy_cpu_seconds(stat: str = "/proc/stat") -> float | None:
     return busy / ticks
 
 
-def _load() -> list[float] | None:
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15-minute load averages, or None where the platform has none."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:  # not available on this platform
@@ -106,6 +107,15 @@ def condition(machine: Mapping[str, Any] | None) -> str:
     """"idle", "loaded" or "unknown": the time-measurement condition of one run."""
     state = loaded(machine)
     return UNKNOWN if state == UNKNOWN else "loaded" if state else "idle"
+
+
+TIME_MARKS = {"loaded": "*", UNKNOWN: "?", "idle": ""}  # after a time: measured under load / load not recorded
+
+
+def worst_condition(conds: Iterable[str]) -> str:
+    """Of several runs' time conditions: loaded if any was, else unknown if any is (or none is known), else idle."""
+    conds = set(conds)
+    return "loaded" if "loaded" in conds else UNKNOWN if UNKNOWN in conds or not conds else "idle"
 
 
 def hardware(gpu: Any, cpu: Any) -> str:

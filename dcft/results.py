@@ -196,7 +196,7 @@ def summary(rec: dict) -> str:
     final scores, optimizer steps and epochs, times, where the result, log and adapter are, and a warning
     when the run's library versions (else the installed ones) differ from the lock (`dcft.versions`)."""
     cfg, m = rec.get("config") or {}, rec.get("metrics") or {}
-    best, final = m.get("best") or {}, m.get("final") or {}
+    best = m.get("best") or {}
     p, t = rec.get("params") or {}, rec.get("train") or {}
     choices = rec.get("choices") or {}
     method = cfg.get("method") or {}
@@ -554,8 +554,7 @@ def compare(df, filters: dict[str, list[str]] | None = None, include: str = "com
 def _group_measurement(g) -> dict[str, Any]:
     """A group's time condition (loaded if any run was, else unknown if any is, else idle), hardware
     (its runs' distinct ones) and chance level."""
-    conds = set(g["time_condition"]) if "time_condition" in g else {conditions.UNKNOWN}
-    cond = "loaded" if "loaded" in conds else conditions.UNKNOWN if conditions.UNKNOWN in conds else "idle"
+    cond = conditions.worst_condition(g["time_condition"] if "time_condition" in g else ())
     hw = " / ".join(sorted(set(g["hardware"]))) if "hardware" in g else "?"
     chance = [float(c) for c in g["chance"] if _present(c)] if "chance" in g else []
     return {"time_condition": cond, "hardware": hw, "chance": chance[0] if chance else None}
@@ -583,7 +582,6 @@ def _fmt_params(n: Any) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else f"{int(n)}"
 
 
-TIME_MARKS = {"loaded": "*", conditions.UNKNOWN: "?", "idle": ""}  # after a training time (`compare_notes`)
 CHANCE_MARK = "!"  # after a score at or below its chance level
 
 
@@ -614,7 +612,7 @@ def format_compare(table) -> str:
         name = r["method"] + (" [smoke]" if r["smoke"] else "")
         minutes = f"{r['train_time_s_mean'] / 60:.2f}" if _present(r["train_time_s_mean"]) else "-"
         if minutes != "-":
-            minutes += TIME_MARKS.get(r.get("time_condition"), "?")
+            minutes += conditions.TIME_MARKS.get(r.get("time_condition"), "?")
         lines.append({"model": r["model"], "task": r["task"], "method": name, "setting": r["setting"] or "-",
                       "preset": r["preset"] or "-", "lr": f"{r['lr']:.3g}" if _present(r["lr"]) else "-",
                       "metric": f"dev {score_metric(r['task'])}", "score": score,
@@ -645,9 +643,9 @@ def compare_notes(table) -> list[str]:
         notes.append(f"{CHANCE_MARK} at or below chance: {len(below)} row(s) have not learned the task")
     conds = {r.get("time_condition") for r in rows if _present(r.get("train_time_s_mean"))}
     if "loaded" in conds:
-        notes.append(f"{TIME_MARKS['loaded']} {conditions.RULE}")
+        notes.append(f"{conditions.TIME_MARKS['loaded']} {conditions.RULE}")
     if conditions.UNKNOWN in conds:
-        notes.append(f"{TIME_MARKS[conditions.UNKNOWN]} the result file records no machine load: conditions unknown")
+        notes.append(f"{conditions.TIME_MARKS[conditions.UNKNOWN]} the result file records no machine load: conditions unknown")
     letters = _hardware_letters(table)
     if letters:
         notes.append("hw: " + "; ".join(f"{v} = {k}" for k, v in letters.items()))

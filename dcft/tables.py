@@ -438,7 +438,7 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None, params_
                 cell.ours, cell.std, cell.n = _stats(values)
                 cell.runs = [r["run"] for r in use]
                 if metric == "time_h":
-                    cell.condition = worst_condition(r["time_condition"] for r in use)
+                    cell.condition = conditions.worst_condition(r["time_condition"] for r in use)
                 cell.lrs = sorted({r["lr"] for r in use if r["lr"] is not None})
                 cell.missing = list(selected[task].missing) if use else []
                 cell.not_selected = [f"{r['run']} ({lo.reason})" for lo in selected[task].left_out for r in lo.runs]
@@ -481,18 +481,9 @@ def _average(cells: list[Cell], model: str, row: Row, kind: str, table: PaperTab
         cell.n = min(c.n for c in cells if c.row == row and c.task not in ("", "avg")
                      and (c.metric == "time_h") == (kind == "time_h") and c.paper is not None)
         if kind == "time_h":
-            cell.condition = worst_condition(c.condition for c in cells if c.row == row and c.metric == "time_h"
+            cell.condition = conditions.worst_condition(c.condition for c in cells if c.row == row and c.metric == "time_h"
                                              and c.ours is not None)
     return cell
-
-
-TIME_MARKS = {"loaded": "*", conditions.UNKNOWN: "?"}  # after our time: measured under load / load not recorded
-
-
-def worst_condition(conds: Iterable[str]) -> str:
-    """Of several runs' time conditions: loaded if any was, else unknown if any is, else idle."""
-    conds = set(conds)
-    return "loaded" if "loaded" in conds else conditions.UNKNOWN if conditions.UNKNOWN in conds or not conds else "idle"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -528,7 +519,7 @@ def format_cell(c: Cell) -> str:
         if c.std is not None:
             ours += f"±{_num(c.std, time)}"
         if time:
-            ours += TIME_MARKS.get(c.condition, "")
+            ours += conditions.TIME_MARKS.get(c.condition, "")
         marks = []
         if c.missing and c.task != "avg":
             marks.append(f"n={c.n}; seed{'s' if len(c.missing) > 1 else ''} {', '.join(map(str, c.missing))} missing")
@@ -654,9 +645,9 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
                         "do not compare." if any(c.machines > 1 for c in cells) else ""))
         conds = {c.condition for c in cells if c.metric == "time_h" and c.ours is not None}
         if "loaded" in conds:
-            notes.append(f"{TIME_MARKS['loaded']} {conditions.RULE}; such times are not comparable with others.")
+            notes.append(f"{conditions.TIME_MARKS['loaded']} {conditions.RULE}; such times are not comparable with others.")
         if conditions.UNKNOWN in conds:
-            notes.append(f"{TIME_MARKS[conditions.UNKNOWN]} the result files record no machine load: "
+            notes.append(f"{conditions.TIME_MARKS[conditions.UNKNOWN]} the result files record no machine load: "
                          "the conditions of these times are unknown.")
     src = info["params_source"]
     notes.append("#Params: the method's own trainable parameters (head excluded), ours exact "
