@@ -23,11 +23,12 @@ What each revision covers:
   functions, classes and constants, i.e. the method's forward, initialisation, parameter groups and
   extra loss; not `dcft.methods.base` (the loop's) and not other methods' classes.
 
-A fingerprint is the SHA-256 of each object's syntax tree (`ast`) with docstrings and the class's
-`revision = N` line removed, so comments, docstrings and formatting never count. Objects are keyed by
-name, not by file: moving a function between covered modules changes nothing, and a move or rename out
-of them shows as removed/added (record again). Recording never invalidates a committed run (runs carry
-revision numbers, not fingerprints); only a revision bump does.
+A fingerprint is the SHA-256 of each object's syntax tree (`ast`) with docstrings, import statements
+(inside functions too: they bind names, they compute nothing) and the class's `revision = N` line
+removed, so comments, docstrings, formatting and where a module lives never count. Objects are keyed by
+name, not by file: moving a function between covered modules, or a covered module to another package,
+changes nothing; a move or rename out of them shows as removed/added (record again). Recording never
+invalidates a committed run (runs carry revision numbers, not fingerprints); only a revision bump does.
 
 Written in-house: no library fingerprints "the code that determines a result" for a harness.
 """
@@ -57,7 +58,8 @@ RECORD_COMMAND = "python -m dcft.revisions --record"
 # Fingerprints of syntax trees
 # ------------------------------------------------------------------------------------------------
 def _strip(node: ast.AST) -> ast.AST:
-    """`node` without docstrings (in itself and every nested function or class) and without the
+    """`node` without docstrings (in itself and every nested function or class), without import
+    statements in any body (a module's new place changes no computation) and without the
     `revision = N` assignment of a class body."""
     for sub in ast.walk(node):
         if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -68,6 +70,10 @@ def _strip(node: ast.AST) -> ast.AST:
             if isinstance(sub, ast.ClassDef):
                 body = [s for s in body if not _assigns(s, "revision")]
             sub.body = body or [ast.Pass()]
+        for field in ("body", "orelse", "finalbody"):
+            stmts = getattr(sub, field, None)
+            if isinstance(stmts, list) and any(isinstance(s, (ast.Import, ast.ImportFrom)) for s in stmts):
+                setattr(sub, field, [s for s in stmts if not isinstance(s, (ast.Import, ast.ImportFrom))] or [ast.Pass()])
     return node
 
 

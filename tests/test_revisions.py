@@ -85,3 +85,14 @@ def test_fingerprints_are_of_the_code_not_of_its_text(body):
     base = R.module_objects('def f(a, b):\n    """Add."""\n    return a + b\n')
     other = R.module_objects(f"def f(a, b):  # note\n    {body}\n")
     assert (base == other) == (body == "return a + b")
+
+
+@pytest.mark.parametrize("body", ["return fit(x)", "return fit(x) + 1"])
+def test_a_module_moved_to_another_package_keeps_its_fingerprints(body):
+    """Imports bind names and compute nothing: a function whose imports (in its body, in a branch)
+    name a module's new place has the fingerprint it had; a change of what it computes does not."""
+    old = R.module_objects("def f(x):\n    from dcft.train import fit\n    if x:\n        import dcft.models as M\n"
+                           "    return fit(x)\n")
+    moved = R.module_objects(f"def f(x):\n    from dcft.harness.train import fit\n    if x:\n"
+                             f"        import dcft.harness.models as M\n    {body}\n")
+    assert (old == moved) == (body == "return fit(x)")
