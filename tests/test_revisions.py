@@ -1,5 +1,5 @@
-"""The hand-kept code revisions (`dcft.identity.CODE_REVISION`, each `Method.revision`) against the
-recorded fingerprints of the code they cover (`dcft/revisions.json`, `dcft.revisions`).
+"""The hand-kept code revisions (`dcft.harness.identity.CODE_REVISION`, each `Method.revision`) against the
+recorded fingerprints of the code they cover (`dcft/harness/revisions.json`, `dcft.harness.revisions`).
 
 `test_recorded_revisions_match_the_code` is the guard: it fails when covered code changed while its
 revision did not, and says what to do. The other tests show which changes it catches (a one-line
@@ -13,7 +13,7 @@ import inspect
 
 import pytest
 
-from dcft import revisions as R
+from dcft.harness import revisions as R
 from dcft.methods.dcft import layer, ops
 
 OPS, LAYER = "dcft.methods.dcft.ops", "dcft.methods.dcft.layer"
@@ -51,13 +51,13 @@ def test_a_one_line_change_to_dcft_forward_without_a_bump_fails_with_what_to_do(
 
 
 def test_a_change_to_the_loop_names_the_loop_revision():
-    from dcft import train
+    from dcft.harness import train
 
-    sources = {"dcft.train": _edited(train, "accelerator.clip_grad_norm_(trainable, tcfg.max_grad_norm)",
+    sources = {"dcft.harness.train": _edited(train, "accelerator.clip_grad_norm_(trainable, tcfg.max_grad_norm)",
                                      "accelerator.clip_grad_norm_(trainable, 2 * tcfg.max_grad_norm)")}
     (msg,) = R.check(sources=sources)
     assert msg.startswith("loop: the code revision 1 covers has changed (changed: fit)")
-    assert "CODE_REVISION in dcft/identity.py" in msg
+    assert "CODE_REVISION in dcft/harness/identity.py" in msg
 
 
 def test_comments_docstrings_formatting_and_moves_change_no_fingerprint():

@@ -1,22 +1,22 @@
 """The hand-kept code revisions of a run's identity, guarded: the code each covers and its fingerprint.
 
-A run's identity carries the revision of the training loop (`dcft.identity.CODE_REVISION`) and of its
+A run's identity carries the revision of the training loop (`dcft.harness.identity.CODE_REVISION`) and of its
 method (`Method.revision`), bumped by hand when a change alters what a run computes, so that a
 relaunch never reuses a result of older code. A forgotten bump would do exactly that. So
-`dcft/revisions.json` records, per revision, its number and a fingerprint of the code it covers, and
+`dcft/harness/revisions.json` records, per revision, its number and a fingerprint of the code it covers, and
 `tests/test_revisions.py` fails when that code changes while the number does not, telling the
 developer to bump it (the change alters what runs compute) or to record the new fingerprint
 deliberately (it does not: a refactor, a message, a speed-up):
 
-    python -m dcft.revisions            # per revision: unchanged, or what changed since the record
-    python -m dcft.revisions --record   # record today's code as the code of today's revision numbers
+    python -m dcft.harness.revisions            # per revision: unchanged, or what changed since the record
+    python -m dcft.harness.revisions --record   # record today's code as the code of today's revision numbers
 
 What each revision covers:
 
 * `loop` (`CODE_REVISION`): the functions, classes and module-level constants of `LOOP_MODULES`: the
-  loop's arithmetic (`dcft.train`: schedule, clipping, accumulation, evaluation, best step), running one
-  configuration (`dcft.experiment`: seeding, build order), checkpoints, model building and target
-  resolution (`dcft.models`), the method interface's defaults (`dcft.methods.base`: parameter groups,
+  loop's arithmetic (`dcft.harness.train`: schedule, clipping, accumulation, evaluation, best step), running one
+  configuration (`dcft.harness.experiment`: seeding, build order), checkpoints, model building and target
+  resolution (`dcft.harness.models`), the method interface's defaults (`dcft.methods.base`: parameter groups,
   optimizer), data loading and splitting, tasks and metrics.
 * each method (`Method.revision`): the module defining its class and its bases, and every
   `dcft.methods` module those use, directly or not (DCFT: its layer, its config and `ops`): their
@@ -48,10 +48,10 @@ from types import ModuleType
 from typing import Any, Mapping
 
 RECORD = Path(__file__).with_name("revisions.json")
-LOOP_MODULES = ("dcft.train", "dcft.experiment", "dcft.checkpoint", "dcft.models", "dcft.methods.base",
+LOOP_MODULES = ("dcft.harness.train", "dcft.harness.experiment", "dcft.harness.checkpoint", "dcft.harness.models", "dcft.methods.base",
                 "dcft.data", "dcft.tasks", "dcft.metrics")
 METHODS_PACKAGE = "dcft.methods"
-RECORD_COMMAND = "python -m dcft.revisions --record"
+RECORD_COMMAND = "python -m dcft.harness.revisions --record"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,12 +181,12 @@ def covered_code(modules: list[str], skip: Mapping[str, set[str]] | None = None,
 def units(sources: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Every hand-kept revision: `{unit: {"revision", "code", "bump"}}`, `bump` saying where the
     number lives. Units: `loop`, and `method <name>` per registered method."""
-    from dcft import identity
+    from dcft.harness import identity
     from dcft.methods import REGISTRY, method_class
 
     loop = [m for name in LOOP_MODULES for m in _submodules(name)]
     out = {"loop": {"revision": identity.CODE_REVISION, "code": covered_code(loop, sources=sources),
-                    "bump": "CODE_REVISION in dcft/identity.py"}}
+                    "bump": "CODE_REVISION in dcft/harness/identity.py"}}
     for name in REGISTRY:
         cls = method_class(name)
         mods = method_modules(cls)
@@ -243,7 +243,7 @@ def check(recorded: Mapping[str, Any] | None = None, sources: Mapping[str, str] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dcft.revisions", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dcft.harness.revisions", description=__doc__.splitlines()[0])
     ap.add_argument("--record", action="store_true", help=f"write {RECORD.name}: today's revisions and their code")
     args = ap.parse_args(argv)
     if args.record:
