@@ -46,9 +46,9 @@ test-slow:  ## the slow tests only (end-to-end sweeps, multi-process, kill-and-r
 	$(PYTHON) -m pytest -q -m slow
 
 params:  ## results/tables/params.{csv,md}: every #Params cell of the paper, counted on the meta device
-	$(PYTHON) -m dcft.params
+	$(PYTHON) -m dcft.measure.params
 
-# ---- A first result and a compact comparison of runs (dcft/results.py).
+# ---- A first result and a compact comparison of runs (dcft/report/results.py).
 # make demo: MiniLM fine-tuned with DCFT (kernel 2) and LoRA (r = 1) on a synthetic SQuAD v1.1 set the
 # repository generates (scripts/toy_squad.py), preset=cpu's SQuAD budget (150 steps), each method at the
 # learning rate that scored best on this set in one grid, the same for both (1e-3, 3e-3, 1e-2; `make demo-tune`
@@ -77,24 +77,24 @@ demo:  ## first result: MiniLM, DCFT vs LoRA on a generated SQuAD set (~1.5 min 
 	$(PYTHON) scripts/toy_squad.py $(DEMO)/toy-squad
 	$(PYTHON) run.py $(DEMO_ARGS) method=dcft kernel=2 train.lr=$(DEMO_LR_DCFT)
 	$(PYTHON) run.py $(DEMO_ARGS) method=lora baseline_hp=shared train.lr=$(DEMO_LR_LORA)
-	$(PYTHON) -m dcft.results $(DEMO)/runs
+	$(PYTHON) -m dcft.report.results $(DEMO)/runs
 	@echo "$(DEMO_CAVEAT)"
 
 demo-tune:  ## the demo's learning-rate grid (DEMO_LRS) for DCFT and LoRA at its budget, then their table (minutes)
 	$(PYTHON) scripts/toy_squad.py $(DEMO)/toy-squad
 	$(PYTHON) run.py -m $(DEMO_ARGS) method=dcft kernel=2 train.lr=$(DEMO_LRS)
 	$(PYTHON) run.py -m $(DEMO_ARGS) method=lora baseline_hp=shared train.lr=$(DEMO_LRS)
-	$(PYTHON) -m dcft.results $(DEMO)/runs
+	$(PYTHON) -m dcft.report.results $(DEMO)/runs
 
 compare:  ## compact table of runs in RUNS (default results/runs), seeds grouped; FILTER="task=rte method=dcft,lora"
-	$(PYTHON) -m dcft.results $(RUNS) $(FILTER)
+	$(PYTHON) -m dcft.report.results $(RUNS) $(FILTER)
 
 clean:  ## remove caches (never results)
 	rm -rf .pytest_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# ---- Paper tables and figures, and the sweeps that fill them (dcft/tables.py, dcft/figures.py,
-# dcft/sweep.py, conf/sweep/). MODEL=minilm runs every sweep on that model and builds the tables and
+# ---- Paper tables and figures, and the sweeps that fill them (dcft/report/tables.py, dcft/report/figures.py,
+# dcft/harness/sweep.py, conf/sweep/). MODEL=minilm runs every sweep on that model and builds the tables and
 # figures from its runs; SWEEP_ARGS passes more run.py overrides, e.g.
 #   make table4 MODEL=minilm SWEEP_ARGS="data.glue_dir=../shared/glue task=rte,cola,stsb"
 #   make table4 SWEEP_ARGS=hydra/launcher=slurm            # submit to SLURM (conf/hydra/launcher/slurm.yaml)
@@ -102,20 +102,20 @@ MODEL ?=
 SWEEP ?= table4
 SWEEP_ARGS ?=
 RUN_SWEEP = $(PYTHON) run.py $(if $(MODEL),model=$(MODEL)) $(SWEEP_ARGS)
-MAKE_TABLES = $(PYTHON) -m dcft.tables $(if $(MODEL),--model $(MODEL))
+MAKE_TABLES = $(PYTHON) -m dcft.report.tables $(if $(MODEL),--model $(MODEL))
 .PHONY: tables figures plan sweeps table1 table2 table3 table4 table5 table6 figure-runs
 
 tables:  ## results/tables/table1-6.{md,csv,tex}: our runs beside the paper's numbers (never trains)
 	$(MAKE_TABLES)
 
 figures:  ## results/figures/*.{png,pdf}: kernel and stride plots, Figures 2 and 3, from results/runs
-	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
+	$(PYTHON) -m dcft.report.figures $(if $(MODEL),--model $(MODEL))
 
 plan:  ## dry run: the run folders of SWEEP=<name> (with MODEL, SWEEP_ARGS) and which are done
-	$(PYTHON) -m dcft.sweep plan +sweep=$(SWEEP) $(if $(MODEL),model=$(MODEL)) $(SWEEP_ARGS)
+	$(PYTHON) -m dcft.harness.sweep plan +sweep=$(SWEEP) $(if $(MODEL),model=$(MODEL)) $(SWEEP_ARGS)
 
 sweeps:  ## list every conf/sweep file with its command and number of runs
-	$(PYTHON) -m dcft.sweep list
+	$(PYTHON) -m dcft.harness.sweep list
 
 table1:  ## Table 1 (GLUE): run its sweeps (finished runs are skipped), then build the table
 	$(RUN_SWEEP) +sweep=table1_dcft
@@ -169,7 +169,7 @@ table6:  ## Table 6 (target matrices): run its sweep, then build the table
 figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT sweep), then the figures
 	$(RUN_SWEEP) +sweep=figures
 	$(RUN_SWEEP) +sweep=table4
-	$(PYTHON) -m dcft.figures $(if $(MODEL),--model $(MODEL))
+	$(PYTHON) -m dcft.report.figures $(if $(MODEL),--model $(MODEL))
 
 .PHONY: cpu-study cpu-report cpu-bench
 # The CPU-scale reproduction (results/cpu-study/README.md): MiniLM on SST-2 and CoLA from
@@ -195,19 +195,19 @@ cpu-study:  ## the CPU-scale reproduction: runs what is missing, stage by stage 
 # (random weights, batch 32 x 32 tokens, a typical length-grouped batch), on an idle machine, 2 threads.
 CPU_BENCH_SHAPES = 2:2,4:4,6:6,8:8,12:12,8:4,8:2,8:1
 cpu-bench:  ## the CPU study's step times (DCFT kernels and strides vs LoRA on MiniLM); minutes on an IDLE machine
-	$(PYTHON) -m dcft.bench --model minilm --shapes $(CPU_BENCH_SHAPES) --batch 32 --seq-len 32 --repeats 20 \
+	$(PYTHON) -m dcft.measure.bench --model minilm --shapes $(CPU_BENCH_SHAPES) --batch 32 --seq-len 32 --repeats 20 \
 		--threads 2 --no-inference --only $$(echo $(CPU_BENCH_SHAPES) | sed -E 's/([0-9]+):([0-9]+)/dcft-k\1s\2-fast,dcft-k\1s\2-reference/g') \
 		--out $(CPU_STUDY)/bench-minilm.json
 
 cpu-report:  ## tables, figures and numbers of the CPU study from its committed run files (never trains)
 	$(PYTHON) -m dcft.study report --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)
 
-# ---- Speed: DCFT (fast and reference paths) against LoRA r=1 and full fine-tuning (dcft/bench.py).
+# ---- Speed: DCFT (fast and reference paths) against LoRA r=1 and full fine-tuning (dcft/measure/bench.py).
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--device cuda --batch 32 --seq-len 256 --compile".
 BENCH_ARGS ?=
 .PHONY: bench
 bench:  ## step time, peak memory, merged inference: DCFT vs LoRA r=1 on DeBERTaV3-base (random weights) -> results/bench/
-	$(PYTHON) -m dcft.bench $(BENCH_ARGS)
+	$(PYTHON) -m dcft.measure.bench $(BENCH_ARGS)
 
 # ---- On a GPU: is the harness right and fast on this card? (dcft/gpu_check/; refuses where no CUDA device
 # is visible.) GPU_CHECK_ARGS passes options, e.g. GPU_CHECK_ARGS="--glue-dir ../shared/glue --keep-runs".

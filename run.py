@@ -5,7 +5,7 @@
     accelerate launch --num_processes 2 run.py task=rte method=dcft
 
 A user error prints one line and exits 1 (HYDRA_FULL_ERROR=1 shows the traceback); in a sweep each
-job's outcome goes to the end-of-sweep summary (`dcft.sweep.SweepReport`) instead.
+job's outcome goes to the end-of-sweep summary (`dcft.harness.sweep.SweepReport`) instead.
 """
 
 import logging
@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dcft.config import register, unknown_key_hint
+from dcft.harness.config import register, unknown_key_hint
 
 register()
 log = logging.getLogger("dcft")
@@ -25,8 +25,8 @@ log = logging.getLogger("dcft")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
-    from dcft.experiment import run
-    from dcft.reuse import RunRefused
+    from dcft.harness.experiment import run
+    from dcft.harness.reuse import RunRefused
 
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir

@@ -3,7 +3,12 @@
 The public API (`apply_dcft`, `count_parameters`, `merge_dcft`, `unmerge_dcft`, `save_adapter`,
 `load_adapter`) lives in `dcft.methods.dcft.api`, the peft tuner (`DcftConfig`, `orthogonal_loss`,
 `to_lora`) in `dcft.methods.dcft.tuner`, `export_lora` (a DCFT adapter written as a standard peft
-LoRA adapter) in `dcft.export`; all are imported on first use, so `import dcft.config` stays light.
+LoRA adapter) in `dcft.harness.export`; all are imported on first use, so `import dcft.harness.config` stays light.
+
+The package's folders say the layer of each module: `methods/` (the adapters and the peft tuner),
+`tasks/`, `data/`, `metrics/` (what a task reads and how it is scored), `harness/` (a configuration
+becomes a run and its result file), `report/` (readers of result files), `measure/` (parameter counts
+and speed), `gpu_check/` (checks of a GPU machine); top-level modules are small helpers any layer uses.
 
 `import dcft` makes DCFT a peft method (`register()`): at once if peft is already imported,
 otherwise right after peft's own import finishes (a one-shot import hook), so that
@@ -75,14 +80,17 @@ elif not any(isinstance(f, _RegisterAfterPeftImport) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterAfterPeftImport())
 
 
-_SUBMODULES = ("export", "results")  # `import dcft; dcft.export.evaluate_run_adapter(...)` works without importing it
+# `import dcft; dcft.export.evaluate_run_adapter(...)` or `dcft.results.load_all()` works without importing the
+# module first (they live in the harness and the report layers); so does `dcft.harness`, `dcft.report`, `dcft.measure`
+_SUBMODULES = {"export": "dcft.harness.export", "results": "dcft.report.results",
+               "harness": "dcft.harness", "report": "dcft.report", "measure": "dcft.measure"}
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         import importlib
 
-        return importlib.import_module(f"dcft.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     if name in _API:
         from dcft.methods.dcft import api
 
@@ -92,7 +100,7 @@ def __getattr__(name: str):
 
         return getattr(tuner, name)
     if name in _EXPORT:
-        from dcft import export
+        from dcft.harness import export
 
         return getattr(export, name)
     raise AttributeError(f"module 'dcft' has no attribute {name!r}")

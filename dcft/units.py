@@ -2,7 +2,7 @@
 
 Result files and `log.jsonl` keep the metrics' own scale (GLUE fractions in [0, 1] or correlations
 in [-1, 1], SQuAD's EM / F1 already in [0, 100]); everything printed for a person (progress bar,
-heartbeat, run summary, `python -m dcft.results`, tables, TensorBoard's evaluation curves) shows
+heartbeat, run summary, `python -m dcft.report.results`, tables, TensorBoard's evaluation curves) shows
 `score_scale(task) x value`, with the evaluation set named: "dev" (the task's dev set, MNLI's
 matched / mismatched) or "held-out" (the slice of the training set `data.holdout` sets aside).
 """

@@ -7,9 +7,9 @@
 the backbone is frozen and only DCFT's A, B, C (paper Sec. 3) train. `DcftSFTTrainer` adds DCFT's
 orthogonal regulariser (paper eq. 4, gamma = `reg_orth_coef`) to the training loss; the rest is TRL's.
 The adapter is saved in peft's format (`PeftModel.from_pretrained(base, out)` after `import dcft`), and
-`python -m dcft.export --to-lora OUT LORA_OUT` turns it into a plain LoRA adapter for LoRA servers.
+`python -m dcft.harness.export --to-lora OUT LORA_OUT` turns it into a plain LoRA adapter for LoRA servers.
 Without `--model` the data are generated sentences ("7 plus 5 is 12") and the tokenizer is the offline
-byte-level one of `dcft.models`; with `--model`, the checkpoint's own tokenizer (same generated data).
+byte-level one of `dcft.harness.models`; with `--model`, the checkpoint's own tokenizer (same generated data).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def tiny_llama(seed: int = 0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from dcft.models import byte_tokenizer
+    from dcft.harness.models import byte_tokenizer
 
     tokenizer = byte_tokenizer()
     tokenizer.bos_token, tokenizer.eos_token = "[CLS]", "[SEP]"

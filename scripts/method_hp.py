@@ -221,7 +221,7 @@ def _entries() -> list[Entry]:
                    _sora(lr=3e-4, epochs=10, r=1, alpha=2.0, targets="all"),
                    notes=("No source gives these numbers for LoRA-FA: the learning-rate sweep decides "
                           "(table1_lr_deberta-v3-base_lorafa_*).", "Rank 1 on ALL targets as the paper's other "
-                          "rank-1 baselines (dcft/params.py); alpha 2 (scaling 2) as LoRA here.")))
+                          "rank-1 baselines (dcft/measure/params.py); alpha 2 (scaling 2) as LoRA here.")))
     e.append(Entry(V3, "adalora", "AdaLoRA",
                    f"{ADALORA} NLU/scripts/run_debertav3_<task>.sh (byte-identical to the DCFT repository's "
                    "NLU/scripts/ at 38f71d2)",
@@ -268,7 +268,7 @@ def _entries() -> list[Entry]:
                    f"settings ({LORA} examples/NLU/roberta_large_<task>.sh)",
                    {**lora_rl, "targets": "all"}, {t: {"lr": lr, "epochs": ep} for t, (lr, ep) in LORA_RL.items()},
                    notes=("r = 8 on ALL targets, only B trains: our reading of the paper's 3.7M cell "
-                          "(dcft/params.py).", "The learning-rate sweep decides the rate.")))
+                          "(dcft/measure/params.py).", "The learning-rate sweep decides the rate.")))
     # ---- DeBERTaV2-xxlarge (Table 2 rows reprinted from the LoRA paper) ----
     e.append(Entry(XXL, "full", "Full fine-tuning", f"{DEBERTA} experiments/glue/<task>.sh, xxlarge-v2 block",
                    {"weight_decay": 0.01, "max_grad_norm": 1.0, "adam_eps": 1e-6, "warmup_ratio": 0.0},
@@ -440,7 +440,7 @@ def render_sweep(s: LrSweep) -> str:
             "with the best dev score (or held-out score with data.holdout > 0). Written by scripts/method_hp.py.")
     return "\n".join([
         "# @package _global_",
-        f"# python run.py +sweep={s.name}   (dry run: python -m dcft.sweep plan +sweep={s.name})",
+        f"# python run.py +sweep={s.name}   (dry run: python -m dcft.harness.sweep plan +sweep={s.name})",
         *_comment(text),
         "hydra:",
         "  mode: MULTIRUN",

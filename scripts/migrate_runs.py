@@ -9,7 +9,7 @@ For each old run: the command's overrides (`.hydra/overrides.yaml`) are composed
 configs; the run is migrated only if every setting the old result recorded composes to the same
 value today (otherwise it is left where it is, and the keys that now compose differently are
 printed: the command means another run today). A key the old config did not have is given the
-value that reproduces what the harness did before the key existed (`dcft.identity.BEFORE_KEY_EXISTED`:
+value that reproduces what the harness did before the key existed (`dcft.harness.identity.BEFORE_KEY_EXISTED`:
 no held-out slice, padding per batch, plain shuffling), never today's default, and listed as
 "assumed"; `launch.processes` and `launch.device` come from the result's own record (`processes`,
 `device`). A run lacking any other key is left where it is (what it did is not known). So a
@@ -45,7 +45,7 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from dcft.config import register
+    from dcft.harness.config import register
 
     register()
     GlobalHydra.instance().clear()
@@ -54,7 +54,7 @@ def compose(overrides: list[str]):
 
 
 def _hp_sources(choices):
-    from dcft.reuse import hp_sources
+    from dcft.harness.reuse import hp_sources
 
     try:
         return hp_sources(choices)
@@ -71,7 +71,7 @@ def as_run_made(rec: dict, today: dict) -> tuple[dict, dict, list[str]]:
     now) with every key the old config lacked set to the behaviour before that key existed, and
     `launch.*` from the result's record. Returns (config, assumed {key: value}, keys whose old
     behaviour is unknown)."""
-    from dcft import identity
+    from dcft.harness import identity
 
     old_flat = identity.flatten(identity.declared_config(rec.get("config") or {}))
     made = json.loads(json.dumps(today))
@@ -95,9 +95,9 @@ def as_run_made(rec: dict, today: dict) -> tuple[dict, dict, list[str]]:
 
 
 def migrate_one(result_path: Path, output_root: Path, dry_run: bool) -> str:
-    from dcft import identity
-    from dcft.experiment import precheck
-    from dcft.results import atomic_write_json
+    from dcft.harness import identity
+    from dcft.harness.experiment import precheck
+    from dcft.report.results import atomic_write_json
 
     old_dir = result_path.parent
     rec = json.loads(result_path.read_text(encoding="utf-8"))

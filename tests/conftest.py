@@ -28,7 +28,7 @@ def model_cfg(name: str) -> dict:
 
 def tiny_model(name: str = "tiny-deberta", head: str = "classification", num_labels: int = 2, seed: int = 0):
     """A tiny random model from config, in eval mode, deterministic for a seed."""
-    from dcft.models import build_model
+    from dcft.harness.models import build_model
 
     model = build_model(model_cfg(name), head=head, num_labels=num_labels, seed=seed)
     return model.eval()
@@ -71,7 +71,7 @@ def compose_cfg(overrides: list[str] | None = None, return_hydra_config: bool = 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from dcft.config import register
+    from dcft.harness.config import register
 
     register()
     GlobalHydra.instance().clear()

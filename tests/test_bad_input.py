@@ -11,8 +11,8 @@ import os
 import pytest
 
 from conftest import compose_cfg
-from dcft import results
-from dcft.experiment import run
+from dcft.report import results
+from dcft.harness.experiment import run
 from test_experiment import TINY_RUN, write_learnable_rte
 
 
@@ -145,7 +145,7 @@ def test_crash_between_write_and_rename_keeps_the_old_result(tmp_path, monkeypat
 
 
 def test_corrupt_checkpoint_is_reported_not_loaded(tmp_path, glue):
-    from dcft.checkpoint import CheckpointMismatch
+    from dcft.harness.checkpoint import CheckpointMismatch
 
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")

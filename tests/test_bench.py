@@ -1,4 +1,4 @@
-"""`make bench` (dcft/bench.py) on the tiny DeBERTa: every code path, the JSON schema, the ratios, and
+"""`make bench` (dcft/measure/bench.py) on the tiny DeBERTa: every code path, the JSON schema, the ratios, and
 that the DCFT fast and reference settings it times compute the same thing. Nothing here is timed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from dcft import bench
+from dcft.measure import bench
 
 TINY = ["--model", "tiny-deberta", "--batch", "2", "--seq-len", "16", "--repeats", "1", "--threads", "1"]
 ROW_KEYS = {"phase", "label", "method", "kernel", "stride", "impl", "step_s_median", "step_s_q1", "step_s_q3",

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from dcft.config import unknown_key_hint
+from dcft.harness.config import unknown_key_hint
 
 
 def _run_py(args: list[str], cwd) -> subprocess.CompletedProcess:

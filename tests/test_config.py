@@ -88,7 +88,7 @@ def test_unknown_names_list_the_valid_ones(group, name):
 def test_run_folder_is_built_from_the_configuration_not_the_clock_or_the_override_order(tmp_path):
     import re
 
-    from dcft.sweep import plan
+    from dcft.harness.sweep import plan
 
     a = plan(["task=rte", "method=dcft", "kernel=8", "seed=1", f"output_root={tmp_path}"])
     b = plan(["seed=1", "kernel=8", "method=dcft", "task=rte", f"output_root={tmp_path}"])

@@ -1,6 +1,6 @@
 """Decoder LLMs in the harness (GPT-2, Llama family): pad token and last-token pooling, target sets
 per decoder family (GPT-2's fused q/k/v), `targets=` as module-name lists and regexes for any model,
-harness methods on GPT-2's Conv1D, and smoke runs of the tiny decoders through `dcft.experiment.run`."""
+harness methods on GPT-2's Conv1D, and smoke runs of the tiny decoders through `dcft.harness.experiment.run`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import compose_cfg, model_cfg, tiny_model
-from dcft.experiment import run
+from dcft.harness.experiment import run
 from dcft.methods import build_method
-from dcft.models import (TARGET_SETS, head_parameter_names, in_out_features, load_model, load_tokenizer,
+from dcft.harness.models import (TARGET_SETS, head_parameter_names, in_out_features, load_model, load_tokenizer,
                          resolve_targets)
 from test_experiment import write_learnable_rte
 
@@ -48,7 +48,7 @@ def _tokenizer_without_pad():
     """The byte tokenizer's vocabulary with an eos token but no pad token (as GPT-2's and Llama 3's)."""
     from transformers import PreTrainedTokenizerFast
 
-    from dcft.models import byte_tokenizer
+    from dcft.harness.models import byte_tokenizer
 
     return PreTrainedTokenizerFast(tokenizer_object=byte_tokenizer().backend_tokenizer, eos_token="[SEP]",
                                    bos_token="[CLS]", unk_token="[UNK]")
@@ -272,8 +272,8 @@ def test_tiny_llama_dcft_learns_the_task_from_its_last_token(glue_dir, tmp_path)
 
 def test_every_target_set_fits_the_decoder_configs_on_the_meta_device():
     """The full-size decoder configs build without memory and every valid set resolves (GPT-2: 3 sets)."""
-    from dcft.config import load_group_file
-    from dcft.models import build_model
+    from dcft.harness.config import load_group_file
+    from dcft.harness.models import build_model
 
     expected = {"gpt2": {"all": 48, "qkv": 12, "qkvo": 24},
                 "llama-3.2-1b": {"all": 112, "qk": 32, "qv": 32, "qkv": 48, "qkvo": 64},

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, compose_cfg
-from dcft import results
+from dcft.report import results
 from dcft.data.toy import write_learnable_rte
-from dcft.experiment import run
+from dcft.harness.experiment import run
 
 TINY_RUN = ["model=tiny-bert", "preset=none", "task=rte", "train.max_steps=40", "train.batch_size=16", "train.lr=1e-2",
             "train.eval_steps=20", "train.max_len=48", "train.progress=false", "train.max_grad_norm=1.0"]
@@ -123,7 +123,7 @@ def test_a_relaunch_that_reuses_a_run_leaves_its_hydra_record_as_the_training_la
 
 
 def test_a_refused_launch_drops_its_hydra_record_and_keeps_the_runs(glue_dir, tmp_path):
-    from dcft.reuse import RunRefused
+    from dcft.harness.reuse import RunRefused
 
     d = tmp_path / "run"
     run(compose_cfg(TINY_RUN + ["method=dcft", "kernel=8", "debug=smoke", f"data.glue_dir={glue_dir}"]), d)

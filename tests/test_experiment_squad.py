@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, compose_cfg
-from dcft.experiment import run
+from dcft.harness.experiment import run
 
 METHODS = sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
 PLACES = ["Kell", "Arden", "Moss", "Tarn", "Brook", "Fane"]

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from conftest import ROOT, compose_cfg
-from dcft import results
-from dcft.experiment import run
+from dcft.report import results
+from dcft.harness.experiment import run
 from test_experiment import write_learnable_rte
 
 PY = sys.executable
@@ -120,7 +120,7 @@ def test_method_r_on_dcft_is_refused_with_the_keys_to_use(glue_dir, tmp_path):
     assert not (tmp_path / "r").exists()
     assert compose_cfg(["method=lora", "method.r=8"]).method.r == 8  # LoRA's rank: accepted
     cfg = compose_cfg(TINY + [f"data.glue_dir={glue_dir}", "dcft_hp.r=8"])  # DCFT's scaling denominator, as presets set it
-    from dcft.experiment import precheck
+    from dcft.harness.experiment import precheck
 
     precheck(cfg)
     assert cfg.method.r == 8
@@ -136,8 +136,8 @@ def test_method_r_on_dcft_is_one_line_on_the_command_line(tmp_path):
 
 def test_committed_runs_keep_their_folders():
     """Every committed run's folder is the hash of the declared configuration recomputed from its stored
-    config (`dcft.identity`), and equals its recorded identity hash: renames would orphan them."""
-    from dcft.identity import declared_config, run_name
+    config (`dcft.harness.identity`), and equals its recorded identity hash: renames would orphan them."""
+    from dcft.harness.identity import declared_config, run_name
 
     files = sorted((ROOT / "results" / "cpu-study" / "runs").rglob("result.json"))
     assert len(files) >= 172
@@ -163,7 +163,7 @@ def test_result_records_cpu_time_threads_and_load_outside_the_identity(tiny_run)
     assert m["torch_threads"] == threads and m["cpu_count"] == os.cpu_count()
     assert 0 < m["cpu_time_s"] and 0 < m["wall_s"] <= rec["wall_time_s"] + 1
     assert len(m["load_start"]) == 3 and len(m["load_end"]) == 3
-    from dcft.identity import config_hash, declared_config
+    from dcft.harness.identity import config_hash, declared_config
 
     flat = json.dumps(rec["identity"])
     assert "machine" not in flat and "baseline" not in flat and "load_start" not in flat
@@ -301,7 +301,7 @@ def test_results_table_marks_times_under_load_other_hardware_and_scores_at_chanc
 
 
 def test_figure2_labels_a_time_ratio_only_between_idle_runs_on_one_hardware():
-    from dcft.figures import seeds_text, time_ratio_label
+    from dcft.report.figures import seeds_text, time_ratio_label
 
     def r(h, cond="idle", cpu="Xeon"):
         return {"time_h": h, "time_condition": cond, "cpu": cpu, "gpu": None}
@@ -316,7 +316,7 @@ def test_figure2_labels_a_time_ratio_only_between_idle_runs_on_one_hardware():
 
 # --- a quiet run shows it is alive ---------------------------------------------------------------------------------
 def test_heartbeat_every_few_seconds_with_rate_and_eta_by_hand():
-    from dcft.console import Heartbeat
+    from dcft.harness.console import Heartbeat
 
     now = [100.0]
     out = io.StringIO()
@@ -351,7 +351,7 @@ def test_export_is_reachable_after_import_dcft():
 
 
 def test_evaluate_run_adapter_returns_the_dev_score_of_a_holdout_run(glue_dir, tmp_path):
-    from dcft.export import evaluate_run_adapter
+    from dcft.harness.export import evaluate_run_adapter
 
     rec = run(compose_cfg(TINY + [f"data.glue_dir={glue_dir}", "data.holdout=0.25", "train.lr=5e-3"]), tmp_path / "h")
     got = evaluate_run_adapter(tmp_path / "h", "best")

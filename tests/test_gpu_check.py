@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import ROOT, compose_cfg
-from dcft import identity
+from dcft.harness import identity
 from dcft.gpu_check import benchmark, kernels, parallel, report, training
 from dcft.gpu_check.tolerance import (TF32_UNIT_ROUNDOFF, excess, merge_bound, storage_roundoff, tolerance,
                                       unit_roundoff)
@@ -411,7 +411,7 @@ def test_sweep_runs_compose_each_job_as_run_py_does():
     from omegaconf import OmegaConf
 
     from dcft.gpu_check import hours
-    from dcft.sweep import SWEEP_DIR
+    from dcft.harness.sweep import SWEEP_DIR
 
     (runs,) = hours.sweep_runs([SWEEP_DIR / "table3_dcft.yaml"]).values()
     preset = OmegaConf.load(ROOT / "conf" / "hp" / "authors" / "deberta-v3-base" / "squad.yaml").train

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, compose_cfg
-from dcft import identity, results
-from dcft import sweep as S
-from dcft.experiment import run
-from dcft.reuse import PresetMissing, RunInUse, RunRefused
+from dcft.harness import identity
+from dcft.report import results
+from dcft.harness import sweep as S
+from dcft.harness.experiment import run
+from dcft.harness.reuse import PresetMissing, RunInUse, RunRefused
 from test_experiment import TINY_RUN, write_learnable_rte
 
 SMOKE = TINY_RUN + ["debug=smoke", "method=dcft"]
@@ -172,8 +173,8 @@ def test_old_results_without_identity_are_refused_with_the_migration_advice(glue
 
 
 def test_checkpoint_of_another_configuration_names_the_differing_key(glue, tmp_path):
-    from dcft.checkpoint import Checkpointer, CheckpointMismatch
-    from dcft.train import TrainState
+    from dcft.harness.checkpoint import Checkpointer, CheckpointMismatch
+    from dcft.harness.train import TrainState
 
     a = {"declared": {"train": {"lr": 1.0}}, "inputs": {}, "code": {"loop": 1}}
     b = {"declared": {"train": {"lr": 2.0}}, "inputs": {}, "code": {"loop": 1}}
@@ -265,7 +266,7 @@ def test_result_records_the_preset_file_used_or_none(glue, tmp_path):
     rec = run(compose_cfg(SMOKE + ["kernel=8", f"data.glue_dir={glue}"]), tmp_path / "a",
               choices={"preset": "none", "hp@_global_": "none/tiny-bert/rte"})
     assert rec["hp_sources"]["hp@_global_"] is None
-    from dcft.reuse import hp_sources
+    from dcft.harness.reuse import hp_sources
 
     assert hp_sources({"preset": "cpu", "hp@_global_": "cpu/minilm/rte"}) == {"hp@_global_": "conf/hp/cpu/minilm/rte.yaml"}
 
@@ -278,7 +279,7 @@ def test_result_records_the_preset_file_used_or_none(glue, tmp_path):
 def test_a_second_launch_of_a_running_run_is_refused_and_changes_nothing(glue, tmp_path):
     d = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from dcft.reuse import RunLock\n"
+        [sys.executable, "-c", "import sys, time; from dcft.harness.reuse import RunLock\n"
                                f"with RunLock({str(d)!r}):\n    print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:

@@ -19,9 +19,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_cfg
-from dcft import identity, results
-from dcft.experiment import run
-from dcft.reuse import RunRefused, decide
+from dcft.harness import identity
+from dcft.report import results
+from dcft.harness.experiment import run
+from dcft.harness.reuse import RunRefused, decide
 from test_experiment import TINY_RUN
 from test_identity import _folder, glue  # noqa: F401 - `glue`: an RTE folder of 64 training examples
 
@@ -96,7 +97,7 @@ def test_two_processes_are_another_run_than_one(tmp_path, monkeypatch):
 
 
 def test_a_launch_that_does_not_match_its_processes_or_device_is_an_error():
-    from dcft.experiment import check_launch
+    from dcft.harness.experiment import check_launch
 
     one_cpu = SimpleNamespace(num_processes=1, device=torch.device("cpu"))
     check_launch(OmegaConf.create({"processes": 1, "device": "cpu"}), one_cpu)
@@ -132,7 +133,7 @@ def test_the_result_names_the_accelerator_it_ran_on(glue, tmp_path):
 
 def _byte_tokenizer_dir(path: Path, swap: bool = False) -> Path:
     """The byte-level tokenizer saved to `path`; `swap`: with the ids of two bytes exchanged."""
-    from dcft.models import byte_tokenizer
+    from dcft.harness.models import byte_tokenizer
 
     byte_tokenizer().save_pretrained(path)
     if swap:

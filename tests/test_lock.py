@@ -19,8 +19,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import dcft.results as R
-import dcft.versions as V
+import dcft.report.results as R
+import dcft.harness.versions as V
 from conftest import ROOT
 
 # The libraries that compute a run: a lock that changes one of them changes the committed runs' code.
@@ -135,7 +135,7 @@ def test_without_the_lock_nothing_is_compared(tmp_path):
     requirements/ beside the package): a copy of the package alone finds no lock and says nothing."""
     assert V.LOCK_FILE == ROOT / "requirements" / "cpu.lock" and V.LOCK_FILE.exists()
     shutil.copytree(ROOT / "dcft", tmp_path / "site" / "dcft", ignore=shutil.ignore_patterns("__pycache__"))
-    code = ("import dcft.versions as V; print(V.LOCK_FILE.exists(), V.lock_warning({'transformers': '0.0.1'}))")
+    code = ("import dcft.harness.versions as V; print(V.LOCK_FILE.exists(), V.lock_warning({'transformers': '0.0.1'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}).stdout
     assert out.split() == ["False", "None"], out

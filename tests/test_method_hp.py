@@ -26,8 +26,8 @@ from omegaconf import OmegaConf
 from conftest import ROOT, compose_cfg
 from dcft.methods import build_method
 from dcft.methods.bottleneck import Bottleneck
-from dcft.models import build_model
-from dcft.reuse import MethodHpMissing, hp_sources
+from dcft.harness.models import build_model
+from dcft.harness.reuse import MethodHpMissing, hp_sources
 
 METHOD_HP = ROOT / "conf" / "method_hp" / "own"
 

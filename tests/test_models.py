@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODELS, model_cfg, tiny_model
-from dcft.models import CLS_DROPOUT_KEY, TARGET_SETS, load_model, resolve_targets
+from dcft.harness.models import CLS_DROPOUT_KEY, TARGET_SETS, load_model, resolve_targets
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)
@@ -56,7 +56,7 @@ def test_unknown_target_set_lists_the_valid_ones():
 
 
 def test_describe_targets_names_the_kind_of_spec():
-    from dcft.models import describe_targets
+    from dcft.harness.models import describe_targets
 
     assert describe_targets("qv") == "qv"
     assert describe_targets(["query", "value"]) == "[query,value]"
@@ -66,7 +66,7 @@ def test_describe_targets_names_the_kind_of_spec():
 def test_in_out_features_reads_conv1d_weights_transposed():
     from transformers.pytorch_utils import Conv1D
 
-    from dcft.models import in_out_features, iter_linear, iter_targets
+    from dcft.harness.models import in_out_features, iter_linear, iter_targets
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 5), Conv1D(7, 3))  # Conv1D(nf=out, nx=in): weight (3, 7)
     assert [in_out_features(m) for m in model] == [(3, 5), (3, 7)]

@@ -26,7 +26,7 @@ LEAVES_AT_EXIT = textwrap.dedent("""
     import atexit, os, socket
     import torch.distributed as dist
     from omegaconf import OmegaConf
-    from dcft.experiment import make_accelerator
+    from dcft.harness.experiment import make_accelerator
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1",

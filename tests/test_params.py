@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcft import params as P
+from dcft.measure import params as P
 
 
 @pytest.mark.parametrize("count,cell,units,rendered,match", [

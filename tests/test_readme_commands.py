@@ -21,14 +21,14 @@ FAST = {
     "make help": [],
     "make sweeps": ["table4"],
     "make tables": ["results/tables/table6"],
-    "python -m dcft.tables --model minilm --tables 1 --runs results/cpu-study/runs --seeds 6,7,8":
+    "python -m dcft.report.tables --model minilm --tables 1 --runs results/cpu-study/runs --seeds 6,7,8":
         ["table 1: 13/90 cells with our runs"],
-    "python -m dcft.results": [],
+    "python -m dcft.report.results": [],
     "python run.py --help": ["== Recipes ==", "train.lr=5.0e-4"],
-    "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora": ["sst2", "dcft", "lora"],
-    "python -m dcft.results results/cpu-study/runs task=sst2 method=dcft,lora --csv sst2.csv": ["wrote sst2.csv"],
+    "python -m dcft.report.results results/cpu-study/runs task=sst2 method=dcft,lora": ["sst2", "dcft", "lora"],
+    "python -m dcft.report.results results/cpu-study/runs task=sst2 method=dcft,lora --csv sst2.csv": ["wrote sst2.csv"],
     'make compare RUNS=results/cpu-study/runs FILTER="task=sst2 method=dcft,lora"': ["sst2", "lora"],
-    'import dcft.results; df = dcft.results.load_tidy("results/runs")': [],
+    'import dcft.report.results; df = dcft.report.results.load_tidy("results/runs")': [],
 }
 # Runs only with `make test-slow` (minutes on a loaded 2-core machine), in this order (the smoke run uses the demo's data).
 SLOW = {
@@ -64,9 +64,9 @@ NOT_RUN = {
     "accelerate launch --multi_gpu --num_processes 2 run.py model=minilm task=rte ...": "a template (tests/test_multiprocess.py runs 2 CPU processes)",
     "python run.py +sweep=table4 hydra/launcher=slurm hydra.launcher.partition=gpu train.checkpoint_steps=500 "
     "hydra.launcher.timeout_min=720 hydra.launcher.array_parallelism=8": "a SLURM cluster",
-    "python -m dcft.export --to-lora my-adapter my-lora": "needs a trained adapter; tests/peft/test_peft_export_lora.py "
+    "python -m dcft.harness.export --to-lora my-adapter my-lora": "needs a trained adapter; tests/peft/test_peft_export_lora.py "
                                                           "runs the command on one",
-    "python -m dcft.export --to-lora results/runs/<run> my-lora": "a template; tests/peft/test_peft_export_lora.py "
+    "python -m dcft.harness.export --to-lora results/runs/<run> my-lora": "a template; tests/peft/test_peft_export_lora.py "
                                                                   "runs it on a run directory",
 }
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import ROOT, compose_cfg
-from dcft import results
-from dcft.checkpoint import CheckpointMismatch
-from dcft.experiment import run
+from dcft.report import results
+from dcft.harness.checkpoint import CheckpointMismatch
+from dcft.harness.experiment import run
 from test_experiment import TINY_RUN, write_learnable_rte
 
 RESUME_RUN = TINY_RUN + ["method=dcft", "kernel=4", "train.max_steps=24", "train.eval_steps=8",

@@ -1,5 +1,5 @@
-"""The hand-kept code revisions (`dcft.identity.CODE_REVISION`, each `Method.revision`) against the
-recorded fingerprints of the code they cover (`dcft/revisions.json`, `dcft.revisions`).
+"""The hand-kept code revisions (`dcft.harness.identity.CODE_REVISION`, each `Method.revision`) against the
+recorded fingerprints of the code they cover (`dcft/harness/revisions.json`, `dcft.harness.revisions`).
 
 `test_recorded_revisions_match_the_code` is the guard: it fails when covered code changed while its
 revision did not, and says what to do. The other tests show which changes it catches (a one-line
@@ -13,7 +13,7 @@ import inspect
 
 import pytest
 
-from dcft import revisions as R
+from dcft.harness import revisions as R
 from dcft.methods.dcft import layer, ops
 
 OPS, LAYER = "dcft.methods.dcft.ops", "dcft.methods.dcft.layer"
@@ -51,13 +51,13 @@ def test_a_one_line_change_to_dcft_forward_without_a_bump_fails_with_what_to_do(
 
 
 def test_a_change_to_the_loop_names_the_loop_revision():
-    from dcft import train
+    from dcft.harness import train
 
-    sources = {"dcft.train": _edited(train, "accelerator.clip_grad_norm_(trainable, tcfg.max_grad_norm)",
+    sources = {"dcft.harness.train": _edited(train, "accelerator.clip_grad_norm_(trainable, tcfg.max_grad_norm)",
                                      "accelerator.clip_grad_norm_(trainable, 2 * tcfg.max_grad_norm)")}
     (msg,) = R.check(sources=sources)
     assert msg.startswith("loop: the code revision 1 covers has changed (changed: fit)")
-    assert "CODE_REVISION in dcft/identity.py" in msg
+    assert "CODE_REVISION in dcft/harness/identity.py" in msg
 
 
 def test_comments_docstrings_formatting_and_moves_change_no_fingerprint():
@@ -85,3 +85,14 @@ def test_fingerprints_are_of_the_code_not_of_its_text(body):
     base = R.module_objects('def f(a, b):\n    """Add."""\n    return a + b\n')
     other = R.module_objects(f"def f(a, b):  # note\n    {body}\n")
     assert (base == other) == (body == "return a + b")
+
+
+@pytest.mark.parametrize("body", ["return fit(x)", "return fit(x) + 1"])
+def test_a_module_moved_to_another_package_keeps_its_fingerprints(body):
+    """Imports bind names and compute nothing: a function whose imports (in its body, in a branch)
+    name a module's new place has the fingerprint it had; a change of what it computes does not."""
+    old = R.module_objects("def f(x):\n    from dcft.train import fit\n    if x:\n        import dcft.models as M\n"
+                           "    return fit(x)\n")
+    moved = R.module_objects(f"def f(x):\n    from dcft.harness.train import fit\n    if x:\n"
+                             f"        import dcft.harness.models as M\n    {body}\n")
+    assert (old == moved) == (body == "return fit(x)")

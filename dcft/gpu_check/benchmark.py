@@ -1,13 +1,13 @@
 """`make bench` on the GPU: DeBERTaV3-base (built from `conf/model/deberta-v3-base.yaml`, random
 weights) at the authors' batch and sequence length, DCFT kernel 8 and 2 on the fast and the
 reference path, DCFT through the peft tuner, LoRA r=1, full fine-tuning and the head-only floor,
-with merged inference; float32 and bf16 autocast; step time and peak memory (`dcft.bench`).
+with merged inference; float32 and bf16 autocast; step time and peak memory (`dcft.measure.bench`).
 
 Batch 32 is every DeBERTaV3-base script's batch (`hyperparameters.md`); 320 tokens is the most common
 of their `max_len` values (RTE, MRPC, QQP; the others use 64 to 512), and their scripts pad every
 batch to it, so 32 x 320 is the step most of the paper's DeBERTaV3-base runs take.
 
-Verdict rows: the loss equalities of `dcft.bench.checks` are correctness (`fail` when missed); its
+Verdict rows: the loss equalities of `dcft.measure.bench.checks` are correctness (`fail` when missed); its
 step-time, memory and merged-latency targets are speed targets (`missed`); the step times and peak
 memory of every setting are `info`.
 """
@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from dcft import bench
+from dcft.measure import bench
 from dcft.gpu_check.verdict import Verdict
 
 MODEL = "deberta-v3-base"
@@ -33,7 +33,7 @@ PRECISIONS = ("fp32", "bf16")
 
 def run_bench(device: torch.device, precision: str, batch: int = BATCH, seq_len: int = SEQ_LEN,
               repeats: int = REPEATS, log: Callable[[str], None] = print, model: str = MODEL) -> dict[str, Any]:
-    """One `dcft.bench` run of the settings above at `precision` on `device` (writes nothing)."""
+    """One `dcft.measure.bench` run of the settings above at `precision` on `device` (writes nothing)."""
     return bench.run(model=model, device=str(device), batch=batch, seq_len=seq_len, repeats=repeats,
                      shapes=SHAPES, only=list(ONLY), precision=precision, log=log)
 

@@ -56,7 +56,7 @@ def library_versions() -> dict[str, str | None]:
 def environment(device: torch.device) -> dict[str, Any]:
     """The GPU (name, memory, compute capability, how many are visible), driver, CUDA and cuDNN as
     torch sees them, TF32 and bf16 settings, library versions and the commit."""
-    from dcft.results import git_commit
+    from dcft.report.results import git_commit
 
     props = torch.cuda.get_device_properties(device)
     return {

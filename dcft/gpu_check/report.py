@@ -24,7 +24,7 @@ def stem(record: dict[str, Any]) -> str:
 
 def markdown(record: dict[str, Any]) -> str:
     """The report of a GPU-check record."""
-    from dcft import bench
+    from dcft.measure import bench
 
     verdicts = from_records(record["verdicts"])
     env = record["environment"]
@@ -44,7 +44,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 def write(record: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """`<out_dir>/<gpu>-<date>.json` and `.md`, written atomically; their paths."""
-    from dcft.results import atomic_write_json, atomic_write_text
+    from dcft.report.results import atomic_write_json, atomic_write_text
 
     base = Path(out_dir) / stem(record)
     json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")

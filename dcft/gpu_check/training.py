@@ -1,4 +1,4 @@
-"""A short real training on the GPU, through the harness (`run.py`, `dcft.experiment`): MiniLM on
+"""A short real training on the GPU, through the harness (`run.py`, `dcft.harness.experiment`): MiniLM on
 SST-2 with DCFT kernel 8, exactly the CPU study's Table 1 run (`REFERENCE_RUN`: its preset, learning
 rate, seed and every other setting, read from its committed result file) but for the number of steps
 (`STEPS`), in float32 and in bf16 autocast.

@@ -37,7 +37,7 @@ from torch import nn
 from dcft.methods.base import Method, ParamCount
 from dcft.methods.lora import (ADAPTER, PeftMerge, check_dropout, check_rank, check_targets_free, fan_in_fan_out,
                                params_with, peft_lora_layers, peft_target_check)
-from dcft.models import resolve_targets
+from dcft.harness.models import resolve_targets
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Config:
     """AdaLoRA (Zhang et al. 2023): SVD-form low-rank update with importance-driven rank pruning."""
 
     name: str = "adalora"  # registry key
-    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.models.resolve_targets)
+    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.harness.models.resolve_targets)
     init_r: int = 2  # initial rank of every adapted matrix (reference --lora_r)
     target_r: int = 1  # final average rank per matrix; total budget = target_r x matrices (reference --target_rank)
     lora_alpha: float = 32.0  # scaling numerator: update scaled by lora_alpha / init_r (reference --lora_alpha)

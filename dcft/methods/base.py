@@ -1,6 +1,6 @@
 """The small interface every fine-tuning method implements.
 
-The training loop (`dcft.train`) talks to a method only through this class: it never
+The training loop (`dcft.harness.train`) talks to a method only through this class: it never
 branches on a method's name. A method
 
 * injects its modules into a backbone and freezes what it does not train (`apply`),
@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
-from dcft.models import head_parameter_names
+from dcft.harness.models import head_parameter_names
 
 # Parameters never decayed by AdamW: biases and normalisation weights (BERT/HF convention).
 NO_DECAY_KEYS = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
@@ -48,7 +48,7 @@ class Method:
     name: str = "base"
     can_merge: bool = False  # whether `merge` folds the method into the backbone weights
     # Bumped by hand when a change alters what this method computes: part of a run's identity
-    # (`dcft.identity`), so results of an older revision are not reused as current.
+    # (`dcft.harness.identity`), so results of an older revision are not reused as current.
     revision: int = 1
 
     def __init__(self, cfg: Any):
@@ -57,7 +57,7 @@ class Method:
     # --- building -------------------------------------------------------------------------
     @property
     def targets(self) -> str:
-        """The target set (`dcft.models.TARGET_SETS`) from the method's config, default `all`."""
+        """The target set (`dcft.harness.models.TARGET_SETS`) from the method's config, default `all`."""
         return getattr(self.cfg, "targets", None) or "all"
 
     def validate(self, model: nn.Module, targets: str) -> None:

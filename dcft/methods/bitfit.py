@@ -15,7 +15,7 @@ from typing import Iterator
 from torch import nn
 
 from dcft.methods.base import Method
-from dcft.models import head_parameter_names
+from dcft.harness.models import head_parameter_names
 
 
 @dataclass

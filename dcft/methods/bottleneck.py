@@ -53,11 +53,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcft.methods.base import Method
-from dcft.models import get_submodule_parent, iter_linear, role_modules
+from dcft.harness.models import get_submodule_parent, iter_linear, role_modules
 
 ACTIVATIONS = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
                "gelu_new": partial(nn.GELU, approximate="tanh")}  # gelu_new: transformers' / OpenDelta's tanh GELU
-# Where adapters go, as roles of dcft.models.ROLE_PATTERNS: o = attention output, f = FFN output.
+# Where adapters go, as roles of dcft.harness.models.ROLE_PATTERNS: o = attention output, f = FFN output.
 PLACEMENTS = {"attn_ffn": ("o", "f"), "ffn": ("f",)}
 
 

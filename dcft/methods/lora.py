@@ -6,7 +6,7 @@ transformers model with `peft.inject_adapter_in_model`: no `PeftModel` wrapper, 
 trains is the transformers model itself and parameter names stay
 `<module>.lora_A.default.weight` / `<module>.base_layer.weight` (no `base_model.model.` prefix).
 
-Targets are the exact module names of `dcft.models.resolve_targets`, so a suffix such as
+Targets are the exact module names of `dcft.harness.models.resolve_targets`, so a suffix such as
 `output.dense` never catches `attention.output.dense` nor `pooler.dense`. The DCFT paper compares
 with LoRA at rank 1 on ALL targets (DeBERTaV3-base: 165,888 parameters).
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dcft.methods.base import Method
-from dcft.models import is_conv1d, resolve_targets
+from dcft.harness.models import is_conv1d, resolve_targets
 
 ADAPTER = "default"  # the peft adapter name every peft-based method here uses
 
@@ -32,7 +32,7 @@ class Config:
     """LoRA (Hu et al. 2022): `y += (alpha / r) · B A x` on the target linear layers."""
 
     name: str = "lora"  # registry key
-    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.models.resolve_targets)
+    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.harness.models.resolve_targets)
     r: int = 1  # rank of B A (the DCFT paper compares at rank 1)
     alpha: float = 2.0  # scaling numerator: the update is scaled by alpha / r
     dropout: float = 0.0  # dropout probability on the adapter's input x

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcft.methods.base import NO_DECAY_KEYS, Method, ParamCount
-from dcft.models import get_submodule_parent, iter_linear, resolve_targets
+from dcft.harness.models import get_submodule_parent, iter_linear, resolve_targets
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Config:
     """SoRA (Ding et al. 2023): LoRA with a gate vector made sparse by a proximal step."""
 
     name: str = "sora"  # registry key
-    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.models.resolve_targets)
+    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo), list of module-name suffixes, or regex (dcft.harness.models.resolve_targets)
     r: int = 8  # maximal rank of every adapted matrix (reference --lora_r 8)
     alpha: float = 16.0  # scaling numerator: update scaled by alpha / r, r the initial rank (reference lora_alpha 16)
     dropout: float = 0.0  # dropout probability on the adapter's input x

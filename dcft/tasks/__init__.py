@@ -10,7 +10,7 @@ KINDS = ("glue", "squad")
 
 
 def build_task(task_cfg: Any, data_cfg: Any) -> Task:
-    """The `Task` for a `task` config (`dcft.config.TaskConf`) and a `data` config."""
+    """The `Task` for a `task` config (`dcft.harness.config.TaskConf`) and a `data` config."""
     if task_cfg.kind == "glue":
         from dcft.tasks.glue import GlueTask
 

@@ -1,6 +1,6 @@
 """The interface between a task (GLUE, SQuAD) and the training loop.
 
-The loop (`dcft.train`) knows no task by name: a task gives it tokenised datasets, a
+The loop (`dcft.harness.train`) knows no task by name: a task gives it tokenised datasets, a
 collator, the model head it needs, and turns the gathered model outputs of one evaluation
 set into metrics. Metric keys are `<eval set>/<metric>` (e.g. `validation_matched/accuracy`);
 `score` picks the one number used to track the best checkpoint (the paper reports the best
@@ -42,7 +42,7 @@ class Task:
 
     def data_files(self) -> dict[str, Path]:
         """The local files this task reads, by split (empty when it loads from the Hub): what a
-        run's identity fingerprints (`dcft.identity.data_fingerprint`)."""
+        run's identity fingerprints (`dcft.harness.identity.data_fingerprint`)."""
         return {}
 
     def hub_dataset(self) -> str:
@@ -51,7 +51,7 @@ class Task:
 
     def train_pool_size(self) -> int | None:
         """The number of training examples `data.limit_train` draws from, where it is known before
-        loading (a limit at or above it limits nothing: `dcft.identity.effective_config`); None here."""
+        loading (a limit at or above it limits nothing: `dcft.harness.identity.effective_config`); None here."""
         return None
 
     def outputs(self, model_output: Any) -> dict[str, Any]:

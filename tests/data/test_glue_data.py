@@ -10,7 +10,7 @@ import pytest
 from dcft.data import glue as glue_mod
 from dcft.data.glue import (GLUE_TASKS, DataError, GlueTask, get_task, load_glue, read_glue_tsv,
                             subsample, tokenize_glue, tsv_path)
-from dcft.models import byte_tokenizer
+from dcft.harness.models import byte_tokenizer
 
 STRAY = '"What is a "good" book?'  # unbalanced quotes: default csv quoting would swallow lines
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import compose_cfg
 from dcft.data.glue import split_holdout
-from dcft.models import byte_tokenizer
+from dcft.harness.models import byte_tokenizer
 from dcft.tasks import build_task
 from dcft.tasks.glue import GlueTask
 

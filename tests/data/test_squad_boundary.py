@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from dcft.models import byte_tokenizer
+from dcft.harness.models import byte_tokenizer
 from dcft.tasks.squad import SquadTask
 
 L = 6  # max_answer_length, tokens

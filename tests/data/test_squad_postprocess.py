@@ -13,7 +13,7 @@ import pytest
 
 from dcft.data.squad import (best_span_texts, postprocess_predictions, prepare_eval_features,
                              prepare_train_features)
-from dcft.models import byte_tokenizer
+from dcft.harness.models import byte_tokenizer
 
 TOK = byte_tokenizer()
 Q = "Q?"  # 2 tokens: a feature is [CLS] Q ? [SEP] <window> [SEP]

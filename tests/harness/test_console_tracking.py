@@ -13,8 +13,8 @@ import warnings
 import pytest
 
 from conftest import compose_cfg
-from dcft import console, tracking
-from dcft.experiment import run
+from dcft.harness import console, tracking
+from dcft.harness.experiment import run
 from test_experiment import write_learnable_rte
 
 TINY = ["model=tiny-bert", "task=rte", "method=dcft", "kernel=8", "train.batch_size=8", "data.limit_train=24",
@@ -92,7 +92,7 @@ def test_help_text_is_the_whole_first_paragraph():
     assert console.help_text(doc) == "`make x`: one sentence that wraps onto a second line."
 
 
-@pytest.mark.parametrize("module", ["dcft.tables", "dcft.figures", "dcft.params", "dcft.results"])
+@pytest.mark.parametrize("module", ["dcft.report.tables", "dcft.report.figures", "dcft.measure.params", "dcft.report.results"])
 def test_cli_help_ends_a_sentence(module, capsys):
     import importlib
 
@@ -172,7 +172,7 @@ def test_unknown_or_missing_tracker_is_a_clear_error():
 def test_missing_tracker_is_rejected_in_the_checks_before_a_run_starts():
     if tracking.available("wandb"):
         pytest.skip("wandb is installed here: nothing to reject")
-    from dcft.experiment import precheck
+    from dcft.harness.experiment import precheck
 
     with pytest.raises(ValueError, match="pip install wandb"):
         precheck(compose_cfg(["model=tiny-bert", "task=rte", "logger=wandb"]))

@@ -13,7 +13,7 @@ from matplotlib.colors import to_rgba
 
 import matplotlib.pyplot as plt
 
-from dcft import figures as F
+from dcft.report import figures as F
 from tables.test_figures import _run, write_fig_runs
 
 

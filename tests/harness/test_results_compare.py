@@ -1,4 +1,4 @@
-"""`python -m dcft.results`: the compact comparison (filters, grouping over seeds, mean ± std, n,
+"""`python -m dcft.report.results`: the compact comparison (filters, grouping over seeds, mean ± std, n,
 #Params, steps, time, CSV) and `load_tidy` (the problem: "load_all() returns 184 columns and there is
 no compact comparison"). Fixture result files with hand-chosen numbers; expected values by hand."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from dcft import results as R
+from dcft.report import results as R
 
 
 def _write(root: Path, task: str, method: str, seed: int, score: float, *, kernel=None, stride=None, r=None,
@@ -78,14 +78,14 @@ def test_compare_groups_seeds_mean_std_n(runs):
 
 
 def test_compare_cli_text_and_csv(runs, tmp_path):
-    cmd = [sys.executable, "-m", "dcft.results", str(runs), "task=rte", "method=dcft,lora", "--csv", str(tmp_path / "c.csv")]
+    cmd = [sys.executable, "-m", "dcft.report.results", str(runs), "task=rte", "method=dcft,lora", "--csv", str(tmp_path / "c.csv")]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     line = next(l for l in out.splitlines() if "kernel=8" in l)
     assert "70.00 ± 10.00" in line and " 3 " in line and "7.5K" in line and "2.00" in line  # ×100; 120 s = 2.00 min
     assert "not shown: 1 failed, 1 smoke" in out
     rows = list(csv.DictReader(io.StringIO((tmp_path / "c.csv").read_text())))
     assert [float(r["score_mean"]) for r in rows] == pytest.approx([0.55, 0.70, 0.65])
-    squad = subprocess.run([sys.executable, "-m", "dcft.results", str(runs), "task=squad"], cwd=ROOT,
+    squad = subprocess.run([sys.executable, "-m", "dcft.report.results", str(runs), "task=squad"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout
     assert "87.50" in squad  # SQuAD F1 is already ×100
 
@@ -95,7 +95,7 @@ def test_filters_are_checked(runs):
         R.parse_filters(["tsk=rte"])
     with pytest.raises(ValueError, match="column=value"):
         R.parse_filters(["rte"])
-    p = subprocess.run([sys.executable, "-m", "dcft.results", str(runs / "nope")], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "dcft.report.results", str(runs / "nope")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
 
 

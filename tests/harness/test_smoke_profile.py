@@ -27,7 +27,7 @@ def test_smoke_window_fits_each_task(task):
 
 @pytest.mark.parametrize("task, version", [("squad", "v1"), ("squad_v2", "v2")])
 def test_smoke_squad_runs(task, version, tmp_path):
-    from dcft.experiment import run
+    from dcft.harness.experiment import run
 
     squad = write_squad(tmp_path / "squad", version)
     rec = run(compose_cfg(["model=tiny-bert", f"task={task}", "method=lora", "preset=none", f"data.squad_dir={squad}",

@@ -11,8 +11,8 @@ import stat
 import pytest
 
 from conftest import compose_cfg
-from dcft import results
-from dcft.experiment import run
+from dcft.report import results
+from dcft.harness.experiment import run
 from test_experiment import write_learnable_rte
 
 # 32 training examples, batch 8: 4 optimizer steps per epoch.

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import model_cfg
 from dcft.methods import build_method
-from dcft.models import build_model
+from dcft.harness.models import build_model
 
 DEBERTA_HEAD = (768 * 768 + 768) + (768 * 2 + 2)  # pooler.dense + classifier
 

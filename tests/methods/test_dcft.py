@@ -12,7 +12,7 @@ from conftest import TINY_MODELS, tiny_model
 from dcft.methods import build_method, config_class, method_class
 from dcft.methods.dcft import DCFT, Config, DCFTLinear, apply_dcft, dcft_layers
 from dcft.methods.dcft.layer import shape_error
-from dcft.models import iter_linear, resolve_targets
+from dcft.harness.models import iter_linear, resolve_targets
 
 
 def make_layer(din, dout, kernel, stride=None, rank=1, std=1.0, seed=0, dtype=torch.float64, **kw):

@@ -131,7 +131,7 @@ def test_save_errors(tmp_path):
     model = tiny_model("tiny-bert")
     with pytest.raises(ValueError, match="no DCFT layers"):
         dcft.save_adapter(model, DCFT(), tmp_path)
-    from dcft.models import build_model
+    from dcft.harness.models import build_model
     from conftest import model_cfg
 
     meta_model = build_model(model_cfg("tiny-bert"), device="meta")
@@ -206,8 +206,8 @@ PAPER_COUNTS = [
 
 @pytest.mark.parametrize("model_name,kernel,stride,targets,expected", PAPER_COUNTS)
 def test_paper_counts_on_meta_device(model_name, kernel, stride, targets, expected):
-    from dcft.config import load_group_file
-    from dcft.models import build_model
+    from dcft.harness.config import load_group_file
+    from dcft.harness.models import build_model
 
     model = build_model(load_group_file("model", model_name), device="meta")
     method = dcft.apply_dcft(model, targets=targets, kernel=kernel, stride=stride)

@@ -1,5 +1,5 @@
 """A DCFT adapter exported as a standard peft LoRA adapter (`dcft.export_lora`, `python -m
-dcft.export --to-lora`): plain peft, in a fresh process that cannot import dcft, reproduces the
+dcft.harness.export --to-lora`): plain peft, in a fresh process that cannot import dcft, reproduces the
 DCFT model's outputs to float32 precision on tiny Llama, GPT-2 (Conv1D) and DeBERTa models; the
 LoRA's rank and size follow k*d and the layer sizes; a harness run directory exports too."""
 
@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 import dcft
 from conftest import ROOT, compose_cfg, model_cfg
-from dcft.export import export_lora, main
+from dcft.harness.export import export_lora, main
 from dcft.methods.dcft.tuner import DcftConfig, to_lora
 from tiny_models import COMMON, build
 
@@ -165,10 +165,10 @@ def test_a_run_directory_exports_its_best_adapter(tmp_path):
     run's saved DCFT model (`load_run_adapter`)."""
     from omegaconf import OmegaConf
 
-    from dcft import results
-    from dcft.experiment import run
-    from dcft.export import load_run_adapter
-    from dcft.models import get_model
+    from dcft.report import results
+    from dcft.harness.experiment import run
+    from dcft.harness.export import load_run_adapter
+    from dcft.harness.models import get_model
     from test_experiment import TINY_RUN, write_learnable_rte
 
     glue = write_learnable_rte(tmp_path / "glue", n_train=32, n_dev=16)
@@ -188,7 +188,7 @@ def test_a_run_directory_exports_its_best_adapter(tmp_path):
 def test_readme_states_the_size_trade_counted_on_the_meta_device():
     """README's table of a DCFT kernel-8 adapter and its LoRA of rank k*d, counted here on the meta device
     (`to_lora` of a peft DCFT model built without weights) and checked against the paper's own count."""
-    from dcft.models import build_model
+    from dcft.harness.models import build_model
 
     section = (ROOT / "README.md").read_text().split("## Using DCFT in your own code", 1)[1].split("\n## ", 1)[0]
     by_hand = {  # (paper's count for DeBERTaV3-base k8, dcft-method.md; LoRA rank 8 x (din + dout) per matrix)

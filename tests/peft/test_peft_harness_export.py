@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import compose_cfg, tiny_model
-from dcft import results
-from dcft.experiment import run
-from dcft.export import NotSavable, evaluate_run_adapter, load_run_adapter, save_peft_adapter
+from dcft.report import results
+from dcft.harness.experiment import run
+from dcft.harness.export import NotSavable, evaluate_run_adapter, load_run_adapter, save_peft_adapter
 from test_experiment import TINY_RUN, write_learnable_rte  # tests/ is on the path (its conftest)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT, compose_cfg
 from dcft import study as S
-from dcft.identity import flatten
+from dcft.harness.identity import flatten
 
 
 def _generator():
@@ -75,7 +75,7 @@ def _run(task, method, lr, seed, holdout, dev, steps=None, **method_keys):
     declared = {"method": m, "seed": seed, "train": {"max_steps": steps or S.BUDGET[task]["max_steps"], "lr": lr}}
     return {"task": task, "method": method, "lr": lr, "seed": seed, "selection_score": holdout,
             "run": f"{task}/{method}/{lr}/{seed}", "best": {f"validation/{S.METRIC[task]}": dev},
-            "declared": declared, "facts": flatten({"declared": declared})}  # as dcft.tables.normalise gives them
+            "declared": declared, "facts": flatten({"declared": declared})}  # as dcft.report.tables.normalise gives them
 
 
 @pytest.fixture

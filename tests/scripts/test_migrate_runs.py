@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_cfg
-from dcft import identity
+from dcft.harness import identity
 from test_experiment import write_learnable_rte
 
 

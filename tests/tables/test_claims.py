@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from dcft import claims as C
+from dcft.report import claims as C
 
 
 def t2(p):

@@ -1,4 +1,4 @@
-"""`dcft.figures`: every figure is produced from fixture result files (PNG and PDF, non-empty)."""
+"""`dcft.report.figures`: every figure is produced from fixture result files (PNG and PDF, non-empty)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dcft import figures as F
+from dcft.report import figures as F
 
 METRIC = {"cola": "validation/matthews_correlation", "stsb": "validation/pearson"}
 

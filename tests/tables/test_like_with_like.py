@@ -1,4 +1,4 @@
-"""A table compares like with like (`dcft.selection`, used by `dcft.tables` and the CPU study's report).
+"""A table compares like with like (`dcft.report.selection`, used by `dcft.report.tables` and the CPU study's report).
 
 Each test builds result files by hand and checks a cell against values worked out here:
 
@@ -11,7 +11,7 @@ Each test builds result files by hand and checks a cell against values worked ou
   duplicates;
 * SoRA's and AdaLoRA's #Params come from the selected runs (mean, with the range);
 * the best-step rule under ties is the earliest, and the CPU study reports what the other rule changes;
-* on the committed CPU study, `dcft.tables` gives the study's own Table 1 cells.
+* on the committed CPU study, `dcft.report.tables` gives the study's own Table 1 cells.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pytest
 
 from dcft import study as S
 from dcft import study_report as R
-from dcft import tables as T
-from dcft.selection import best_entry
+from dcft.report import tables as T
+from dcft.report.selection import best_entry
 from conftest import ROOT
 
 METRIC = {"cola": "validation/matthews_correlation", "sst2": "validation/accuracy"}
@@ -36,7 +36,7 @@ def result(root: Path, folder: str, *, task: str = "sst2", method: str = "lora",
            train_sha: str = "a1", code_method: int = 1, score: float = 0.8, dev: float = 0.8,
            history: list | None = None, params: int = 1000, live: int | None = None, kernel: int | None = None,
            finished: str = "2026-01-01T00:00:00", model: str = "minilm") -> Path:
-    """A completed run's result file, shaped as `dcft.experiment` writes it: `score` is the selection score
+    """A completed run's result file, shaped as `dcft.harness.experiment` writes it: `score` is the selection score
     (held-out with `holdout` > 0, else dev) at the best step, `dev` the dev metric there."""
     dev_key = METRIC[task]
     mcfg = {"name": method}
@@ -235,11 +235,11 @@ def test_pruned_params_in_the_tables_are_the_selected_runs_mean_with_range(tmp_p
 
 def _study_run(folder: str, *, method: str, lr: float, seed: int, score: float, dev: float, live: int | None = None,
                history: list | None = None, **mcfg) -> dict:
-    """A normalised run (`dcft.tables.normalise`) of the CPU study on SST-2 at its budget."""
+    """A normalised run (`dcft.report.tables.normalise`) of the CPU study on SST-2 at its budget."""
     m = {"name": method, **mcfg}
     declared = {"method": m, "seed": seed, "train": {"max_steps": S.BUDGET["sst2"]["max_steps"], "lr": lr}}
     best = {"validation/accuracy": dev, "holdout/accuracy": score}
-    from dcft.identity import flatten
+    from dcft.harness.identity import flatten
     return {"run": folder, "path": folder, "task": "sst2", "method": method, "lr": lr, "seed": seed,
             "selection_score": score, "best": best, "declared": declared, "facts": flatten({"declared": declared}),
             "params_method": live, "history": history or [{"step": 100, "score": score, **best}], "finished_at": ""}
@@ -296,7 +296,7 @@ def test_the_study_reports_which_verdicts_rest_on_the_tie_rule(tmp_path: Path):
 
 # ---- the committed CPU study --------------------------------------------------------------------------
 def test_the_paper_table_from_the_cpu_study_runs_gives_the_studys_own_cells():
-    """`python -m dcft.tables --model minilm --tables 1 --runs results/cpu-study/runs` fills every cell the
+    """`python -m dcft.report.tables --model minilm --tables 1 --runs results/cpu-study/runs` fills every cell the
     study reports with the study's own value, seeds and runs (its committed `tables/cells.csv`)."""
     study = ROOT / "results" / "cpu-study"
     rows = [r for r in csv.DictReader((study / "tables" / "cells.csv").open(encoding="utf-8")) if r["table"] == "table1"]
@@ -317,7 +317,7 @@ def test_figures_2_and_3_show_the_runs_a_cell_would(tmp_path: Path):
     """Figures 2 and 3 take LoRA's and DCFT's runs on a task as a table cell does: LoRA lr 1e-3 (seeds 6, 7,
     held-out .80) and lr 2e-3 (seed 6, .85) at 1000 steps, beside DCFT k8 at 1000 steps; a 2000-step LoRA run
     (.95) is another budget. Shown: LoRA lr 2e-3 seed 6, and DCFT's run."""
-    from dcft import figures as F
+    from dcft.report import figures as F
 
     root = tmp_path / "runs"
     result(root, "dcft", method="dcft", kernel=8, lr=5e-3, dev=0.5)
@@ -330,10 +330,10 @@ def test_figures_2_and_3_show_the_runs_a_cell_would(tmp_path: Path):
 
 
 def test_the_run_comparison_never_averages_runs_of_other_data(tmp_path: Path):
-    """`python -m dcft.results`: LoRA seeds 6 and 7 on the original train.tsv (dev .84, .86) and seed 6 on an
+    """`python -m dcft.report.results`: LoRA seeds 6 and 7 on the original train.tsv (dev .84, .86) and seed 6 on an
     edited copy (.60) are two rows, (84 + 86) / 2 = 85 over seeds 6, 7 and the edited run alone, which names
     the key that sets it apart; not one row of n = 3 over seeds 6, 6, 7."""
-    from dcft import results as RS
+    from dcft.report import results as RS
 
     root = tmp_path / "runs"
     result(root, "orig-s6", seed=6, dev=0.84, holdout=0.0)
@@ -365,7 +365,7 @@ def test_a_time_cell_from_several_machines_says_so(tmp_path: Path):
 def test_without_the_tuning_seed_a_lone_rate_fills_the_cell_and_two_rates_leave_it_empty(tmp_path: Path):
     """Seed 7 only: one rate needs no comparison and fills the cell (seed 6 marked missing); two rates
     cannot be compared on the tuning seed, so the cell stays empty and says why."""
-    from dcft.selection import choose, describe
+    from dcft.report.selection import choose, describe
 
     root = tmp_path / "runs"
     result(root, "a-s7", lr=1e-3, seed=7, dev=0.84)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dcft import tables as T
+from dcft.report import tables as T
 from dcft.methods import REGISTRY
 from test_tables import write_run
 

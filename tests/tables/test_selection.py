@@ -1,6 +1,6 @@
 """Tables never drop a run silently and select the learning rate per method as the paper did: where
 several learning rates could fill a cell, the one whose tuning-seed run scores best wins, the chosen
-runs and learning rate are named, every other is listed (`dcft.selection`)."""
+runs and learning rate are named, every other is listed (`dcft.report.selection`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dcft import tables as T
+from dcft.report import tables as T
 from test_tables import acc, write_run
 
 M = "deberta-v3-base"

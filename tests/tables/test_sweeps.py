@@ -1,4 +1,4 @@
-"""The paper-table sweeps (`conf/sweep/`), their dry run (`dcft.sweep plan`), the SLURM launcher
+"""The paper-table sweeps (`conf/sweep/`), their dry run (`dcft.harness.sweep plan`), the SLURM launcher
 config, and the skipping of finished runs on relaunch."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_cfg
-from dcft import sweep as S
+from dcft.harness import sweep as S
 
 SWEEPS = ROOT / "conf" / "sweep"
 # model x task x method x kernel x stride x targets of each paper table (seed 6 once)
@@ -149,7 +149,7 @@ def _composed_rates(method: str, models: list[str], tasks: list[str]) -> dict[tu
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from dcft.config import register
+    from dcft.harness.config import register
 
     register()
     GlobalHydra.instance().clear()
@@ -234,8 +234,8 @@ def _completed(run_dir: Path, cfg, **extra) -> dict:
     computes for it (so only the reuse decision is under test here; tests/test_identity.py tests it)."""
     from omegaconf import OmegaConf
 
-    from dcft.experiment import precheck
-    from dcft.identity import effective_config
+    from dcft.harness.experiment import precheck
+    from dcft.harness.identity import effective_config
 
     method, task = precheck(cfg)
     ident = effective_config(OmegaConf.to_container(cfg, resolve=True), task, method.revision)
@@ -248,7 +248,7 @@ def _completed(run_dir: Path, cfg, **extra) -> dict:
 def test_plan_reports_completed_and_run_skips_them(tmp_path: Path):
     """A completed result.json in a planned folder: `plan` says completed, and `run()` given that
     folder returns the stored result without building anything."""
-    from dcft.experiment import run
+    from dcft.harness.experiment import run
 
     overrides = ["+sweep=table5", "task=rte", f"output_root={tmp_path}"]
     runs = S.plan(overrides)

@@ -1,4 +1,4 @@
-"""`dcft.tables`: tables built from hand-written result files, and the paper's numbers as data."""
+"""`dcft.report.tables`: tables built from hand-written result files, and the paper's numbers as data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dcft import tables as T
+from dcft.report import tables as T
 
 PAPER = T.PAPER_DIR
 GLUE_METRIC = {"cola": "validation/matthews_correlation", "stsb": "validation/pearson"}
@@ -19,7 +19,7 @@ def write_run(root: Path, model: str, task: str, method: str, *, seed: int = 6, 
               metrics: dict | None = None, time_s: float = 1800.0, params: int = 0, debug: str | None = None,
               finished: str = "2026-01-01T00:00:00", lr: float | None = None, score: float | None = None,
               holdout: float | None = None, folder: str | None = None, method_cfg: dict | None = None) -> Path:
-    """A result file shaped like `dcft.experiment.run` writes it, in the folder a sweep would use."""
+    """A result file shaped like `dcft.harness.experiment.run` writes it, in the folder a sweep would use."""
     if method == "dcft":
         name = f"kernel={kernel},seed={seed},stride={'null' if stride is None else stride},targets={targets}"
         mcfg = {"name": "dcft", "kernel": kernel, "stride": stride, "targets": targets, "rank": 1}
@@ -82,7 +82,7 @@ def test_table6_markdown_exact(table6_runs: Path, tmp_path: Path):
 - Scores: the metric of the best dev evaluation (the paper reports the best), ×100 (CoLA Matthews correlation, STS-B Pearson, accuracy otherwise; SQuAD EM / F1). Where several seeds ran: mean±std (sample std) and n; a single run shows its value.
 - —: no completed run (ours) or not printed (paper); nothing is filled in.
 - #Params: the method's own trainable parameters (head excluded), ours exact from the runs' recorded `params.method` (the setting that ran) (SoRA, AdaLoRA: the live count after training, `params.after_training`, which varies by run: the mean over the runs selected for the row's cells, with its range); ✓/✗: the printed value does (not) follow from the count in the paper's units (binary for DCFT, decimal for baselines; a printed % against the run's backbone size).
-- Selection (`dcft.selection`, one protocol for every table): a cell's runs compete only along the learning rate. Runs that differ in anything else of their identity (budget, initialisation, method settings, held-out protocol, processes, precision, device kind, data or model files, code revision) never compete: one condition fills the cell (the one most rows of the column ran under, then the one most rows ran several seeds under, then the most runs) and the others are left out. Among the rates, the one whose seed-6 run has the best dev score (as the paper: "we tune the learning rate and pick the best learning rate for every method", Appendix E) is chosen, every rate compared on that one seed (ties: the smaller rate); the cell reports every seed of the chosen rate. Best step: a run's score is its best evaluation; where evaluations tie at the best selection score, the earliest counts (what the training loop records). The CSV names each cell's runs and rate (`runs`, `lr`) and every run passed over (`not_selected`). Cells with a choice: 0.
+- Selection (`dcft.report.selection`, one protocol for every table): a cell's runs compete only along the learning rate. Runs that differ in anything else of their identity (budget, initialisation, method settings, held-out protocol, processes, precision, device kind, data or model files, code revision) never compete: one condition fills the cell (the one most rows of the column ran under, then the one most rows ran several seeds under, then the most runs) and the others are left out. Among the rates, the one whose seed-6 run has the best dev score (as the paper: "we tune the learning rate and pick the best learning rate for every method", Appendix E) is chosen, every rate compared on that one seed (ties: the smaller rate); the cell reports every seed of the chosen rate. Best step: a run's score is its best evaluation; where evaluations tie at the best selection score, the earliest counts (what the training loop records). The CSV names each cell's runs and rate (`runs`, `lr`) and every run passed over (`not_selected`). Cells with a choice: 0.
 - 1 failed run excluded: {failed} (ValueError); 1 debug/smoke run excluded.
 - Paper (DeBERTaV3-base, Q,K,V,O, #Params): formula gives 12,288 = 12.0 Ki.
 - Paper (DeBERTaV3-base, ALL, CoLA): Tables 1/4 print 71.07 for the same setting.

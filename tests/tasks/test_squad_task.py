@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from conftest import tiny_model
 from dcft.metrics.squad import main as rescore
-from dcft.models import byte_tokenizer
+from dcft.harness.models import byte_tokenizer
 from dcft.tasks.squad import SquadTask
 
 MAX_LEN, STRIDE = 64, 16

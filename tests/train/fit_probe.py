@@ -1,4 +1,4 @@
-"""Helpers for the training-loop tests in this folder: drive `dcft.train.fit` on a tiny model built
+"""Helpers for the training-loop tests in this folder: drive `dcft.harness.train.fit` on a tiny model built
 from config with a few in-memory examples, and see what it did from the outside.
 
 * `RecordingTask` is RTE whose `model_inputs` keeps a copy of every training batch, so a reference
@@ -30,7 +30,7 @@ SEQ = 10  # tokens per example (no padding: every example has the same length)
 
 def dropout_free_model(name: str = "tiny-deberta", seed: int = 0) -> nn.Module:
     """A tiny classification model from `conf/model/<name>.yaml` with every dropout at 0."""
-    from dcft.models import build_model
+    from dcft.harness.models import build_model
 
     cfg = model_cfg(name)
     cfg["arch"] = {**cfg["arch"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
@@ -116,8 +116,8 @@ def train_cfg(*overrides: str):
 
 
 def run_fit(model, method, task, data, tcfg, run_dir: Path | None = None):
-    from dcft.experiment import make_accelerator
-    from dcft.train import fit
+    from dcft.harness.experiment import make_accelerator
+    from dcft.harness.train import fit
 
     return fit(model, method, task, data, tcfg, make_accelerator(tcfg), run_dir, seed=0)
 

@@ -1,9 +1,9 @@
-"""An oracle for `dcft.train.fit`: a plain reference loop written here, run beside `fit` on the same
+"""An oracle for `dcft.harness.train.fit`: a plain reference loop written here, run beside `fit` on the same
 tiny model (dropout off) and the same batches, must end with the same trained weights (to 1e-6).
 
 The reference loop is the textbook one, written from the paper's setting (HF Trainer: AdamW, linear
 warm-up then linear decay, weight decay except on biases and LayerNorm weights, gradient clipping)
-and nothing of `dcft.train`: task loss + the method's extra loss, backward, clip the global norm of
+and nothing of `dcft.harness.train`: task loss + the method's extra loss, backward, clip the global norm of
 all trainable gradients, set the scheduled lr by hand, AdamW step over parameter groups built here
 from module types and names, then zero the gradients. Settings make every piece count: warm-up on,
 weight decay 0.1, a `max_grad_norm` that binds at every step (asserted), several epochs.

@@ -9,7 +9,7 @@ import datasets
 import torch
 
 from dcft.tasks.base import TaskData
-from dcft.train import make_loaders
+from dcft.harness.train import make_loaders
 
 
 def _data(n: int = 400, seed: int = 0) -> TaskData:

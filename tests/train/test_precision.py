@@ -26,9 +26,10 @@ import pytest
 import torch
 
 from conftest import ROOT, compose_cfg
-from dcft import identity, results
+from dcft.harness import identity
+from dcft.report import results
 from dcft.data.toy import write_learnable_rte
-from dcft.experiment import run
+from dcft.harness.experiment import run
 
 U_BF16 = 2.0 ** -8  # unit roundoff of bfloat16
 FIRST_LOSS_RTOL = 8 * U_BF16

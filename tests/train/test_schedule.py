@@ -1,4 +1,4 @@
-"""The learning-rate schedule of `dcft.train.fit`, pinned against the formula written by hand.
+"""The learning-rate schedule of `dcft.harness.train.fit`, pinned against the formula written by hand.
 
 Linear warm-up then linear decay to 0 (the HF Trainer schedule of the authors' scripts), counted in
 optimizer steps: with `total` steps and `warmup` warm-up steps, the k-th optimizer step (k = 0, 1,

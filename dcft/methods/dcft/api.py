@@ -27,7 +27,7 @@ from dcft.methods.base import ParamCount
 from dcft.methods.dcft.config import Config
 from dcft.methods.dcft.layer import subspace_size
 from dcft.methods.dcft.method import DCFT, dcft_layers, merge_and_unload
-from dcft.models import head_parameter_names, in_out_features, iter_targets, resolve_targets
+from dcft.harness.models import head_parameter_names, in_out_features, iter_targets, resolve_targets
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter_config.json"

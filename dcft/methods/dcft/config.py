@@ -29,7 +29,7 @@ class Config:
     init_std: float = 0.02  # standard deviation of the normal initialisation of A, B (and C unless init="zero")
     reg_orth_coef: float = 0.1  # gamma, weight of the orthogonal regulariser on A and B (paper eq. 4); 0 disables it
     impl: str = "fast"  # "fast": structured path that never builds Delta; "reference": conv_transpose2d as the authors
-    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo: paper Table 6), list of module-name suffixes, or regex (dcft.models.resolve_targets)
+    targets: Any = "all"  # target set (all, qk, qv, qkv, qkvo: paper Table 6), list of module-name suffixes, or regex (dcft.harness.models.resolve_targets)
 
     def __post_init__(self) -> None:
         if self.name != "dcft":
@@ -60,7 +60,7 @@ class Config:
             raise ValueError(f"method.reg_orth_coef={self.reg_orth_coef!r} must be >= 0 (0 disables the regulariser)")
         if self.impl not in IMPLS:
             raise ValueError(f"method.impl={self.impl!r} is not known; valid: {', '.join(IMPLS)}")
-        from dcft.models import check_targets
+        from dcft.harness.models import check_targets
 
         try:
             check_targets(self.targets)

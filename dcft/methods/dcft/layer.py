@@ -106,7 +106,7 @@ def shape_error(name: str, din: int, dout: int, kernel: int, stride: Optional[in
 def base_sizes(base: nn.Module, name: str = "<module>") -> tuple[int, int, bool]:
     """(din, dout, transposed) of a layer DCFT can adapt: `nn.Linear` (weight dout x din) or
     transformers' `Conv1D` (GPT-2; weight din x dout, `transposed=True`). Decided per layer."""
-    from dcft.models import in_out_features, is_conv1d
+    from dcft.harness.models import in_out_features, is_conv1d
 
     try:
         din, dout = in_out_features(base)

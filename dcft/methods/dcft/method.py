@@ -13,7 +13,7 @@ from torch import nn
 from dcft.methods.base import Method
 from dcft.methods.dcft.config import Config
 from dcft.methods.dcft.layer import DCFTLinear, shape_error
-from dcft.models import get_submodule_parent, in_out_features, iter_targets, resolve_targets
+from dcft.harness.models import get_submodule_parent, in_out_features, iter_targets, resolve_targets
 
 
 def dcft_layers(model: nn.Module) -> list[tuple[str, DCFTLinear]]:

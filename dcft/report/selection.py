@@ -1,4 +1,4 @@
-"""Which runs fill a table cell: one selection protocol for `dcft.tables`, `dcft.figures` and the CPU
+"""Which runs fill a table cell: one selection protocol for `dcft.report.tables`, `dcft.report.figures` and the CPU
 study (`dcft.study`, `dcft.study_report`).
 
 A cell compares like with like. Its candidates are the completed runs that match its row and column.
@@ -6,7 +6,7 @@ A cell compares like with like. Its candidates are the completed runs that match
 1. **Conditions.** Two runs share a *condition* when their whole identity is equal except for the
    seed and the tuning axes (`TUNING_AXES`: the learning rate; a caller may declare others). The
    identity (`identity_facts`) is the run's declared configuration, the fingerprints of its data and
-   model files and its code revisions, with whatever else `dcft.identity` stores in a result file's
+   model files and its code revisions, with whatever else `dcft.harness.identity` stores in a result file's
    `identity`, and what the result file records beside it: the number of processes, the device kind
    (cpu, cuda, ...) and the precision. Runs under different conditions (another
    budget, initialisation, process count, precision, device kind, held-out protocol, data, code)
@@ -23,7 +23,7 @@ A cell compares like with like. Its candidates are the completed runs that match
    has plays no part: the chosen setting reports all its seeds, and one with fewer seeds than the
    table asks for is marked (`Choice.missing`), never preferred.
 4. **Best step.** A run's selection score is its best evaluation; where several evaluations tie at
-   that score, the earliest counts (`BEST_STEP_RULE`): the training loop (`dcft.train`) keeps the
+   that score, the earliest counts (`BEST_STEP_RULE`): the training loop (`dcft.harness.train`) keeps the
    first best and replaces it only with a strictly higher score. `best_entry` applies either rule to a
    run's evaluation history, so a report can measure how much the rule matters.
 
@@ -36,14 +36,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from dcft.identity import ABSENT, canonical, flatten
+from dcft.harness.identity import ABSENT, canonical, flatten
 
 TUNING_AXES = ("declared.train.lr",)  # identity keys a cell's candidates may differ in (what a setting is tuned over)
 TUNING_SEED = 6  # the seed every candidate is compared on: conf/config.yaml's default seed, the authors' scripts'
 SEED_KEY = "declared.seed"
 METHOD_PREFIX = "declared.method."  # a method's own settings: no other row of a table has them
 BEST_STEP_RULES = ("earliest", "latest")
-BEST_STEP_RULE = "earliest"  # among evaluations tied at the best selection score: the first (what dcft.train keeps)
+BEST_STEP_RULE = "earliest"  # among evaluations tied at the best selection score: the first (what dcft.harness.train keeps)
 
 
 # ---- a run's identity as flat facts ------------------------------------------------------------------
@@ -53,7 +53,7 @@ def _value(rec: dict[str, Any], key: str) -> Any:
 
 
 def _nested(rec: dict[str, Any], prefix: str) -> dict[str, Any] | None:
-    """A nested dict back from the flat `prefix.a.b` keys of a `dcft.results.load_all` record (None if absent)."""
+    """A nested dict back from the flat `prefix.a.b` keys of a `dcft.report.results.load_all` record (None if absent)."""
     out: dict[str, Any] = {}
     for k, v in rec.items():
         if k.startswith(prefix + ".") and not (isinstance(v, float) and math.isnan(v)):
@@ -66,9 +66,9 @@ def _nested(rec: dict[str, Any], prefix: str) -> dict[str, Any] | None:
 
 
 def declared_of(rec: dict[str, Any]) -> dict[str, Any]:
-    """A flat record's declared configuration (`dcft.identity`): stored in newer result files, computed
+    """A flat record's declared configuration (`dcft.harness.identity`): stored in newer result files, computed
     from the stored resolved config for files written before run identities existed."""
-    from dcft.identity import declared_config
+    from dcft.harness.identity import declared_config
 
     stored = _nested(rec, "identity.declared")
     return stored if stored is not None else declared_config(_nested(rec, "config") or {})
@@ -76,7 +76,7 @@ def declared_of(rec: dict[str, Any]) -> dict[str, Any]:
 
 def identity_facts(rec: dict[str, Any]) -> dict[str, Any]:
     """The whole identity of a run, as flat `dotted.key -> value` facts, from a flat result record (one
-    row of `dcft.results.load_all`): `declared.*`, every other part of the stored identity (`inputs.*`,
+    row of `dcft.report.results.load_all`): `declared.*`, every other part of the stored identity (`inputs.*`,
     `code.*`, ...; its `hash` follows from `declared`), and `run.processes`, `run.device_kind` and
     `run.precision`."""
     identity = _nested(rec, "identity") or {}
@@ -128,7 +128,7 @@ def tied_steps(history: list[dict[str, Any]], key: str = "score") -> list[int]:
 
 
 def at_best_step(run: dict[str, Any], rule: str) -> dict[str, Any]:
-    """A normalised run (`dcft.tables.normalise`: `best`, `selection_score`, `history`) with its best
+    """A normalised run (`dcft.report.tables.normalise`: `best`, `selection_score`, `history`) with its best
     evaluation taken again from its history under `rule`; the run itself when it has no history."""
     entry = best_entry(run.get("history") or [], rule)
     if entry is None:

@@ -1,16 +1,16 @@
 """`make tables`: the paper's Tables 1-6 rebuilt from our result files, cell by cell beside the
 paper's printed numbers (`results/paper/table<N>.csv`), as Markdown, CSV and LaTeX (booktabs).
 
-    python -m dcft.tables                            # every table, paper models, into results/tables/
-    python -m dcft.tables --model minilm --tables 4,5   # Table 4/5 layouts from minilm runs
-    python -m dcft.tables --runs DIR --out DIR --seeds 6,7,8   # mark cells that lack a seed
+    python -m dcft.report.tables                            # every table, paper models, into results/tables/
+    python -m dcft.report.tables --model minilm --tables 4,5   # Table 4/5 layouts from minilm runs
+    python -m dcft.report.tables --runs DIR --out DIR --seeds 6,7,8   # mark cells that lack a seed
 
 Reads result files only: it never trains and runs offline in seconds.
 
 What fills a cell. A table's rows and columns are those of the paper's CSV. A run fills the row
 whose method matches (`method.name`) and, for DCFT rows, whose kernel, stride (null = kernel) and
 targets match at the paper's rank and initialisation; its task and metric pick the column. Which of
-those runs fill the cell is `dcft.selection`'s choice, the protocol every table and the CPU study
+those runs fill the cell is `dcft.report.selection`'s choice, the protocol every table and the CPU study
 share: runs compete only along the learning rate, compared on the tuning seed; runs made under another
 condition (budget, held-out protocol, processes, precision, device kind, data, code) are left out
 with the reason; the cell reports every seed of the chosen rate, mean ± sample std and n. The value
@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dcft import conditions
-from dcft.identity import canonical
-from dcft.selection import TUNING_SEED, Choice, choose, declared_of, describe, identity_facts
+from dcft.harness.identity import canonical
+from dcft.report.selection import TUNING_SEED, Choice, choose, declared_of, describe, identity_facts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER_DIR = ROOT / "results" / "paper"
 TABLES = (1, 2, 3, 4, 5, 6)
 MISSING = "—"
@@ -95,7 +95,7 @@ class Row:
 
     def matches(self, run: dict[str, Any]) -> bool:
         """A baseline row takes any configuration of its method (which one fills a cell is
-        `dcft.selection`'s choice); a DCFT row its kernel, stride and targets at the paper's rank (1)
+        `dcft.report.selection`'s choice); a DCFT row its kernel, stride and targets at the paper's rank (1)
         and the authors' initialisation (`normal`)."""
         if run["method"] != self.method:
             return False
@@ -188,7 +188,7 @@ def _get(rec: dict[str, Any], key: str, default: Any = None) -> Any:
 
 
 def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
-    """One flat result record (from `dcft.results.load_all`) as the fields tables need."""
+    """One flat result record (from `dcft.report.results.load_all`) as the fields tables need."""
     method_name = _get(rec, "config.method.name") or _get(rec, "choices.method")
     kernel = _get(rec, "config.method.kernel")
     stride = _get(rec, "config.method.stride")
@@ -234,7 +234,7 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
         "error": _get(rec, "error.type"),
         "limited": any(_get(rec, k) not in (None, -1) for k in ("config.data.limit_train", "config.train.max_steps")),
         "declared": declared,
-        "facts": facts,  # the whole identity, flat (dcft.selection.identity_facts)
+        "facts": facts,  # the whole identity, flat (dcft.report.selection.identity_facts)
         "identity": canonical(facts),  # one key per identity: two folders with it are duplicates
         "history": history if isinstance(history, list) else [],
         "lr": _get(rec, "config.train.lr"),
@@ -247,7 +247,7 @@ def normalise(rec: dict[str, Any], root: Path) -> dict[str, Any]:
 
 def load_runs(root: str | Path = "results/runs") -> Runs:
     """Every result file under `root`, sorted into usable and excluded runs."""
-    from dcft.results import load_all
+    from dcft.report.results import load_all
 
     root = Path(root)
     out = Runs(root)
@@ -349,7 +349,7 @@ def _params_cell(model: str, row: Row, paper: dict[str, str] | None, matched: li
     ran; SoRA and AdaLoRA: the live count after training, which varies by run: the mean, with the
     range in `low`/`high`); `make params` (the paper's settings counted on the meta device) fills rows
     without runs."""
-    from dcft.params import in_paper_units
+    from dcft.measure.params import in_paper_units
 
     cell = Cell(model, row.model, row, "", "params", printed=(paper or {}).get("printed", ""),
                 paper=paper_value(paper))
@@ -389,7 +389,7 @@ def build_cells(table: PaperTable, runs: Runs, model: str | None = None, params_
                 tuning_seed: int = TUNING_SEED, seeds: Iterable[int] | None = None) -> tuple[list[Cell], dict[str, Any]]:
     """Every cell of `table` for our `model` (None: each paper model with its own runs; a model
     name: the first paper model's layout and numbers, our runs of `model`). Each cell's runs are
-    `dcft.selection.choose`'s (compared on `tuning_seed`; `seeds`: the seeds a cell should have).
+    `dcft.report.selection.choose`'s (compared on `tuning_seed`; `seeds`: the seeds a cell should have).
     Also returns facts for the footnotes (which runs were used, how each cell was picked, where
     #Params came from)."""
     paper_models = table.models if model is None else table.models[:1]
@@ -666,7 +666,7 @@ def make_grid(table: PaperTable, cells: list[Cell], info: dict[str, Any], runs: 
     seed = info["tuning_seed"]
     asked = sorted(set(info["seeds"] or ()))
     notes.append(
-        "Selection (`dcft.selection`, one protocol for every table): a cell's runs compete only along the learning "
+        "Selection (`dcft.report.selection`, one protocol for every table): a cell's runs compete only along the learning "
         "rate. Runs that differ in anything else of their identity (budget, initialisation, method settings, held-out "
         "protocol, processes, precision, device kind, data or model files, code revision) never "
         "compete: one condition fills the cell (the one most rows of the column ran under, then the one most rows ran "
@@ -739,7 +739,7 @@ def tex_escape(s: str) -> str:
 def to_latex(g: Grid) -> str:
     """A booktabs table (needs \\usepackage{booktabs} and amssymb for \\checkmark)."""
     cols = "l" * len(g.header)
-    out = [f"% {g.title}. Generated by `make tables` (dcft/tables.py); needs booktabs and amssymb.",
+    out = [f"% {g.title}. Generated by `make tables` (dcft/report/tables.py); needs booktabs and amssymb.",
            r"\begin{table*}[t]", r"\centering", r"\scriptsize", f"\\caption{{{tex_escape(g.title)}}}",
            f"\\begin{{tabular}}{{{cols}}}", r"\toprule",
            " & ".join(tex_escape(h) for h in g.header) + r" \\", r"\midrule"]
@@ -793,7 +793,7 @@ def write_tables(runs_dir: str | Path = "results/runs", out: str | Path = "resul
                  params_csv: str | Path | None = None, tuning_seed: int = TUNING_SEED,
                  seeds: Iterable[int] | None = None) -> list[Path]:
     """Build the tables and write `table<N>[_<model>].{md,csv,tex}` into `out`; returns the paths."""
-    from dcft.results import atomic_write_text
+    from dcft.report.results import atomic_write_text
 
     out = Path(out)
     params_csv = Path(params_csv) if params_csv is not None else out / "params.csv"
@@ -830,9 +830,9 @@ def _seed_list(s: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dcft.console import help_text
+    from dcft.harness.console import help_text
 
-    ap = argparse.ArgumentParser(prog="python -m dcft.tables", description=help_text(__doc__))
+    ap = argparse.ArgumentParser(prog="python -m dcft.report.tables", description=help_text(__doc__))
     ap.add_argument("--runs", default="results/runs", help="folder searched for result.json files")
     ap.add_argument("--out", default="results/tables", help="output folder (default results/tables)")
     ap.add_argument("--model", default=None,

@@ -33,7 +33,7 @@ RUN_LOG = "run.log"
 # Loggers of the libraries a run uses; their records go to run.log only.
 LIBRARY_LOGGERS = ("transformers", "datasets", "accelerate", "peft", "huggingface_hub", "torch", "safetensors")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # the dcft package
 
 
 def help_text(doc: str | None) -> str:

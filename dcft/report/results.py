@@ -5,7 +5,7 @@ config, the group choices (model/task/method/preset), metrics (best with its ste
 full evaluation history), parameter counts (method's own, head, total), wall times, optimizer
 steps per second, peak memory, device, precision, library versions and the git commit.
 
-    import dcft.results as R; df = R.load_all()          # every run under results/runs
+    import dcft.report.results as R; df = R.load_all()          # every run under results/runs
     pd.json_normalize([json.load(open(p)) for p in Path("results/runs").rglob("result.json")])
 """
 
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from dcft import conditions, units
-from dcft.identity import config_hash
-from dcft.selection import SEED_KEY, condition_key, describe_differences, differing_keys, identity_facts
-from dcft.versions import lock_warning
+from dcft.harness.identity import config_hash
+from dcft.report.selection import SEED_KEY, condition_key, describe_differences, differing_keys, identity_facts
+from dcft.harness.versions import lock_warning
 
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
@@ -130,7 +130,7 @@ def library_versions() -> dict[str, str | None]:
 
 def git_commit(cwd: str | Path | None = None) -> dict[str, Any]:
     """The repository's commit and whether the work tree had uncommitted changes."""
-    cwd = cwd or Path(__file__).resolve().parents[1]
+    cwd = cwd or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              timeout=10).stdout.strip() or None
@@ -194,7 +194,7 @@ def summary(rec: dict) -> str:
     """A readable end-of-run summary of a result record: what ran (model, task, method and its
     setting, seed, preset and its file, learning rate, smoke or not), parameter counts, best and
     final scores, optimizer steps and epochs, times, where the result, log and adapter are, and a warning
-    when the run's library versions (else the installed ones) differ from the lock (`dcft.versions`)."""
+    when the run's library versions (else the installed ones) differ from the lock (`dcft.harness.versions`)."""
     cfg, m = rec.get("config") or {}, rec.get("metrics") or {}
     best = m.get("best") or {}
     p, t = rec.get("params") or {}, rec.get("train") or {}
@@ -280,7 +280,7 @@ def at_or_below_chance(rec: dict) -> list[str]:
             and best[k] <= chance[k] + 1e-12]
 
 
-# --- the tidy view and the compact comparison (`python -m dcft.results`) ------------------------------
+# --- the tidy view and the compact comparison (`python -m dcft.report.results`) ------------------------------
 # Tidy column -> where it comes from in the flat view of `load_all` (first present key wins).
 TIDY_SOURCES: dict[str, tuple[str, ...]] = {
     "run_dir": ("run_dir",),                                  # the run's folder
@@ -349,7 +349,7 @@ def _present(v: Any) -> bool:
 def tidy(raw):
     """The tidy view of a `load_all` frame: the `TIDY_SOURCES` columns (a null stride filled
     with the kernel), plus `smoke` (bool), `setting` (e.g. "kernel=8 stride=8 rank=1 targets=all"),
-    `facts` (the run's whole identity, `dcft.selection.identity_facts`) and `condition` (a short hash of
+    `facts` (the run's whole identity, `dcft.report.selection.identity_facts`) and `condition` (a short hash of
     that identity without the seed: runs that differ only in their seed share it)."""
     import pandas as pd
 
@@ -439,7 +439,7 @@ def _chance_from_files(row) -> float | None:
         _CHANCE_CACHE[key] = None
         path = tsv_path(spec, glue_dir, split)
         try:
-            from dcft.identity import file_sha256
+            from dcft.harness.identity import file_sha256
             from dcft.tasks.glue import chance_metrics
 
             if isinstance(sha, str) and path.is_file() and file_sha256(path) == sha:
@@ -668,17 +668,17 @@ def _excluded_note(df, filters, include: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m dcft.results [RUNS] [column=value[,value] ...] [--csv FILE] [--all | --smoke]`."""
+    """`python -m dcft.report.results [RUNS] [column=value[,value] ...] [--csv FILE] [--all | --smoke]`."""
     import argparse
 
-    from dcft.console import help_text
+    from dcft.harness.console import help_text
 
     ap = argparse.ArgumentParser(
-        prog="python -m dcft.results",
+        prog="python -m dcft.report.results",
         description="Compare runs in one table: completed runs under RUNS grouped over seeds (score mean ± sample "
                     "std and n; GLUE scores ×100), with #Params (the method's own), optimizer steps and "
                     "training time. " + help_text(__doc__),
-        epilog="example: python -m dcft.results results/cpu-study/runs task=rte method=dcft,lora")
+        epilog="example: python -m dcft.report.results results/cpu-study/runs task=rte method=dcft,lora")
     ap.add_argument("args", nargs="*", help="a runs folder (default results/runs) and filters column=value[,value]")
     ap.add_argument("--csv", metavar="FILE", help="also write the grouped table as CSV (raw numbers; '-' = stdout)")
     ap.add_argument("--tidy-csv", metavar="FILE", help="write the tidy per-run view (one row per run) as CSV")

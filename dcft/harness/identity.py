@@ -12,7 +12,7 @@ The effective configuration is everything that determines a run's outcome, and n
   - `train.epochs` is dropped when `train.max_steps > 0` (it is ignored), `train.warmup_ratio`
     when `train.warmup_steps > 0`; `train.max_grad_norm <= 0` (no clipping, whatever the number)
     is written as 0.0; SQuAD-only task keys are dropped for GLUE tasks;
-  - `model.arch` of pretrained weights: only its dropout keys apply (`dcft.models.
+  - `model.arch` of pretrained weights: only its dropout keys apply (`dcft.harness.models.
     apply_arch_to_pretrained`), so every other key is written as the model's `conf/model` file has
     it (the checkpoint's own `config.json` is fingerprinted in `inputs`);
   - keys added after runs existed, left out while at the value every earlier run used
@@ -38,7 +38,7 @@ The effective configuration is everything that determines a run's outcome, and n
   (`CODE_REVISION` here, `Method.revision`): bumped by hand when a change alters what a run
   computes, so results of older code are not reused as if they were current. `tests/
   test_revisions.py` guards them: it fails when the code a revision covers changes while the
-  revision does not (`dcft.revisions`).
+  revision does not (`dcft.harness.revisions`).
 * `versions` — major.minor of torch, transformers, peft and accelerate (`VERSIONED`). A completed
   run of other releases is refused, naming them, unless `train.reuse_across_versions=true`; a
   patch release (5.24.0 -> 5.24.3) is the same release. `SAME_RESULTS` lists minor releases
@@ -48,7 +48,7 @@ The run folder is `<output_root>/<model>/<task>/<method>/<label>-<hash>`: a read
 method's main settings, learning rate and seed, and the first 8 hex digits of the SHA-256 of
 `declared`. The same declared configuration always lands in the same folder and a different one
 never does (up to a hash collision). `inputs`, `code` and `versions` are stored in `result.json`
-and checkpoints and compared before anything is reused (`compare`, used by `dcft.reuse.decide`):
+and checkpoints and compared before anything is reused (`compare`, used by `dcft.harness.reuse.decide`):
 changed data files, other weights, a newer code revision or other library releases in an existing
 folder are refused with the keys that differ, never silently reused. `of_record` gives the
 identity of any stored result (older files included) in the form `compare` uses.
@@ -89,7 +89,7 @@ BEFORE_KEY_EXISTED: dict[str, Any] = {"data.holdout": 0.0, "data.pad_to_max_leng
                                       "train.group_by_length": False}
 SQUAD_ONLY_TASK_KEYS = ("doc_stride", "n_best", "max_answer_length", "null_threshold")
 # Bumped by hand when the training loop's arithmetic changes (what a run computes, not how fast);
-# `dcft.revisions` lists the code it covers and `tests/test_revisions.py` guards it.
+# `dcft.harness.revisions` lists the code it covers and `tests/test_revisions.py` guards it.
 CODE_REVISION = 1
 HASH_LEN = 8
 
@@ -128,7 +128,7 @@ def _same_value(a: Any, b: Any) -> bool:
 @functools.lru_cache(maxsize=None)
 def _model_file_arch(name: str) -> str | None:
     """`model.arch` of `conf/model/<name>.yaml` as JSON (in the file's order), or None without such a file."""
-    from dcft.config import CONF_DIR, load_group_file
+    from dcft.harness.config import CONF_DIR, load_group_file
 
     if not (CONF_DIR / "model" / f"{name}.yaml").is_file():
         return None
@@ -153,7 +153,7 @@ def _pretrained_arch(model: dict) -> None:
 def _named_target_set(model_json: str, targets_json: str) -> str | None:
     """The named target set selecting exactly the modules a target list / regex selects in the
     model built on the meta device from its config, or None (no model, or no such set)."""
-    from dcft.models import TARGET_SETS, build_model, resolve_targets
+    from dcft.harness.models import TARGET_SETS, build_model, resolve_targets
 
     model_cfg, targets = json.loads(model_json), json.loads(targets_json)
     try:
@@ -197,7 +197,7 @@ def declared_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     if (train.get("warmup_steps") or 0) > 0:
         train.pop("warmup_ratio", None)
     if isinstance(train.get("max_grad_norm"), (int, float)) and train["max_grad_norm"] <= 0:
-        train["max_grad_norm"] = 0.0  # 0 and -1 both mean no clipping (dcft.train.fit)
+        train["max_grad_norm"] = 0.0  # 0 and -1 both mean no clipping (dcft.harness.train.fit)
     for key, value in OMITTED_AT.items():  # added after runs existed: at the old behaviour, not part of identity
         if _same_value(_get(cfg, key, None), value):
             _pop(cfg, key)
@@ -212,7 +212,7 @@ def declared_config(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-NAMED_TARGETS = ("all", "qk", "qv", "qkv", "qkvo")  # dcft.models.TARGET_SETS; lists and regexes show as "custom"
+NAMED_TARGETS = ("all", "qk", "qv", "qkv", "qkvo")  # dcft.harness.models.TARGET_SETS; lists and regexes show as "custom"
 
 
 def canonical(obj: Any) -> str:
@@ -353,7 +353,7 @@ def hub_revision(repo_id: str | None, repo_type: str = "model") -> str | None:
 def model_fingerprint(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What the weights are: built from config (its numbers are in `declared`), a local directory
     (its config, weights and tokenizer files), or a Hub id and the revision the Hub cache holds."""
-    from dcft.models import resolve_path
+    from dcft.harness.models import resolve_path
 
     if model_cfg.get("source", "pretrained") == "config":
         return {"source": "config"}
@@ -365,9 +365,9 @@ def model_fingerprint(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def tokenizer_fingerprint(model_cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the tokenizer is when `model.tokenizer` names one: the built-in byte-level tokenizer
-    (`bytes`, code of `dcft.models`), a local folder's tokenizer files, or a Hub id and revision.
+    (`bytes`, code of `dcft.harness.models`), a local folder's tokenizer files, or a Hub id and revision.
     None when it is the model's own (the model's fingerprint covers its tokenizer files)."""
-    from dcft.models import resolve_path
+    from dcft.harness.models import resolve_path
 
     spec = model_cfg.get("tokenizer")
     if not spec:
@@ -447,7 +447,7 @@ def accelerator_name(device: Any) -> str | None:
         return torch.cuda.get_device_name(device)
     if kind == "mps":
         return f"Apple {platform.machine()} (mps)"
-    from dcft.results import cpu_model
+    from dcft.report.results import cpu_model
 
     return cpu_model()
 
@@ -465,7 +465,7 @@ def versions_of(full: Mapping[str, Any] | None) -> dict[str, str | None]:
 
 def library_versions() -> dict[str, str | None]:
     """major.minor of the installed `VERSIONED` libraries."""
-    from dcft.results import library_versions as installed
+    from dcft.report.results import library_versions as installed
 
     return versions_of(installed())
 

@@ -22,18 +22,20 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dcft import conditions, results, tracking
-from dcft.config import check_method_node, model_preset
-from dcft.console import RunConsole
+from dcft import conditions
+from dcft.report import results
+from dcft.harness import tracking
+from dcft.harness.config import check_method_node, model_preset
+from dcft.harness.console import RunConsole
 from dcft.methods import build_method
-from dcft.models import build_model, check_model_dir, get_model, load_tokenizer
+from dcft.harness.models import build_model, check_model_dir, get_model, load_tokenizer
 from dcft.tasks import build_task
-from dcft.train import check_precision, reset_precision_state, runs_on_cpu
+from dcft.harness.train import check_precision, reset_precision_state, runs_on_cpu
 
 
 def make_accelerator(tcfg, **tracker_kwargs):
     """The Accelerator of a run (device, precision, accumulation, seedable sampler); `tracker_kwargs`
-    (`log_with`, `project_config`) from `dcft.tracking.accelerator_kwargs`."""
+    (`log_with`, `project_config`) from `dcft.harness.tracking.accelerator_kwargs`."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
@@ -112,14 +114,14 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
     Before anything is written: the config is validated (method, task, the method on the model's
     meta-device architecture, the preset and baseline settings files, then the data source: no local
     files while the Hub is offline is one line naming the data key, `Task.check_source`), the effective configuration is fingerprinted
-    (`dcft.identity`: the data files and weights are read here, so a missing file fails now) and the
-    folder is locked (`dcft.reuse.RunLock`). A completed result is returned unchanged only when its
-    effective configuration is this one; a different one is refused (`dcft.reuse.RunRefused`), a
+    (`dcft.harness.identity`: the data files and weights are read here, so a missing file fails now) and the
+    folder is locked (`dcft.harness.reuse.RunLock`). A completed result is returned unchanged only when its
+    effective configuration is this one; a different one is refused (`dcft.harness.reuse.RunRefused`), a
     rejected launch leaves no folder behind. A run that fails after it started writes a `failed`
     result and re-raises, so a single run exits non-zero. `overridden`: the command line's override
     keys, to name method inputs (kernel, stride, ...) the chosen method does not read.
     """
-    from dcft import identity, reuse
+    from dcft.harness import identity, reuse
 
     run_dir = Path(run_dir)
     try:
@@ -166,10 +168,10 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: dict[str, Any] | None = N
 def unlimited_run_dir(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any], ident: dict[str, Any], task,
                       move: bool = True) -> Path:
     """The folder of the run `ident` describes when a `data.limit_train` at or above the task's
-    training examples made it the run without a limit (`dcft.identity.effective_config`), and
+    training examples made it the run without a limit (`dcft.harness.identity.effective_config`), and
     `run_dir` is the folder Hydra named from the limit: Hydra's record of the launch moves there
     (`move`: the main process). Any other `run_dir` (chosen by hand) is kept."""
-    from dcft import identity, reuse
+    from dcft.harness import identity, reuse
 
     named = identity.declared_config(resolved)
     if ident["declared"] == named or run_dir.name != identity.run_name(named):
@@ -197,7 +199,7 @@ def check_launch(launch, accelerator) -> None:
 
 
 def say_model_preset(cfg: DictConfig, choices: dict[str, Any] | None, overridden) -> None:
-    """Say so when the model's config chose the preset (`dcft.config.model_preset`), not the command line."""
+    """Say so when the model's config chose the preset (`dcft.harness.config.model_preset`), not the command line."""
     preset = (choices or {}).get("preset")
     if preset and "preset" not in [k.lstrip("+~") for k in overridden] and model_preset(cfg.model.name) == preset:
         print(f"[dcft] model={cfg.model.name} runs preset={preset} (conf/model/{cfg.model.name}.yaml; "
@@ -207,7 +209,7 @@ def say_model_preset(cfg: DictConfig, choices: dict[str, Any] | None, overridden
 def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, method, task,
            resolved: dict[str, Any], ident: dict[str, Any], sources: dict[str, str | None]) -> dict:
     """Train a validated, locked run and write its result file (see `run`)."""
-    from dcft import identity
+    from dcft.harness import identity
 
     record: dict[str, Any] = {
         "schema_version": results.SCHEMA_VERSION,
@@ -254,8 +256,8 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         if chance:
             record["baseline"] = {"rule": task.baseline_rule, **chance}
 
-        from dcft.checkpoint import Checkpointer
-        from dcft.train import fit, peak_memory
+        from dcft.harness.checkpoint import Checkpointer
+        from dcft.harness.train import fit, peak_memory
 
         if cfg.train.overwrite and main:  # a fresh run: no resume, and a log of this run only
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -264,7 +266,7 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
         checkpointer = None
         if cfg.train.checkpoint_steps > 0:
             checkpointer = Checkpointer(run_dir, method, ident, is_main=main)
-        from dcft.export import RunAdapters
+        from dcft.harness.export import RunAdapters
 
         adapters = RunAdapters(method, run_dir, enabled=main,  # best and final adapter, peft format
                                describe=adapter_description(cfg, task, ident))
@@ -318,10 +320,10 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict[str, Any] | None, metho
 
 
 def adapter_description(cfg: DictConfig, task, ident: dict[str, Any]) -> dict[str, Any]:
-    """What a saved adapter says about itself (`dcft.export.RunAdapters`): the backbone it belongs to
+    """What a saved adapter says about itself (`dcft.harness.export.RunAdapters`): the backbone it belongs to
     (the local folder the run loaded, else its Hub id), the peft task type, the label names of a
     classification task, and the run (identity hash, task, score key)."""
-    from dcft.models import resolve_path
+    from dcft.harness.models import resolve_path
 
     base = None
     if cfg.model.get("source", "pretrained") == "pretrained":
@@ -347,7 +349,7 @@ def keep_best_predictions(run_dir: Path) -> None:
 
 
 def summary_text(rec: dict) -> str:
-    """A readable end-of-run summary of a result record (`dcft.results.summary`)."""
+    """A readable end-of-run summary of a result record (`dcft.report.results.summary`)."""
     return results.summary(rec)
 
 

@@ -172,8 +172,8 @@ def load_run_adapter(run_dir: str | Path, which: str = "best"):
     from omegaconf import OmegaConf
     from peft import PeftModel
 
-    from dcft import results
-    from dcft.models import get_model
+    from dcft.report import results
+    from dcft.harness.models import get_model
     from dcft.tasks import build_task
 
     run_dir = Path(run_dir)
@@ -208,15 +208,15 @@ class AdapterEval(NamedTuple):
 
 def evaluate_run_adapter(run_dir: str | Path, which: str = "best") -> AdapterEval:
     """`(score, key, metrics)` of a run's saved adapter on the run's evaluation data, through the same
-    `dcft.train.evaluate` the run used: `score` is the dev score (`key` names set and metric, e.g.
+    `dcft.harness.train.evaluate` the run used: `score` is the dev score (`key` names set and metric, e.g.
     "validation/accuracy"), the run's recorded best (or final) dev score, also for a run that chose its
     best step on a held-out slice (`data.holdout`; that score is in `metrics` under "holdout/...")."""
     from accelerate import Accelerator
     from omegaconf import OmegaConf
 
-    from dcft import results
-    from dcft.models import load_tokenizer
-    from dcft.train import evaluate, make_loaders
+    from dcft.report import results
+    from dcft.harness.models import load_tokenizer
+    from dcft.harness.train import evaluate, make_loaders
 
     model, task = load_run_adapter(run_dir, which)
     cfg = OmegaConf.create(results.read_result(run_dir)["config"])
@@ -278,8 +278,8 @@ def base_on_meta(config, base_model=None, run_dir: Optional[Path] = None) -> nn.
     if run_dir is not None and base_model is None:
         from omegaconf import OmegaConf
 
-        from dcft import results
-        from dcft.models import build_model
+        from dcft.report import results
+        from dcft.harness.models import build_model
         from dcft.tasks import build_task
 
         record = results.read_result(run_dir)
@@ -309,7 +309,7 @@ def base_on_meta(config, base_model=None, run_dir: Optional[Path] = None) -> nn.
 def conv1d_modules(model: nn.Module, names: list[str]) -> frozenset[str]:
     """Which of the adapted modules are GPT-2 `Conv1D` layers (LoRA's fan_in_fan_out); each name must
     be a module of `model` (else the adapter belongs to another model)."""
-    from dcft.models import is_conv1d
+    from dcft.harness.models import is_conv1d
 
     modules = dict(model.named_modules())
     missing = [n for n in names if n not in modules]
@@ -380,11 +380,11 @@ def _write_adapter(config, state: dict[str, torch.Tensor], directory: Path) -> P
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """`python -m dcft.export --to-lora SOURCE OUT`: a DCFT adapter (directory, or run directory) as a
+    """`python -m dcft.harness.export --to-lora SOURCE OUT`: a DCFT adapter (directory, or run directory) as a
     standard peft LoRA adapter; prints both sizes."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m dcft.export", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dcft.harness.export", description=main.__doc__)
     parser.add_argument("--to-lora", nargs=2, metavar=("SOURCE", "OUT"), required=True,
                         help="SOURCE: a DCFT adapter directory or a run directory (its adapter/<which>); "
                              "OUT: the LoRA adapter directory to write (replaced)")

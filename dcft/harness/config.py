@@ -84,7 +84,7 @@ class LaunchConf:  # set from how the process was launched (resolvers `world_siz
 
 
 @dataclass
-class LoggerConf:  # conf/logger/ (dcft.tracking)
+class LoggerConf:  # conf/logger/ (dcft.harness.tracking)
     name: str = "auto"
     project: str = "dcft"
     dir: Optional[str] = None
@@ -110,12 +110,12 @@ class RunConf:
     launch: LaunchConf = field(default_factory=LaunchConf)
     kernel: int = 2
     stride: Optional[int] = None
-    targets: Any = "all"  # target set name, list of module-name suffixes, or regex (dcft.models.check_targets)
+    targets: Any = "all"  # target set name, list of module-name suffixes, or regex (dcft.harness.models.check_targets)
     seed: int = 6
     output_root: str = "results/runs"
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def load_group_file(group: str, name: str) -> dict[str, Any]:
@@ -219,9 +219,9 @@ def model_preset(model: str, conf_dir: Path = CONF_DIR) -> str | None:
 
 
 def register() -> None:
-    """Store the schemas in Hydra's ConfigStore and register the resolvers of `dcft.identity`:
+    """Store the schemas in Hydra's ConfigStore and register the resolvers of `dcft.harness.identity`:
     `run_subdir` (the run folder of a composed config), `world_size` and `device_kind` (`launch.*`), and
-    `dcft_help` (`python run.py --help`, `dcft.cli_help`)."""
+    `dcft_help` (`python run.py --help`, `dcft.harness.cli_help`)."""
     from hydra.core.config_store import ConfigStore
 
     from dcft.methods import REGISTRY, config_class
@@ -233,12 +233,12 @@ def register() -> None:
     cs.store(group="schemas", name="logger", node=LoggerConf)
     for name in REGISTRY:
         cs.store(group="schemas/method", name=name, node=config_class(name))
-    from dcft.identity import device_kind, resolve_run_subdir, world_size
+    from dcft.harness.identity import device_kind, resolve_run_subdir, world_size
 
     for name, resolver in (("run_subdir", resolve_run_subdir), ("world_size", world_size), ("device_kind", device_kind)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
     if not OmegaConf.has_resolver("dcft_help"):  # `python run.py --help` (hydra.help.template)
-        from dcft.cli_help import help_text
+        from dcft.harness.cli_help import help_text
 
         OmegaConf.register_new_resolver("dcft_help", help_text)

@@ -39,9 +39,9 @@ bytes in torch's allocator over the step, from every allocation and free the pro
 (`profile_memory=True`). Both are the memory a step needs on top of the built model (activations,
 gradients, optimizer state, temporaries); the backbone itself is the same for every setting.
 
-    python -m dcft.bench                         # defaults for a 2-core CPU, ~5-10 minutes
-    python -m dcft.bench --device cuda --batch 32 --seq-len 256 [--compile] [--precision bf16]
-    python -m dcft.bench --model tiny-deberta --batch 2 --seq-len 16 --repeats 1 --out /tmp/b.json
+    python -m dcft.measure.bench                         # defaults for a 2-core CPU, ~5-10 minutes
+    python -m dcft.measure.bench --device cuda --batch 32 --seq-len 256 [--compile] [--precision bf16]
+    python -m dcft.measure.bench --model tiny-deberta --batch 2 --seq-len 16 --repeats 1 --out /tmp/b.json
 
 The result goes to `results/bench/<date>-<device>[-bf16][-compile][-<model>].json` (atomically)
 and a Markdown table is printed.
@@ -68,7 +68,7 @@ from torch import nn
 
 from dcft.methods.base import Method
 from dcft.conditions import load_average
-from dcft.results import cpu_model, git_commit
+from dcft.report.results import cpu_model, git_commit
 
 DEFAULT_MODEL = "deberta-v3-base"
 DEFAULT_BATCH = 8
@@ -154,7 +154,7 @@ class PeftDcft(Method):
         from peft import inject_adapter_in_model
 
         from dcft.methods.dcft.tuner import DcftConfig
-        from dcft.models import resolve_targets
+        from dcft.harness.models import resolve_targets
 
         inject_adapter_in_model(DcftConfig(kernel=self.kernel, stride=self.stride, impl=self.impl,
                                            target_modules=resolve_targets(model, targets)), model)
@@ -217,7 +217,7 @@ def resolve_device(name: str) -> torch.device:
 
 def model_config(name: str, layers: Optional[int] = None) -> dict[str, Any]:
     """`conf/model/<name>.yaml`, with `num_hidden_layers` overridden by `layers` if given."""
-    from dcft.config import load_group_file
+    from dcft.harness.config import load_group_file
 
     cfg = load_group_file("model", name)
     cfg["arch"] = dict(cfg.get("arch") or {})
@@ -230,7 +230,7 @@ def model_config(name: str, layers: Optional[int] = None) -> dict[str, Any]:
 
 def build_base(cfg: dict[str, Any], device: torch.device, seed: int) -> nn.Module:
     """The backbone with a 2-label classification head, random weights, on `device`."""
-    from dcft.models import build_model
+    from dcft.harness.models import build_model
 
     return build_model(cfg, head="classification", num_labels=2, device=device, seed=seed)
 
@@ -315,7 +315,7 @@ def make_trainer(base: nn.Module, setting: Setting, seed: int, lr: float, compil
                  precision: str = "fp32") -> Runner:
     """The setting's model (PEFT: sharing the frozen backbone of `base`, own copy of the head;
     full: an own copy of everything), adapted with adapter parameters drawn from `seed`."""
-    from dcft.models import head_parameter_names, resolve_targets
+    from dcft.harness.models import head_parameter_names, resolve_targets
 
     if setting.method == "full":
         module = copy.deepcopy(base)
@@ -342,7 +342,7 @@ def to_conv1d(model: nn.Module, names: list[str]) -> None:
     (weight transposed, as GPT-2 stores it), in place."""
     from transformers.pytorch_utils import Conv1D
 
-    from dcft.models import get_submodule_parent
+    from dcft.harness.models import get_submodule_parent
 
     for name in names:
         linear = model.get_submodule(name)
@@ -358,7 +358,7 @@ def make_inferer(base: nn.Module, setting: Setting, seed: int, compile: bool, pr
     """The base model itself, or a merged DCFT model: a copy of `base` with its own target weights
     (merging writes into them), DCFT applied with random A, B, C (Delta != 0), then merged."""
     from dcft.methods import build_method
-    from dcft.models import resolve_targets
+    from dcft.harness.models import resolve_targets
 
     if setting.method == "base":
         module, method = base, None
@@ -725,7 +725,7 @@ def default_path(result: dict[str, Any], root: str | Path = "results/bench") -> 
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="python -m dcft.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dcft.measure.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=DEFAULT_MODEL, help="conf/model name, built from config with random weights")
     ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     ap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="sequences per step")
@@ -757,7 +757,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                  warmup=args.warmup, compile=args.compile, threads=args.threads, layers=args.layers, seed=args.seed,
                  only=only, inference=not args.no_inference, inference_repeats=args.inference_repeats, shapes=shapes,
                  precision=args.precision)
-    from dcft.results import atomic_write_json
+    from dcft.report.results import atomic_write_json
 
     path = Path(args.out) if args.out else default_path(result)
     atomic_write_json(path, result)

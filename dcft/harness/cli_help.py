@@ -5,7 +5,7 @@ every config group and sweep name.
 It shows the main keys with their values and comments as conf/config.yaml writes them (read from
 that file, so each comment is written once), the config groups with their options and the comment of
 their defaults-list line (the sweep group only as `+sweep=NAME`: its names are listed by
-`python -m dcft.sweep list`), and five recipes.
+`python -m dcft.harness.sweep list`), and five recipes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from dcft.config import CONF_DIR, model_preset
+from dcft.harness.config import CONF_DIR, model_preset
 
 # The keys a first run touches, in this order; every key is in conf/config.yaml.
 MAIN_KEYS = ("kernel", "stride", "targets", "seed", "output_root", "data.glue_dir", "data.squad_dir",
@@ -29,9 +29,9 @@ RECIPES = (
     ("python run.py model=minilm task=rte data.glue_dir=DIR",
      "one run on your GLUE folder (DIR/RTE/train.tsv, dev.tsv); model=minilm runs preset=cpu"),
     ("python run.py -m model=minilm task=rte data.glue_dir=DIR method=dcft,lora",
-     "DCFT and LoRA, then compare them: python -m dcft.results"),
+     "DCFT and LoRA, then compare them: python -m dcft.report.results"),
     ("python run.py task=rte method=dcft kernel=8", "the paper's DeBERTaV3-base setting (Hub, a GPU)"),
-    ("python run.py +sweep=table4", "a paper table's runs (python -m dcft.sweep plan +sweep=table4: dry run)"),
+    ("python run.py +sweep=table4", "a paper table's runs (python -m dcft.harness.sweep plan +sweep=table4: dry run)"),
 )
 WIDTH = 100
 _LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<value>[^#]*?)\s*(?:#\s?(?P<comment>.*))?$")
@@ -111,11 +111,11 @@ def help_text() -> str:
             comment += (f"; {', '.join(picked)} unless preset= is given" if picked else "")
         out += _wrap("", comment, 16)
     out += _wrap("  +sweep=NAME", "the runs of a paper table or of the CPU study (conf/sweep/): "
-                                  "python -m dcft.sweep list names them with their number of runs", 16)
+                                  "python -m dcft.harness.sweep list names them with their number of runs", 16)
     out += _wrap("  hydra/launcher=slurm", "submit a sweep to SLURM (conf/hydra/launcher/slurm.yaml)", 24)
     out += ["", "== Recipes =="]
     for cmd, what in RECIPES:
         out += [f"  {cmd}", f"      {what}"]
-    out += ["", "Compare runs: python -m dcft.results [RUNS] [column=value ...]; every make target: make help;",
+    out += ["", "Compare runs: python -m dcft.report.results [RUNS] [column=value ...]; every make target: make help;",
             "the whole guide: README.md."]
     return "\n".join(out).replace("$", "$$") + "\n"

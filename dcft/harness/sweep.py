@@ -1,9 +1,9 @@
 """Sweeps without running them: which run folders a sweep would create, and which are done.
 
-    python -m dcft.sweep plan +sweep=table4                     # the runs of conf/sweep/table4.yaml
-    python -m dcft.sweep plan +sweep=table4 model=minilm task=rte,cola --todo
-    python -m dcft.sweep plan -m task=rte,mrpc kernel=2,8          # any command-line sweep
-    python -m dcft.sweep list                                   # every sweep file and its size
+    python -m dcft.harness.sweep plan +sweep=table4                     # the runs of conf/sweep/table4.yaml
+    python -m dcft.harness.sweep plan +sweep=table4 model=minilm task=rte,cola --todo
+    python -m dcft.harness.sweep plan -m task=rte,mrpc kernel=2,8          # any command-line sweep
+    python -m dcft.harness.sweep list                                   # every sweep file and its size
 
 `plan` takes exactly the arguments `python run.py` takes and expands them with Hydra's own
 machinery: the config is composed in multirun mode, the sweeper's `params` and the command-line
@@ -11,7 +11,7 @@ overrides are parsed by Hydra's override parser and crossed by the basic sweeper
 `split_arguments`, and each job's config is composed the way the launcher does
 (`load_sweep_config`) and its folder resolved from `hydra.sweep.dir`/`hydra.sweep.subdir`. So the
 folders listed are the folders `run.py` would write. Each is then looked up: `completed` (a
-relaunch skips it: `dcft.experiment.run` returns early), `failed` or `started` (a relaunch runs it
+relaunch skips it: `dcft.harness.experiment.run` returns early), `failed` or `started` (a relaunch runs it
 again), or `new`. Nothing is trained or written.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from dcft.config import CONF_DIR
+from dcft.harness.config import CONF_DIR
 
 SWEEP_DIR = CONF_DIR / "sweep"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -44,7 +44,7 @@ class PlannedRun:
 
 
 def _status(run_dir: Path) -> tuple[str, str]:
-    from dcft.results import read_result
+    from dcft.report.results import read_result
 
     rec = read_result(run_dir)
     if rec is None:
@@ -62,8 +62,8 @@ def check_job(cfg) -> str:
     """Why a composed job would be rejected at launch ("" if it would start): the checks `run()`
     makes before it writes anything and that need no data or weights (method and task settings,
     kernel/stride on the model's meta-device architecture, the preset file)."""
-    from dcft.experiment import precheck
-    from dcft.reuse import hp_sources
+    from dcft.harness.experiment import precheck
+    from dcft.harness.reuse import hp_sources
 
     try:
         precheck(cfg)
@@ -97,7 +97,7 @@ def plan(overrides: list[str], multirun: bool = False, validate: bool = True, co
     from hydra.types import RunMode
     from omegaconf import open_dict
 
-    from dcft.config import register
+    from dcft.harness.config import register
 
     register()
     overrides = list(overrides)
@@ -249,7 +249,7 @@ def print_plan(runs: list[PlannedRun], todo: bool = False, file=None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dcft.sweep", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dcft.harness.sweep", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("plan", help="list the runs a sweep would launch and which already completed")
     p.add_argument("overrides", nargs="*", help="the arguments of `python run.py`, e.g. +sweep=table4 model=minilm")

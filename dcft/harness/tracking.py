@@ -4,7 +4,7 @@ Aim, MLflow or none.
 
 What is tracked: at the start, the resolved config flattened to `section.key` hyperparameters and
 the parameter counts (`params/method`, `params/head`, `params/total`, `params/trainable`); while
-training (dcft/train.py, `accelerator.log`), `train/loss`, `train/task_loss`, `train/reg_loss`,
+training (dcft/harness/train.py, `accelerator.log`), `train/loss`, `train/task_loss`, `train/reg_loss`,
 `train/lr`, `train/epoch` every `train.log_steps` optimizer steps and `eval/score`,
 `eval/best_score`, `eval/<metric>` at every evaluation (scores x100, `dcft.units`), all at the
 optimizer step; at the end, the final metrics (`final_metrics`: best and final scores, best step,

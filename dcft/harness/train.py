@@ -198,7 +198,7 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
         state: TrainState | None = None, checkpointer=None, seed: int = 0, on_best=None) -> TrainState:
     """Train `model` with `method` on `task`; returns the final `TrainState` (best, history, times).
 
-    `tcfg` is the `train` config (`dcft.config.TrainConf`). `run_dir` (main process) receives
+    `tcfg` is the `train` config (`dcft.harness.config.TrainConf`). `run_dir` (main process) receives
     `log.jsonl` and task predictions. `checkpointer(state, model, optimizer, scheduler)`, if given,
     is called every `tcfg.checkpoint_steps` optimizer steps and at the end. `on_best(model)`, if
     given, is called on the main process at each new best evaluation (e.g. to save that adapter).
@@ -238,7 +238,7 @@ def fit(model, method: Method, task: Task, data: TaskData, tcfg, accelerator, ru
         progress = tqdm(total=n_steps, initial=state.step, desc=f"{task.name}/{method.name}", unit="step",
                         dynamic_ncols=True)
     elif main:  # bars off: a line every few seconds instead
-        from dcft.console import Heartbeat
+        from dcft.harness.console import Heartbeat
 
         heartbeat = Heartbeat(n_steps, first_step=state.step, label=f"{task.name}/{method.name}")
     scale = score_scale(task.name)  # what a person reads: x100 (GLUE), SQuAD as is (dcft.units)

@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 # The libraries whose code computes a run (model, adapter, training loop, data, metrics).
 COMPUTE_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "numpy", "scikit-learn", "scipy")
-LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements" / "cpu.lock"
+LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements" / "cpu.lock"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
@@ -61,7 +61,7 @@ def lock_warning(versions: Mapping[str, str | None] | None = None, lock_file: st
     if not lock:
         return None
     if versions is None:
-        from dcft.results import library_versions
+        from dcft.report.results import library_versions
 
         versions = library_versions()
     diff = lock_differences(versions, lock)

@@ -4,7 +4,7 @@ its last checkpoint left off and ends with the metrics of an uninterrupted run.
 A checkpoint holds the method's trainable state only (adapter and head: kilobytes for adapter
 methods; everything for full fine-tuning), the optimizer and scheduler, every RNG state, the
 loop's `TrainState` (step, epoch position, best score, eval history) and a fingerprint of the
-effective configuration (`dcft.identity`). Files are written atomically (temporary file, then rename): `last.pt` is replaced
+effective configuration (`dcft.harness.identity`). Files are written atomically (temporary file, then rename): `last.pt` is replaced
 at every save, `best.pt` (trainable state only) whenever the best score improves.
 """
 
@@ -19,23 +19,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcft.results import atomic_write
-from dcft.train import TrainState
+from dcft.report.results import atomic_write
+from dcft.harness.train import TrainState
 
 class CheckpointMismatch(ValueError):
     """A checkpoint was written by a run with another effective configuration."""
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
-    """A hash of a run's effective configuration (`dcft.identity.effective_config`): the same rule
+    """A hash of a run's effective configuration (`dcft.harness.identity.effective_config`): the same rule
     that decides whether a completed result may be reused decides whether a checkpoint may be resumed."""
-    from dcft.identity import canonical
+    from dcft.harness.identity import canonical
 
     return hashlib.sha256(canonical({k: v for k, v in ident.items() if k != "hash"}).encode()).hexdigest()[:16]
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """`torch.save` through `dcft.results.atomic_write` (temporary file, flush, rename)."""
+    """`torch.save` through `dcft.report.results.atomic_write` (temporary file, flush, rename)."""
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -104,7 +104,7 @@ class Checkpointer:
             raise CheckpointMismatch(f"checkpoint {self.last} cannot be read ({type(e).__name__}: {e}); "
                                      f"delete it to start the run from scratch") from e
         if payload.get("fingerprint") != self.fingerprint:
-            from dcft.identity import differences
+            from dcft.harness.identity import differences
 
             stored = payload.get("identity")
             diff = differences(stored, self.identity) if stored else [

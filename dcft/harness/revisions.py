@@ -1,33 +1,34 @@
 """The hand-kept code revisions of a run's identity, guarded: the code each covers and its fingerprint.
 
-A run's identity carries the revision of the training loop (`dcft.identity.CODE_REVISION`) and of its
+A run's identity carries the revision of the training loop (`dcft.harness.identity.CODE_REVISION`) and of its
 method (`Method.revision`), bumped by hand when a change alters what a run computes, so that a
 relaunch never reuses a result of older code. A forgotten bump would do exactly that. So
-`dcft/revisions.json` records, per revision, its number and a fingerprint of the code it covers, and
+`dcft/harness/revisions.json` records, per revision, its number and a fingerprint of the code it covers, and
 `tests/test_revisions.py` fails when that code changes while the number does not, telling the
 developer to bump it (the change alters what runs compute) or to record the new fingerprint
 deliberately (it does not: a refactor, a message, a speed-up):
 
-    python -m dcft.revisions            # per revision: unchanged, or what changed since the record
-    python -m dcft.revisions --record   # record today's code as the code of today's revision numbers
+    python -m dcft.harness.revisions            # per revision: unchanged, or what changed since the record
+    python -m dcft.harness.revisions --record   # record today's code as the code of today's revision numbers
 
 What each revision covers:
 
 * `loop` (`CODE_REVISION`): the functions, classes and module-level constants of `LOOP_MODULES`: the
-  loop's arithmetic (`dcft.train`: schedule, clipping, accumulation, evaluation, best step), running one
-  configuration (`dcft.experiment`: seeding, build order), checkpoints, model building and target
-  resolution (`dcft.models`), the method interface's defaults (`dcft.methods.base`: parameter groups,
+  loop's arithmetic (`dcft.harness.train`: schedule, clipping, accumulation, evaluation, best step), running one
+  configuration (`dcft.harness.experiment`: seeding, build order), checkpoints, model building and target
+  resolution (`dcft.harness.models`), the method interface's defaults (`dcft.methods.base`: parameter groups,
   optimizer), data loading and splitting, tasks and metrics.
 * each method (`Method.revision`): the module defining its class and its bases, and every
   `dcft.methods` module those use, directly or not (DCFT: its layer, its config and `ops`): their
   functions, classes and constants, i.e. the method's forward, initialisation, parameter groups and
   extra loss; not `dcft.methods.base` (the loop's) and not other methods' classes.
 
-A fingerprint is the SHA-256 of each object's syntax tree (`ast`) with docstrings and the class's
-`revision = N` line removed, so comments, docstrings and formatting never count. Objects are keyed by
-name, not by file: moving a function between covered modules changes nothing, and a move or rename out
-of them shows as removed/added (record again). Recording never invalidates a committed run (runs carry
-revision numbers, not fingerprints); only a revision bump does.
+A fingerprint is the SHA-256 of each object's syntax tree (`ast`) with docstrings, import statements
+(inside functions too: they bind names, they compute nothing) and the class's `revision = N` line
+removed, so comments, docstrings, formatting and where a module lives never count. Objects are keyed by
+name, not by file: moving a function between covered modules, or a covered module to another package,
+changes nothing; a move or rename out of them shows as removed/added (record again). Recording never
+invalidates a committed run (runs carry revision numbers, not fingerprints); only a revision bump does.
 
 Written in-house: no library fingerprints "the code that determines a result" for a harness.
 """
@@ -47,17 +48,18 @@ from types import ModuleType
 from typing import Any, Mapping
 
 RECORD = Path(__file__).with_name("revisions.json")
-LOOP_MODULES = ("dcft.train", "dcft.experiment", "dcft.checkpoint", "dcft.models", "dcft.methods.base",
+LOOP_MODULES = ("dcft.harness.train", "dcft.harness.experiment", "dcft.harness.checkpoint", "dcft.harness.models", "dcft.methods.base",
                 "dcft.data", "dcft.tasks", "dcft.metrics")
 METHODS_PACKAGE = "dcft.methods"
-RECORD_COMMAND = "python -m dcft.revisions --record"
+RECORD_COMMAND = "python -m dcft.harness.revisions --record"
 
 
 # ------------------------------------------------------------------------------------------------
 # Fingerprints of syntax trees
 # ------------------------------------------------------------------------------------------------
 def _strip(node: ast.AST) -> ast.AST:
-    """`node` without docstrings (in itself and every nested function or class) and without the
+    """`node` without docstrings (in itself and every nested function or class), without import
+    statements in any body (a module's new place changes no computation) and without the
     `revision = N` assignment of a class body."""
     for sub in ast.walk(node):
         if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -68,6 +70,10 @@ def _strip(node: ast.AST) -> ast.AST:
             if isinstance(sub, ast.ClassDef):
                 body = [s for s in body if not _assigns(s, "revision")]
             sub.body = body or [ast.Pass()]
+        for field in ("body", "orelse", "finalbody"):
+            stmts = getattr(sub, field, None)
+            if isinstance(stmts, list) and any(isinstance(s, (ast.Import, ast.ImportFrom)) for s in stmts):
+                setattr(sub, field, [s for s in stmts if not isinstance(s, (ast.Import, ast.ImportFrom))] or [ast.Pass()])
     return node
 
 
@@ -175,12 +181,12 @@ def covered_code(modules: list[str], skip: Mapping[str, set[str]] | None = None,
 def units(sources: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Every hand-kept revision: `{unit: {"revision", "code", "bump"}}`, `bump` saying where the
     number lives. Units: `loop`, and `method <name>` per registered method."""
-    from dcft import identity
+    from dcft.harness import identity
     from dcft.methods import REGISTRY, method_class
 
     loop = [m for name in LOOP_MODULES for m in _submodules(name)]
     out = {"loop": {"revision": identity.CODE_REVISION, "code": covered_code(loop, sources=sources),
-                    "bump": "CODE_REVISION in dcft/identity.py"}}
+                    "bump": "CODE_REVISION in dcft/harness/identity.py"}}
     for name in REGISTRY:
         cls = method_class(name)
         mods = method_modules(cls)
@@ -237,7 +243,7 @@ def check(recorded: Mapping[str, Any] | None = None, sources: Mapping[str, str] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dcft.revisions", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dcft.harness.revisions", description=__doc__.splitlines()[0])
     ap.add_argument("--record", action="store_true", help=f"write {RECORD.name}: today's revisions and their code")
     args = ap.parse_args(argv)
     if args.record:

@@ -1,11 +1,11 @@
 """Reuse only what matches, one process per run folder, and where a run's hyperparameters came from.
 
 * `decide(existing, identity, overwrite)`: a completed `result.json` is reused only when its stored
-  effective configuration (`dcft.identity`) equals the new one; otherwise the launch is refused
+  effective configuration (`dcft.harness.identity`) equals the new one; otherwise the launch is refused
   with the keys that differ and what to do. A result of other library releases (major.minor of
   torch, transformers, peft, accelerate) is refused too, or reused with
   `train.reuse_across_versions=true`. Checkpoints follow the same rule
-  (`dcft.checkpoint.Checkpointer.restore` compares the same effective configuration).
+  (`dcft.harness.checkpoint.Checkpointer.restore` compares the same effective configuration).
 * `RunLock`: an exclusive `fcntl.flock` on `<run_dir>/.run.lock`, held while a run trains, so two
   processes starting the same run at once (a requeued SLURM job and a manual relaunch) never both
   train into one folder: the second is refused at once, naming the holder. The kernel releases the
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from dcft import identity
+from dcft.harness import identity
 
 LOCK_FILE = ".run.lock"
 LAUNCH_DIR = ".hydra-launch"  # Hydra's record of a launch (conf/config.yaml: hydra.output_subdir)
@@ -57,7 +57,7 @@ class MethodHpMissing(ValueError):
 
 def other_releases(existing: Mapping[str, Any], ident: Mapping[str, Any]) -> list[str]:
     """`versions.<library>: old -> new` lines where a stored result was made with other releases
-    (major.minor) of the libraries in `dcft.identity.VERSIONED` than this launch."""
+    (major.minor) of the libraries in `dcft.harness.identity.VERSIONED` than this launch."""
     diff = identity.compare(identity.of_record(existing), identity.comparable(ident))
     return identity.describe([d for d in diff if d[0].startswith("versions.")])
 
@@ -209,7 +209,7 @@ def hp_sources(choices: Mapping[str, Any] | None, conf_dir: str | Path | None = 
     `MethodHpMissing` when a baseline has no file of its own in the chosen per-method layer while a
     preset file applies (it would silently train on DCFT's preset): the message names the missing
     file, the methods that have one and the opt-in `baseline_hp=shared`."""
-    from dcft.config import CONF_DIR
+    from dcft.harness.config import CONF_DIR
 
     conf_dir = Path(conf_dir or CONF_DIR)
     out: dict[str, str | None] = {}

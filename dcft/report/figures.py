@@ -1,8 +1,8 @@
 """`make figures`: the paper's ablation plots and Figures 2 and 3 from our result files, PNG and
 PDF, into results/figures/ (matplotlib, Agg; never trains).
 
-    python -m dcft.figures                          # DeBERTaV3-base runs
-    python -m dcft.figures --model minilm           # the same figures from minilm runs (files *_minilm.*)
+    python -m dcft.report.figures                          # DeBERTaV3-base runs
+    python -m dcft.report.figures --model minilm           # the same figures from minilm runs (files *_minilm.*)
 
 - `table4_kernel`: score and training time against kernel size d (stride = d), per task and their
   average, the paper's (Table 4) beside ours.
@@ -12,8 +12,8 @@ PDF, into results/figures/ (matplotlib, Agg; never trains).
 - `figure3_curves`: dev score and training loss against the optimizer step, DCFT and LoRA on one
   task (SST-2 in the paper), from the runs' `metrics.history` and their `log.jsonl`.
 
-Runs are selected exactly as `dcft.tables` selects them (completed, non-debug, newest duplicate; each
-setting's runs on a task by `dcft.selection`: one condition, the learning rate chosen on the tuning seed).
+Runs are selected exactly as `dcft.report.tables` selects them (completed, non-debug, newest duplicate; each
+setting's runs on a task by `dcft.report.selection`: one condition, the learning rate chosen on the tuning seed).
 A figure whose runs are missing is skipped with a message, except the ablation plots, which
 always show the paper's side.
 
@@ -38,7 +38,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dcft import tables as T  # noqa: E402
+from dcft.report import tables as T  # noqa: E402
 
 PAPER_WIDTH_IN = 6.75  # two-column width of an ACL/COLING page, inches
 COLUMN_WIDTH_IN = 3.3
@@ -83,7 +83,7 @@ def _linestyle(n_points: int) -> str:
 
 def _budget(runs: list[dict[str, Any]]) -> str:
     """Optimizer steps, batch size and max_len of the runs, from their result files ("40 steps x batch 16, 128 tokens")."""
-    from dcft.results import read_result
+    from dcft.report.results import read_result
 
     steps, batch, length = set(), set(), set()
     for r in runs:
@@ -301,8 +301,8 @@ def _label(r: dict[str, Any]) -> str:
 
 def selected(runs: T.Runs, model: str, tasks: tuple[str, ...] | list[str], kernels: tuple[int, ...]) -> list[dict[str, Any]]:
     """The runs Figures 2 and 3 show: per task, LoRA's and each DCFT kernel's runs as a table cell takes
-    them (`dcft.selection.choose`: one condition, the rate chosen on the tuning seed, every seed of it)."""
-    from dcft.selection import choose
+    them (`dcft.report.selection.choose`: one condition, the rate chosen on the tuning seed, every seed of it)."""
+    from dcft.report.selection import choose
 
     out = []
     for task in tasks:
@@ -393,8 +393,8 @@ def _has_task_loss(run_dir: Path) -> bool:
 
 def _history(run_dir: Path) -> list[tuple[int, float]]:
     """(step, dev score) of every evaluation; with a held-out slice (`data.holdout`) an evaluation's
-    `score` is the held-out one, so the dev key is read instead (`dcft.results.dev_score_key`)."""
-    from dcft.results import dev_score_key, read_result
+    `score` is the held-out one, so the dev key is read instead (`dcft.report.results.dev_score_key`)."""
+    from dcft.report.results import dev_score_key, read_result
 
     rec = read_result(run_dir) or {}
     hist = (rec.get("metrics") or {}).get("history") or []
@@ -466,9 +466,9 @@ def write_figures(runs_dir: str | Path = "results/runs", out: str | Path = "resu
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dcft.console import help_text
+    from dcft.harness.console import help_text
 
-    ap = argparse.ArgumentParser(prog="python -m dcft.figures", description=help_text(__doc__))
+    ap = argparse.ArgumentParser(prog="python -m dcft.report.figures", description=help_text(__doc__))
     ap.add_argument("--runs", default="results/runs", help="folder searched for result.json files")
     ap.add_argument("--out", default="results/figures", help="output folder (default results/figures)")
     ap.add_argument("--model", default=None, help="our model (default: the paper's, deberta-v3-base)")
