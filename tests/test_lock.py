@@ -158,7 +158,7 @@ def test_install_uses_the_lock_by_default_and_the_ranges_with_lock_none():
     assert cuda[0].split() == ["python", "-m", "pip", "install", '"torch==2.13.0"', "--no-deps"]
     assert "requirements/cuda.lock" in cuda[1]
     none = [line for line in plan("LOCK=none") if "pip install" in line]
-    assert 'pip install -e ".[dev,slurm]"' in none[1] and not any(".lock" in line for line in none)
+    assert 'pip install -e ".[dev,slurm,parallel]"' in none[1] and not any(".lock" in line for line in none)
 
 
 def test_install_refuses_a_lock_for_another_python(tmp_path):
