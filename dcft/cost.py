@@ -185,14 +185,16 @@ def from_file(path: str | Path) -> StepTime:
 
 
 def devices(device: str | Path | None = None, model: str | None = None) -> list[StepTime]:
-    """`device` None: every named GPU and every `make bench` file of `model` (results/bench/); else one
-    device: a name in conf/cost/gpus.yaml or the path of a bench / GPU check file."""
+    """`device` None: every named GPU and the newest `make bench` file of each device for `model`
+    (results/bench/); else one device: a name in conf/cost/gpus.yaml or the path of a bench / GPU check file."""
     named = figures()
     if device is None:
-        benches = sorted(BENCH_DIR.glob("*.json"))
-        if model is not None:
-            benches = [p for p in benches if json.loads(p.read_text(encoding="utf-8")).get("model") == model]
-        return [*named.values(), *(from_file(p) for p in benches)]
+        latest: dict[tuple, Path] = {}  # the newest bench of each device (the files are named by date first)
+        for p in sorted(BENCH_DIR.glob("*.json")):
+            record = json.loads(p.read_text(encoding="utf-8"))
+            if model is None or record.get("model") == model:
+                latest[(record.get("device"), record.get("device_name"), record.get("model"))] = p
+        return [*named.values(), *(from_file(p) for p in latest.values())]
     if str(device) in named:
         return [named[str(device)]]
     if Path(device).is_file():

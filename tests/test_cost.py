@@ -66,8 +66,12 @@ def test_named_gpus_step_time_and_timed_run_and_every_device_of_the_model(tmp_pa
     monkeypatch.setattr(cost, "FIGURES", figures)
     monkeypatch.setattr(cost, "BENCH_DIR", tmp_path)
     (tmp_path / "other-model.json").write_text(json.dumps({**BENCH, "model": "deberta-v3-base"}))
+    older = [{**r, "step_s_median": 9.0} if r["phase"] == "train" else r for r in BENCH["rows"]]
+    (tmp_path / "2026-12-01-cpu-minilm.json").write_text(json.dumps({**BENCH, "rows": older}))
     rows = cost.estimate(RUNS, device=None)
-    assert [r["device"] for r in rows] == ["stepped", "timed", f"cpu: Test CPU ({bench_file.name})"]  # minilm only
+    # minilm's benches only, the newest of the device
+    assert [r["device"] for r in rows] == ["stepped", "timed", f"cpu: Test CPU ({bench_file.name})"]
+    assert rows[2] == cost.estimate(RUNS, device=bench_file)[0]
     # stepped: 0.5 s per 16 x 64 = 1024 tokens of a PEFT method, full fine-tuning at 1.5x
     stepped = (2 * RTE_TOKENS + 1.5 * SST2_TOKENS) * 0.5 / 1024
     assert rows[0]["hours"] == pytest.approx(stepped / 3600)
