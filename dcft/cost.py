@@ -13,7 +13,7 @@ The model of a run's time (the one `dcft.gpu_check.hours` states for the paper's
 
 Run time = that cost (token x parameters) x a device's seconds per token-parameter (`StepTime`), taken from
 
-* a `make bench` file (`results/bench/*.json`, `dcft.bench`'s schema: `model`, `batch`, `seq_len` and one
+* a `make bench` file (`results/bench/*.json`, `dcft.measure.bench`'s schema: `model`, `batch`, `seq_len` and one
   row per setting with its median step time `step_s_median`): each run is costed by the bench row of its
   own method where the bench has one (`dcft-k<d>s<s>-fast`, `lora-r1`, `full`), else by LoRA r=1's row
   (every other PEFT method), scaled from the bench's batch x sequence length and model to the run's;
@@ -75,7 +75,7 @@ class Run:
 
     @property
     def bench_label(self) -> str:
-        """The `dcft.bench` row that times this run's method."""
+        """The `dcft.measure.bench` row that times this run's method."""
         if self.method == "dcft":
             return f"dcft-k{self.kernel}s{self.stride or self.kernel}-fast"
         return "full" if self.method == "full" else LORA_ROW
@@ -89,14 +89,14 @@ def backbone_size(arch: Mapping[str, Any]) -> int:
 
 def model_backbone(model: str) -> int:
     """`backbone_size` of `conf/model/<model>.yaml`."""
-    from dcft.config import load_group_file
+    from dcft.harness.config import load_group_file
 
     return backbone_size(load_group_file("model", model)["arch"])
 
 
 def optimizer_steps(train: Mapping[str, Any], n_train: int) -> int:
-    """`max_steps` when positive, else ceil(epochs x steps per epoch) (`dcft.train.total_steps`)."""
-    from dcft.train import total_steps
+    """`max_steps` when positive, else ceil(epochs x steps per epoch) (`dcft.harness.train.total_steps`)."""
+    from dcft.harness.train import total_steps
 
     per_epoch = math.ceil(math.ceil(n_train / train["batch_size"]) / train.get("grad_accum", 1))
     return total_steps(per_epoch, train["epochs"], train.get("max_steps", -1) or -1)

@@ -428,7 +428,7 @@ def test_the_authors_gpu_gives_back_the_paper_s_time_of_the_run_it_is_calibrated
     composes it, at the 5.01 h the paper reports for it."""
     from dcft.cost import figures
     from dcft.gpu_check import hours
-    from dcft.sweep import SWEEP_DIR
+    from dcft.harness.sweep import SWEEP_DIR
 
     (runs,) = hours.sweep_runs([SWEEP_DIR / "table4.yaml"]).values()
     sst2 = next(r for r in runs if (r.task, r.kernel) == ("sst2", 8))

@@ -128,8 +128,8 @@ def test_every_setting_and_task_composes(path):
 
 def test_the_deberta_studies_share_their_dcft_k8_and_full_runs():
     """The Table 1 and Tables 4-6 studies write to one folder and declare their common cells alike, so
-    the runs of one are the other's (one run folder per configuration, dcft.identity)."""
-    from dcft.identity import declared_config, run_subdir
+    the runs of one are the other's (one run folder per configuration, dcft.harness.identity)."""
+    from dcft.harness.identity import declared_config, run_subdir
 
     t1, abl = (study(ROOT / "conf" / "study" / f"{n}.yaml") for n in ("table1-deberta-v3-base", "table4-6-ablations"))
     assert t1["output_root"] == abl["output_root"]

@@ -40,7 +40,7 @@ AUTHORS_GPU = "authors-gpu"  # conf/cost/gpus.yaml's entry timed on the paper's 
 
 def run_of(resolved: dict[str, Any]) -> Run:
     """A composed, resolved run configuration as a `Run`."""
-    from dcft.identity import declared_config, run_subdir
+    from dcft.harness.identity import declared_config, run_subdir
 
     train, task = resolved["train"], resolved["task"]["name"]
     n_train = EXAMPLES[task][0]
@@ -69,8 +69,8 @@ def sweep_runs(paths: Iterable[Path]) -> dict[str, list[Run]]:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from dcft.config import CONF_DIR, register
-    from dcft.sweep import sweep_jobs
+    from dcft.harness.config import CONF_DIR, register
+    from dcft.harness.sweep import sweep_jobs
 
     register()
     GlobalHydra.instance().clear()
@@ -123,7 +123,7 @@ def markdown(rows: list[dict[str, Any]], checks: list[tuple[str, float, float]],
 
 
 def main(argv: list[str] | None = None) -> str:
-    from dcft.sweep import sweep_files
+    from dcft.harness.sweep import sweep_files
 
     ap = argparse.ArgumentParser(prog="python -m dcft.gpu_check.hours", description=__doc__.splitlines()[0])
     ap.add_argument("--from-check", default=None, help="a GPU check's JSON: its fp32 bench sets the time per token")
