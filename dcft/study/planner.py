@@ -97,7 +97,7 @@ class Selection:
     steps: int
     grid: list[float] = field(default_factory=list)  # the first grid (before extensions); [] while its centre is unknown
     scores: dict[float, float] = field(default_factory=dict)
-    lr: float | None = None
+    lr: float | None = None  # the best rate so far; the selected one once `state` is "selected"
     edge: str | None = None  # "low" / "high"
     choice: Choice | None = None
     state: str = "wait"  # wait (no centre yet) | tune (grid runs missing) | extend | selected
@@ -270,12 +270,12 @@ class Decisions:
         is tuned around."""
         rule = next((g.rate for g in self.study.groups_of(setting.name, task) if g.rate.rule != "of"), None)
         if rule is not None and rule.rule == "around":
-            return self.selection(task, self.study.settings[rule.setting], steps).lr
+            return self.selected(task, self.study.settings[rule.setting], steps)
         budgets = self.study.tasks[task].budgets
         i = budgets.index(steps) if steps in budgets else 0
         if i == 0 or setting.name not in self.study.core(task):
             return clean(self.source_rate(task, setting))
-        return self.selection(task, setting, budgets[i - 1]).lr
+        return self.selected(task, setting, budgets[i - 1])
 
     def selection(self, task: str, setting: Setting | str, steps: int | None = None) -> Selection:
         """The tuning state of a tuned setting (`Selection.state`) and its selected rate once chosen."""
@@ -296,15 +296,15 @@ class Decisions:
         runs = self.runs_of(task, s, steps)
         sel.choice = choose(runs, tuning_seed=t.seed, seeds=self.study.seeds)
         sel.scores = {float(v[0]): float(x) for v, x in sel.choice.scores.items()}
-        if any(not self.done(task, s, steps, lr, t.seed) for lr in sel.grid):
-            sel.state = "tune"
-            return sel
-        if sel.choice.values in sel.choice.scores:
+        if sel.choice.values in sel.choice.scores:  # compared at the tuning seed (so far, while `tune`)
             sel.lr = float(sel.choice.values[0])
             if len(sel.scores) > 1 and sel.lr == min(sel.scores):
                 sel.edge = "low"
             elif len(sel.scores) > 1 and sel.lr == max(sel.scores):
                 sel.edge = "high"
+        if any(not self.done(task, s, steps, lr, t.seed) for lr in sel.grid):
+            sel.state = "tune"
+            return sel
         extended = len(sel.scores) - len(sel.grid)
         if sel.edge and extended < t.extend:
             sel.state = "extend"
@@ -313,18 +313,21 @@ class Decisions:
             sel.state = "selected"
         return sel
 
+    def selected(self, task: str, setting: Setting | str, steps: int | None = None) -> float | None:
+        """A tuned setting's selected rate, None until its grid (with extensions) is finished."""
+        sel = self.selection(task, setting, steps)
+        return sel.lr if sel.state == "selected" else None
+
     def rate(self, task: str, setting: Setting | str, rule_of: str | None = None, steps: int | None = None) -> float | None:
         """The rate a cell of `setting` runs at: its own selected rate when it is tuned on `task`, else
         (or with `rule_of`) the selected rate of the setting its `{of: s}` group names."""
         s = self._setting(setting)
         if rule_of is None and self.study.tuned_on(s.name, task):
-            sel = self.selection(task, s, steps)
-            return sel.lr if sel.state == "selected" else None
+            return self.selected(task, s, steps)
         of = rule_of or next((g.rate.setting for g in self.study.groups_of(s.name, task) if g.rate.rule == "of"), None)
         if of is None:
             return None
-        sel = self.selection(task, of, steps)
-        return sel.lr if sel.state == "selected" else None
+        return self.selected(task, of, steps)
 
     # -- cells
     def seeds_cell(self, runs: Iterable[dict[str, Any]], task: str) -> Cell:

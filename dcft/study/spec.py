@@ -28,7 +28,7 @@ SELECT_ON = ("holdout",)  # tuning.select_on
 CORE = "core"  # the group tuned first; the budget check's gate picks among it
 TOP_KEYS = ("name", "title", "output_root", "report_dir", "compute_hours", "run", "tasks", "settings", "tuning",
             "seeds", "groups", "budget_check", "margins", "claims", "report")
-REPORT_BLOCKS = ("table1", "paired", "ablations", "learning_speed", "pareto", "frontier", "label", "compute")
+REPORT_BLOCKS = ("table1", "paired", "ablations", "learning_speed", "pareto", "frontier", "label", "model_title", "compute")
 
 
 class StudyError(ValueError):
@@ -142,6 +142,14 @@ class Study:
     claims: tuple[Claim, ...]
     report: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+
+    @property
+    def path_rel(self) -> str:
+        """The study file's path relative to the repository root (as the report cites it)."""
+        try:
+            return Path(self.path).resolve().relative_to(ROOT).as_posix()
+        except ValueError:
+            return self.path
 
     def groups_of(self, setting: str, task: str) -> list[Group]:
         """The groups that run `setting` on `task`, in file order."""
