@@ -42,7 +42,7 @@ from typing import Any, Iterable
 from dcft import claims
 from dcft.ladder import clean, ladder_step
 from dcft.selection import Choice, choose
-from dcft.study.spec import CORE, Setting, Study
+from dcft.study.spec import CORE, Setting, Study, Tuning
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("tune", "extend", "seeds", "budget_check", "also_check", "rate_of")  # `stage` of a planned run
@@ -53,6 +53,11 @@ def fmt_lr(v: float | None) -> str:
     if v is None:
         return "-"
     return f"{v:.1e}" if v < 1e-2 else repr(v)
+
+
+def rate_grid(tuning: Tuning, centre: float) -> list[float]:
+    """A tuning grid: `centre` and `either_side` points each side of it, `step` ladder places apart."""
+    return [ladder_step(centre, k * tuning.step) for k in range(-tuning.either_side, tuning.either_side + 1)]
 
 
 # ---- cells -------------------------------------------------------------------------------------------
@@ -261,8 +266,7 @@ class Decisions:
 
     # -- tuning
     def grid(self, centre: float) -> list[float]:
-        t = self.study.tuning
-        return [ladder_step(centre, k * t.step) for k in range(-t.either_side, t.either_side + 1)]
+        return rate_grid(self.study.tuning, centre)
 
     def centre(self, task: str, setting: Setting, steps: int) -> float | None:
         """Where a tuned setting's grid at `steps` is centred: its source rate at its first budget, the
