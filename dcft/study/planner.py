@@ -201,30 +201,51 @@ class Composer:
         declared = declared_config(cfg)
         return declared.get("method") or {}, float(cfg["train"]["lr"]), str(cfg["model"]["name"])
 
+    def compose_all(self, pairs: Iterable[tuple[str, Setting]]) -> None:
+        """Compose every (task, setting) of `pairs` under one Hydra initialisation (the slow part of a plan)."""
+        todo = [(t, s) for t, s in pairs if (t, s.method) not in self._base]
+        if todo:
+            with self._hydra():
+                self._depth += 1
+                try:
+                    for t, s in todo:
+                        self._composed(t, s)
+                finally:
+                    self._depth -= 1
+
+    _depth = 0
+
+    def _hydra(self):
+        """Hydra initialised on conf/ (once for a batch of compositions: `compose_all`)."""
+        import contextlib
+
+        from hydra import initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+
+        from dcft.config import CONF_DIR, register
+
+        if self._depth:
+            return contextlib.nullcontext()
+        register()
+        GlobalHydra.instance().clear()
+        return initialize_config_dir(config_dir=str(Path(CONF_DIR).resolve()), version_base="1.3", job_name="run")
+
     def _composed(self, task: str, setting: Setting) -> tuple[dict[str, Any], dict[str, Any]]:
         key = (task, setting.method)
         if key not in self._base:
-            from hydra import compose, initialize_config_dir
-            from hydra.core.global_hydra import GlobalHydra
+            from hydra import compose
             from omegaconf import OmegaConf
 
-            from dcft.config import CONF_DIR, register
-
-            register()
             overrides = [_override(k, v) for k, v in {**dict(self.study.run), "method": setting.method,
                                                       "task": task}.items()]
-            GlobalHydra.instance().clear()
             try:
-                with initialize_config_dir(config_dir=str(Path(CONF_DIR).resolve()), version_base="1.3",
-                                           job_name="run"):
+                with self._hydra():
                     cfg = compose("config", overrides=overrides)
             except Exception as e:  # noqa: BLE001 - a study Hydra cannot compose is the study file's error
                 from dcft.study.spec import StudyError
 
                 raise StudyError(f"study file: settings.{setting.name} on task {task}: run.py cannot compose "
                                  f"{' '.join(overrides)}: {type(e).__name__}: {e}".splitlines()[0]) from e
-            finally:
-                GlobalHydra.instance().clear()
             self._base[key] = (OmegaConf.to_container(cfg, resolve=True),
                                OmegaConf.to_container(cfg.method, resolve=False))
         return self._base[key]
@@ -242,6 +263,8 @@ class Decisions:
         self.compose = composer or Composer(study)
         self._sel: dict[tuple[str, str, int], Selection] = {}
         self.messages: list[str] = []
+        self.compose.compose_all((t, study.settings[n]) for g in study.groups.values() for n in g.settings
+                                 for t in g.tasks)
 
     # -- runs of a cell
     def runs_of(self, task: str, setting: Setting | str, steps: int | None = None) -> list[dict[str, Any]]:

@@ -95,18 +95,21 @@ def test_a_short_budget_moves_the_plan_on_around_its_selected_rates(tmp):
                                 + [("dcft8", 1000, lr, 6) for lr in (3e-4, 2e-3)])
 
 
-def test_a_converged_check_opens_seeds_also_checks_and_the_groups(tmp):
-    root = tmp / "runs"
+def converged_at_1000(root):
+    """500 steps short (above); at 1000: LoRA best at 3e-4 (held-out 0.86), DCFT k8 at 8e-4 (0.9, from the
+    check), grids finished; the check at 2000 steps: differences +1, -1, +0.5, interval contains 0."""
     grids_at_500(root)
     _check(root, 500, (85.0, 80.0, 81.0), (88.0, 83.0, 84.0))
-    # at 1000: LoRA best at 3e-4 (held-out 0.86), DCFT k8 at 8e-4 (0.9, from the check), grids finished
     for lr, h in ((1e-4, 0.80), (3e-4, 0.86), (8e-4, 0.84)):
         result(root, "lora", 1000, lr, 6, h, 0.8)
     for lr, h in ((3e-4, 0.85), (2e-3, 0.88)):
         result(root, "dcft8", 1000, lr, 6, h, 0.8)
-    # the check at 1000: 2000 steps, differences +1, -1, +0.5: interval contains 0: converged
     for seed, dev in ((6, 0.89), (7, 0.82), (8, 0.845)):
         result(root, "dcft8", 2000, 8e-4, seed, 0.9, dev)
+
+
+def test_a_converged_check_opens_seeds_also_checks_and_the_groups(tmp):
+    converged_at_1000(tmp / "runs")
     d, runs = plan(tmp)
     assert d.gate("sst2", 1000).verdict == "converged" and d.gate("sst2", 1000).setting.name == "dcft8"
     assert todo(runs, stage="seeds", group="core") == [("lora", 1000, 3e-4, 7), ("lora", 1000, 3e-4, 8)]
@@ -122,14 +125,7 @@ def test_a_converged_check_opens_seeds_also_checks_and_the_groups(tmp):
 
 def test_around_is_tuned_of_is_not(tmp):
     root = tmp / "runs"
-    grids_at_500(root)
-    _check(root, 500, (85.0, 80.0, 81.0), (88.0, 83.0, 84.0))
-    for lr, h in ((1e-4, 0.80), (3e-4, 0.86), (8e-4, 0.84)):
-        result(root, "lora", 1000, lr, 6, h, 0.8)
-    for lr, h in ((3e-4, 0.85), (2e-3, 0.88)):
-        result(root, "dcft8", 1000, lr, 6, h, 0.8)
-    for seed, dev in ((6, 0.89), (7, 0.82), (8, 0.845)):
-        result(root, "dcft8", 2000, 8e-4, seed, 0.9, dev)
+    converged_at_1000(root)
     for lr, h in ((1e-4, 0.70), (3e-4, 0.75), (8e-4, 0.80)):  # LoRA qv: best at its high edge
         result(root, "lora_qv", 1000, lr, 6, h, 0.7)
     for seed in (6, 7, 8):
