@@ -522,6 +522,7 @@ def _pareto_panel(ax, d: Decisions, task: str, cells: Cells) -> None:
 
 def _curves_panel(ax, d: Decisions, task: str, cells: Cells) -> None:
     """Dev score against step of `report.learning_speed`'s settings and its baseline."""
+    drawn = False
     for s in speed_settings(d)[0]:
         lr = cell_rate(d, cells, task, s)
         pts = mean_curve(d, task, s, lr)
@@ -529,8 +530,10 @@ def _curves_panel(ax, d: Decisions, task: str, cells: Cells) -> None:
             x, m, sd, _ = zip(*pts)
             ax.plot(x, m, marker="o", ms=3, label=f"{s.title} (lr {fmt_lr(lr)})")
             ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15)
+            drawn = True
     ax.set_xlabel("optimizer step")
-    ax.legend(fontsize=6)
+    if drawn:
+        ax.legend(fontsize=6)
 
 
 def _convergence_panel(ax, d: Decisions, task: str, cells: Cells) -> None:
@@ -567,6 +570,8 @@ def write_figures(d: Decisions, out: Path, cells: Cells) -> list[Path]:
                                                 f"at {_times(f)} its steps (its rate, seeds {_seeds_text(study)})")):
         if not tasks:
             break
+        if stem == "learning_curves" and not speed_settings(d)[0]:  # no report.learning_speed block
+            continue
         width = 4.2 if stem == "pareto" else 3.2  # inches per task panel; the Pareto panel carries ten labels
         fig, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), 2.8), squeeze=False)
         for ax, t in zip(axes[0], tasks):
