@@ -17,33 +17,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dcft.study.planner import ROOT, fmt_lr, load_runs, planned_runs
+from dcft.study.planner import ROOT, fmt_lr, load_runs, override, planned_runs
 from dcft.study.spec import StudyError, load
 
 JOBLIB_PACKAGE = "hydra-joblib-launcher"  # pip package of Hydra's joblib launcher
 
 
 # ---- the sweeps ---------------------------------------------------------------------------------------------
-def _value(k: str, v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return fmt_lr(v) if k == "train.lr" else repr(v)
-    return str(v)
-
-
 def sweeps(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The planned runs as Hydra multiruns: runs that differ only in rate and seed share one sweep, and
     rates with the same seeds share one (lr x seed crossed); in plan order."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in runs:
-        fixed = tuple((k, _value(k, v)) for k, v in r["overrides"].items() if k not in ("train.lr", "seed"))
+        fixed = tuple((k, override(k, v)) for k, v in r["overrides"].items() if k not in ("train.lr", "seed"))
         out.setdefault(fixed, {"fixed": dict(fixed), "rates": {}, "first": r})["rates"].setdefault(r["lr"], []).append(
             r["seed"])
     result = []
@@ -55,7 +48,7 @@ def sweeps(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             r = sw["first"]
             result.append({"task": r["task"], "setting": r["setting"], "stage": r["stage"], "group": r["group"],
                            "steps": r["steps"], "n": len(seeds) * len(lrs),
-                           "args": [f"{k}={v}" for k, v in sw["fixed"].items()]
+                           "args": list(sw["fixed"].values())
                            + [f"train.lr={','.join(fmt_lr(x) for x in sorted(lrs))}",
                               f"seed={','.join(map(str, seeds))}"]})
     return result
@@ -162,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "plan":
         print(f"{study.name} ({study.path_rel}): " + "\n".join(plan_lines(todo)))
     else:
-        print("\n".join(" ".join(["python", *command(sw)[1:]]) for sw in sweeps(todo)) or "nothing left to run")
+        print("\n".join(shlex.join(["python", *command(sw)[1:]]) for sw in sweeps(todo)) or "nothing left to run")
     return 0
 
 

@@ -45,7 +45,8 @@ from dcft.selection import Choice, choose
 from dcft.study.spec import CORE, Setting, Study, Tuning
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("tune", "extend", "seeds", "budget_check", "also_check", "rate_of")  # `stage` of a planned run
+# A planned run's `stage`: tune | extend (a grid and its edge extensions, tuning seed) | budget_check (the gate) |
+# seeds (at a setting's own selected rate) | also_check (budget_check.also) | rate_of (at an {of: s} rate).
 
 
 def fmt_lr(v: float | None) -> str:
@@ -150,7 +151,8 @@ class Check:
 
 
 # ---- the settings' identities ------------------------------------------------------------------------
-def _override(k: str, v: Any) -> str:
+def override(k: str, v: Any) -> str:
+    """`k=v` as run.py's command line takes it (booleans lower case, rates as the study prints them)."""
     if isinstance(v, bool):
         v = str(v).lower()
     elif isinstance(v, float):
@@ -236,7 +238,7 @@ class Composer:
             from hydra import compose
             from omegaconf import OmegaConf
 
-            overrides = [_override(k, v) for k, v in {**dict(self.study.run), "method": setting.method,
+            overrides = [override(k, v) for k, v in {**dict(self.study.run), "method": setting.method,
                                                       "task": task}.items()]
             try:
                 with self._hydra():

@@ -319,8 +319,7 @@ def parse(raw: Mapping[str, Any], path: str = "") -> Study:
     _check_rates(groups, tasks)
     bn = _get(raw, "budget_check", "(top level)", dict)
     check = BudgetCheck(_get(bn, "gate", "budget_check", str),
-                        _names(bn.get("also", []) or ["-"], "budget_check.also", settings, "settings")
-                        if bn.get("also") else (), _get(bn, "factor", "budget_check", int),
+                        _names(bn["also"], "budget_check.also", settings, "settings") if bn.get("also") else (), _get(bn, "factor", "budget_check", int),
                         _get(bn, "rule", "budget_check", str), _get(bn, "slope_evals", "budget_check", int, 3))
     if check.gate not in GATES:
         _fail("budget_check.gate", check.gate, f"valid: {', '.join(GATES)}")
