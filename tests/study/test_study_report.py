@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from helpers import STUDY, result, write_study
+from study_fixtures import STUDY, result, write_study
 from dcft.study.planner import Cell, Decisions, paired
 from dcft.study.report import (_paired_text, bench_times, early_mean, pareto_points, report, table1_cells,
                                write_tables, write_tie_rule)

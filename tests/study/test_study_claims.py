@@ -12,7 +12,7 @@ import math
 import pytest
 from scipy import stats
 
-from helpers import STUDY, result, write_study
+from study_fixtures import STUDY, result, write_study
 from dcft.study.planner import Decisions
 from dcft.study.report import claim_rows
 from dcft.study.spec import load

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from helpers import STUDY
+from study_fixtures import STUDY
 from dcft.study.spec import StudyError, load, parse
 
 

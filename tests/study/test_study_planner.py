@@ -1,14 +1,14 @@
 """The study protocol (`dcft.study.planner`) on result files written here: what it plans next and what
 it selected, each answer worked out by hand from the fixture's numbers.
 
-The fixture study (helpers.STUDY) on SST-2 with the CPU preset: LoRA's source rate is 3e-4 (grid two
+The fixture study (study_fixtures.STUDY) on SST-2 with the CPU preset: LoRA's source rate is 3e-4 (grid two
 ladder places either side: 1e-4, 3e-4, 8e-4), DCFT's 8e-4 (3e-4, 8e-4, 2e-3); budgets 500 then 1000."""
 
 from __future__ import annotations
 
 import pytest
 
-from helpers import result, write_study
+from study_fixtures import result, write_study
 from dcft.study.planner import Decisions, planned_runs
 from dcft.study.spec import load
 from dcft.tables import load_runs
