@@ -57,7 +57,7 @@ NOT_RUN = {
     "python run.py -m task=rte,mrpc method=dcft kernel=2,4,8 stride=1,2,8": "the Hub, 18 full runs",
     "make table4": "the Hub, GPU hours",
     "make cpu-study": "about 10 hours on 2 cores, reads ../shared/glue",
-    "make study STUDY=cpu-minilm JOBS=2": "hours of training, reads ../shared/glue (tests/study/test_end_to_end.py "
+    "make study STUDY=cpu-minilm JOBS=2": "hours of training, reads ../shared/glue (tests/study/test_study_end_to_end.py "
                                           "runs a tiny study through the same command)",
     "make bench": "minutes of timing on an idle machine",
     'make gpu-check GPU_CHECK_ARGS="--glue-dir ../shared/glue"': "a CUDA GPU (without one it refuses: tests/test_gpu_check.py)",

@@ -11,7 +11,7 @@ Each test builds result files by hand and checks a cell against values worked ou
   duplicates;
 * SoRA's and AdaLoRA's #Params come from the selected runs (mean, with the range);
 * the best-step rule under ties is the earliest (a study's report shows what the other rule changes:
-  tests/study/test_report.py);
+  tests/study/test_study_report.py);
 * on the committed CPU study, `dcft.tables` gives the study's own Table 1 cells.
 """
 
