@@ -24,7 +24,7 @@ GATES = ("best_core",)  # budget_check.gate: the core setting with the best held
 CHECK_RULES = ("interval_contains_zero",)  # budget_check.rule
 CENTRES = ("source",)  # tuning.centre
 RECENTRES = ("previous_budget",)  # tuning.recentre
-SELECT_ON = ("holdout",)  # tuning.select_on
+SELECT_ON = ("holdout", "dev")  # tuning.select_on: the run's best held-out score, or its best dev score (holdout 0)
 CORE = "core"  # the group tuned first; the budget check's gate picks among it
 TOP_KEYS = ("name", "title", "output_root", "report_dir", "compute_hours", "run", "tasks", "settings", "tuning",
             "seeds", "groups", "budget_check", "margins", "claims", "report")
@@ -199,8 +199,9 @@ def _task(name: str, node: Any) -> TaskBudget:
             or list(budgets) != sorted(set(budgets)):
         _fail(f"{w}.budgets", budgets, "must be a non-empty list of increasing positive step counts")
     holdout = _get(node, "holdout", w, (int, float))
-    if not 0 < holdout < 1:
-        _fail(f"{w}.holdout", holdout, "must be a fraction between 0 and 1 (the held-out slice rates are selected on)")
+    if not 0 <= holdout < 1:
+        _fail(f"{w}.holdout", holdout, "must be a fraction from 0 to below 1 (the held-out slice rates are selected "
+              "on; 0 = none, with tuning.select_on: dev)")
     return TaskBudget(name, _get(node, "metric", w, str), tuple(budgets), _get(node, "batch_size", w, int),
                       _get(node, "max_len", w, int), _get(node, "eval_steps", w, int), float(holdout))
 
@@ -306,6 +307,11 @@ def parse(raw: Mapping[str, Any], path: str = "") -> Study:
                        ("select_on", SELECT_ON)):
         if getattr(tuning, key) not in valid:
             _fail(f"tuning.{key}", getattr(tuning, key), f"valid: {', '.join(valid)}")
+    for t in tasks.values():
+        if (t.holdout > 0) != (tuning.select_on == "holdout"):
+            _fail(f"tasks.{t.name}.holdout", t.holdout, f"tuning.select_on is {tuning.select_on}: "
+                  + ("a held-out fraction above 0 is needed" if tuning.select_on == "holdout" else
+                     "selecting on dev means no held-out slice (0)"))
     if tuning.step < 1 or tuning.either_side < 1 or tuning.extend < 0:
         _fail("tuning", {"step": tuning.step, "either_side": tuning.either_side, "extend": tuning.extend},
               "step and either_side must be >= 1, extend >= 0")

@@ -53,6 +53,8 @@ def _groups(**g):
     ({"budget_check": {**STUDY["budget_check"], "also": ["dcft4"]}}, ["budget_check.also", "'dcft4'", "tuned"]),
     ({"tasks": {"sst2": {**STUDY["tasks"]["sst2"], "budgets": [1000, 500]}}},
      ["tasks.sst2.budgets", "[1000, 500]", "increasing"]),
+    ({"tasks": {"sst2": {**STUDY["tasks"]["sst2"], "holdout": 0.0}}},
+     ["tasks.sst2.holdout", "0.0", "select_on is holdout", "above 0"]),
     ({"seed": 3}, ["seed = 3", "unknown key", "valid: name, title"]),
     ({"report": {"tabel1": {}}}, ["report.tabel1", "unknown report block"]),
     ({"settings": {**STUDY["settings"], "x": {"title": "X", "method": "lora", "set": {"train.lr": 0.1}}}},
