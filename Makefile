@@ -171,25 +171,27 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 	$(RUN_SWEEP) +sweep=table4
 	$(PYTHON) -m dcft.report.figures $(if $(MODEL),--model $(MODEL))
 
-.PHONY: cpu-study cpu-report cpu-bench
-# The CPU-scale reproduction (results/cpu-study/README.md): MiniLM on SST-2 and CoLA from
-# ../shared/glue (dcft.study.SCOPE); every method at its own source settings and its own learning rate, selected
-# on a held-out slice; 3 seeds; ablations at DCFT's selected rate. Many hours on 2 cores: stop it whenever, a
-# relaunch skips finished runs. Each pass asks `python -m dcft.study next` which stage files the finished runs
-# call for (per budget: core grids, widened at an edge -> budget check at 2x steps; a short budget moves on to
-# the next; once converged: core seeds -> ablations -> other baselines), runs the first sweep with runs to do,
-# and asks again.
-# STUDY_ARGS narrows a chunk, e.g. STUDY_ARGS="--tasks sst2,cola --settings dcft8,dcft2,lora,full".
+.PHONY: study study-plan study-report cpu-study cpu-report cpu-bench
+# Studies (README "Studies"): conf/study/$(STUDY).yaml declares the model, tasks and budgets, settings, tuning,
+# seeds, groups, budget check and claims; `python -m dcft.study` plans its runs from the finished ones, runs
+# them through run.py -m (JOBS side by side with Hydra's joblib launcher), and writes its report. Stop it
+# whenever: a relaunch skips finished runs and resumes.
+STUDY ?= cpu-minilm
+JOBS ?= 1
+LAUNCHER ?=  # a Hydra launcher config instead of JOBS, e.g. LAUNCHER=slurm (conf/hydra/launcher/slurm.yaml)
+study:  ## run a study (STUDY=cpu-minilm JOBS=1, or LAUNCHER=slurm) until nothing is left, then its report (hours; resumes)
+	$(PYTHON) -m dcft.study run conf/study/$(STUDY).yaml --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
+
+study-plan:  ## every run a study (STUDY=cpu-minilm) still has to do, by stage, with counts
+	$(PYTHON) -m dcft.study plan conf/study/$(STUDY).yaml
+
+study-report:  ## a study's tables, figures and claim verdicts from its run files (never trains)
+	$(PYTHON) -m dcft.study report conf/study/$(STUDY).yaml
+
+# The CPU-scale reproduction (results/cpu-study/README.md): conf/study/cpu-minilm.yaml.
 CPU_STUDY = results/cpu-study
-STUDY_ARGS ?=
-STUDY_PASSES ?= 500
-cpu-study:  ## the CPU-scale reproduction: runs what is missing, stage by stage (hours; resumes), then its report
-	@for pass in $$(seq $(STUDY_PASSES)); do \
-	  todo="$$($(PYTHON) -m dcft.study next $(STUDY_ARGS))" || exit 1; \
-	  [ -z "$$todo" ] && break; \
-	  s=$$(echo "$$todo" | head -n 1); $(PYTHON) run.py +sweep=$$s $(SWEEP_ARGS) || exit 1; \
-	done
-	$(MAKE) cpu-report
+cpu-study:  ## the CPU-scale reproduction: make study STUDY=cpu-minilm (hours; resumes), then its report
+	$(MAKE) study STUDY=cpu-minilm
 
 # The study's Table 4/5 step times: DCFT at every kernel and stride against LoRA r=1 on MiniLM's shapes
 # (random weights, batch 32 x 32 tokens, a typical length-grouped batch), on an idle machine, 2 threads.
@@ -199,8 +201,8 @@ cpu-bench:  ## the CPU study's step times (DCFT kernels and strides vs LoRA on M
 		--threads 2 --no-inference --only $$(echo $(CPU_BENCH_SHAPES) | sed -E 's/([0-9]+):([0-9]+)/dcft-k\1s\2-fast,dcft-k\1s\2-reference/g') \
 		--out $(CPU_STUDY)/bench-minilm.json
 
-cpu-report:  ## tables, figures and numbers of the CPU study from its committed run files (never trains)
-	$(PYTHON) -m dcft.study report --runs $(CPU_STUDY)/runs --out $(CPU_STUDY)
+cpu-report:  ## tables, figures and claim verdicts of the CPU study from its committed run files (never trains)
+	$(MAKE) study-report STUDY=cpu-minilm
 
 # ---- Speed: DCFT (fast and reference paths) against LoRA r=1 and full fine-tuning (dcft/measure/bench.py).
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--device cuda --batch 32 --seq-len 256 --compile".

@@ -1,6 +1,6 @@
 """The 1-2-3-5-8 learning-rate ladder (..., 1e-4, 2e-4, 3e-4, 5e-4, 8e-4, 1e-3, ...) that every
 learning-rate grid of this project is drawn from: `scripts/method_hp.py` (the paper tables: a task's
-source rate and one step either side) and the CPU study (`dcft.study`: two steps either side)."""
+source rate and one step either side) and the studies (`dcft.study.planner`: a study file's `tuning.step` places apart)."""
 
 from __future__ import annotations
 

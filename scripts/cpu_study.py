@@ -1,19 +1,18 @@
 """The CPU-scale reproduction's configuration: MiniLM on RTE, CoLA, STS-B and SST-2.
 
-Writes, from the DeBERTaV3-base sources the paper's Table 1 uses:
+Writes, from the DeBERTaV3-base sources the paper's Table 1 uses and the study's budgets
+(`conf/study/cpu-minilm.yaml`: each task's last budget, batch, length, evaluation interval, held-out
+slice and the tuning grid's shape):
 
 * `conf/hp/cpu/minilm/<task>.yaml` (`preset=cpu`): DCFT's settings, the authors' DeBERTaV3-base
   script values (`conf/hp/authors/deberta-v3-base/<task>.yaml`) with the CPU budget below;
 * `conf/method_hp/own/minilm/<method>/<task>.yaml`: every baseline's own DeBERTaV3-base settings
-  (`scripts/method_hp.py`'s source tables) with the same CPU budget;
-* `conf/sweep/cpu/tune_<task>_<method>.yaml`: stage 1, each method's learning-rate grid, seed 6, for
-  the tasks the study covers (`dcft.study.SCOPE`); a core method's grid sits in `steps<N>/` when its
-  first budget is one the study checked before `BUDGET` and found short (`dcft.study.EARLIER_STEPS`).
+  (`scripts/method_hp.py`'s source tables) with the same CPU budget.
 
 How a source's setting becomes a CPU one (the same rule for every method):
 
-* steps, batch, max length, evaluation interval and held-out slice are the task's `BUDGET`, equal
-  for every method (paper App. E: the same batch size for every method of a dataset);
+* steps, batch, max length, evaluation interval and held-out slice are the task's budget in the
+  study file, equal for every method (paper App. E: the same batch size for every method of a dataset);
 * warm-up keeps the source's *fraction* of its run: `warmup_steps / (epochs x ceil(n_train / 32))`
   (batch 32, the authors' DeBERTaV3-base batch), or the source's `warmup_ratio`; AdaLoRA's schedule
   (`tinit`, `tfinal`, `deltaT`, in steps) is scaled by the same ratio of CPU to source steps;
@@ -21,8 +20,8 @@ How a source's setting becomes a CPU one (the same rule for every method):
 * the learning-rate grid is the source's rate and the values two steps either side of it on the
   1-2-3-5-8 ladder (about x2.5 apart), e.g. 8e-4 -> 3e-4, 8e-4, 2e-3.
 
-Later stages (`select`, after the tuning runs exist) are written from the runs by
-`python -m dcft.study`: extra seeds at each method's selected rate, ablations at DCFT's.
+The runs themselves (grids, seeds, budget checks, ablations) are planned from the study file by
+`python -m dcft.study plan conf/study/cpu-minilm.yaml`.
 
 Written in-house: a transcription of sources into configs, not a library feature.
 
@@ -43,15 +42,27 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import method_hp as mh  # noqa: E402  (the baselines' source tables and the yaml renderer)
 
-from dcft.study import (BUDGET, CORE, MODEL, SCOPE, SEED, TABLE1, TASKS, Setting, budgets, lr_grid,  # noqa: E402
-                        sweep_dir, sweep_yaml)
+from dcft.study.planner import rate_grid  # noqa: E402
+from dcft.study.spec import load  # noqa: E402
 
 ROOT = mh.ROOT
 SOURCE_MODEL = mh.V3  # the sources are DeBERTaV3-base's (paper Table 1)
 SOURCE_BATCH = 32  # the authors' DeBERTaV3-base batch; converts a source's warm-up steps into a fraction
 N_TRAIN = {"rte": 2490, "cola": 8551, "stsb": 5749, "sst2": 67349}  # GLUE train.tsv rows
 BASELINES = ("full", "bitfit", "hadapter", "padapter", "lora", "lorafa", "sora", "adalora")
+STUDY = load(ROOT / "conf" / "study" / "cpu-minilm.yaml")
+MODEL = dict(STUDY.run)["model"]
+TASKS = tuple(STUDY.tasks)
+SEED = STUDY.tuning.seed
+# Each task's budget: the last one the study walks (the earlier ones were checked and found short).
+BUDGET = {t: {"max_steps": b.steps, "batch_size": b.batch_size, "max_len": b.max_len, "eval_steps": b.eval_steps,
+              "holdout": b.holdout} for t, b in STUDY.tasks.items()}
 HP_DIR = ROOT / "conf" / "hp" / "cpu" / MODEL
+
+
+def lr_grid(rate: float) -> list[float]:
+    """The study's tuning grid around a source's rate."""
+    return rate_grid(STUDY.tuning, rate)
 
 
 def source_steps(task: str, epochs: float) -> int:
@@ -138,28 +149,6 @@ def baseline_entry(method: str) -> mh.Entry:
                            f"Learning-rate grid (stage 1, seed {SEED}): {grids}."))
 
 
-def tune_steps(task: str, method: str) -> int:
-    """A method's first budget on the task: a core method's is the first budget the planner walks
-    (`dcft.study.budgets`), the other baselines' (tuned only at a converged BUDGET) the task's BUDGET."""
-    core = {s.method for s in TABLE1 if s.name in CORE}
-    return budgets(task)[0] if method in core else BUDGET[task]["max_steps"]
-
-
-def tune_sweep(task: str, method: str) -> str:
-    if method == "dcft":
-        rate, setting = authors_preset(task)["train"]["lr"], Setting("dcft", "DCFT", "dcft", (("kernel", "8,2"),))
-    else:
-        rate = mh.values_for(mh.entry_for(SOURCE_MODEL, method, task), task)["lr"]
-        setting = Setting(method, method, method)
-    grid = lr_grid(rate)
-    runs = len(grid) * (2 if method == "dcft" else 1)
-    name, steps = f"tune_{task}_{method}", tune_steps(task, method)
-    return sweep_yaml(name, [f"CPU study stage 1: {method} on MiniLM x {task}, learning-rate grid around the "
-                             f"source's", f"{_v(rate)} (two ladder steps either side), seed {SEED}, {steps} steps: {runs} "
-                             "runs. The rate is selected on the", "held-out slice (data.holdout); stage 2 adds seeds at "
-                             "it. Written by scripts/cpu_study.py."], task, setting, grid, (SEED,), steps=steps)
-
-
 def planned_files() -> dict[Path, str]:
     files = {HP_DIR / f"{t}.yaml": render_preset(t) for t in TASKS}
     for m in BASELINES:
@@ -167,10 +156,6 @@ def planned_files() -> dict[Path, str]:
         for t in TASKS:
             files[mh.OUT / MODEL / m / f"{t}.yaml"] = mh.render_hp(e, t).replace(
                 "Written by scripts/method_hp.py from its source tables", "Written by scripts/cpu_study.py")
-    for t in TASKS:  # stage 1 of the settings the study covers on the task (dcft.study.SCOPE)
-        for m in ("dcft", *BASELINES):
-            if t in SCOPE["dcft8" if m == "dcft" else m]:
-                files[sweep_dir(t, tune_steps(t, m)) / f"tune_{t}_{m}.yaml"] = tune_sweep(t, m)
     return files
 
 

@@ -39,6 +39,9 @@ SLOW = {
     "make params": ["cells match"],
     "make figures": ["wrote results/figures/table4_kernel.png"],
     "make cpu-report": ["results/cpu-study"],
+    "make study-report STUDY=cpu-minilm": ["claims", "results/cpu-study"],
+    "python -m dcft.study plan conf/study/cpu-minilm.yaml": ["cpu-minilm (conf/study/cpu-minilm.yaml)", "by stage"],
+    "python -m dcft.study next conf/study/cpu-minilm.yaml": ["run.py -m", "output_root=results/cpu-study/runs"],
     "make plan SWEEP=table4": ["table4"],
     "python examples/trl_sft_dcft.py": ["loss", "adapter in sft-dcft/adapter"],
 }
@@ -54,7 +57,8 @@ NOT_RUN = {
     "python run.py -m task=rte,mrpc method=dcft kernel=2,4,8 stride=1,2,8": "the Hub, 18 full runs",
     "make table4": "the Hub, GPU hours",
     "make cpu-study": "about 10 hours on 2 cores, reads ../shared/glue",
-    'make cpu-study STUDY_ARGS="--tasks sst2 --settings dcft8,lora"': "hours of training, reads ../shared/glue",
+    "make study STUDY=cpu-minilm JOBS=2": "hours of training, reads ../shared/glue (tests/study/test_study_end_to_end.py "
+                                          "runs a tiny study through the same command)",
     "make bench": "minutes of timing on an idle machine",
     'make gpu-check GPU_CHECK_ARGS="--glue-dir ../shared/glue"': "a CUDA GPU (without one it refuses: tests/test_gpu_check.py)",
     "make cpu-bench": "minutes of timing on an idle machine",

@@ -1,5 +1,5 @@
-"""Which runs fill a table cell: one selection protocol for `dcft.report.tables`, `dcft.report.figures` and the CPU
-study (`dcft.study`, `dcft.study_report`).
+"""Which runs fill a table cell: one selection protocol for `dcft.report.tables`, `dcft.report.figures` and the
+studies (`dcft.study.planner`, `dcft.study.report`).
 
 A cell compares like with like. Its candidates are the completed runs that match its row and column.
 

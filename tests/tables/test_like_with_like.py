@@ -10,7 +10,8 @@ Each test builds result files by hand and checks a cell against values worked ou
   with runs on the original, runs of another code revision or process count are not dropped as
   duplicates;
 * SoRA's and AdaLoRA's #Params come from the selected runs (mean, with the range);
-* the best-step rule under ties is the earliest, and the CPU study reports what the other rule changes;
+* the best-step rule under ties is the earliest (a study's report shows what the other rule changes:
+  tests/study/test_study_report.py);
 * on the committed CPU study, `dcft.report.tables` gives the study's own Table 1 cells.
 """
 
@@ -22,8 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from dcft import study as S
-from dcft import study_report as R
 from dcft.report import tables as T
 from dcft.report.selection import best_entry
 from conftest import ROOT
@@ -233,31 +232,6 @@ def test_pruned_params_in_the_tables_are_the_selected_runs_mean_with_range(tmp_p
     assert ",params,73000,,3,60000,89000," in line
 
 
-def _study_run(folder: str, *, method: str, lr: float, seed: int, score: float, dev: float, live: int | None = None,
-               history: list | None = None, **mcfg) -> dict:
-    """A normalised run (`dcft.report.tables.normalise`) of the CPU study on SST-2 at its budget."""
-    m = {"name": method, **mcfg}
-    declared = {"method": m, "seed": seed, "train": {"max_steps": S.BUDGET["sst2"]["max_steps"], "lr": lr}}
-    best = {"validation/accuracy": dev, "holdout/accuracy": score}
-    from dcft.harness.identity import flatten
-    return {"run": folder, "path": folder, "task": "sst2", "method": method, "lr": lr, "seed": seed,
-            "selection_score": score, "best": best, "declared": declared, "facts": flatten({"declared": declared}),
-            "params_method": live, "history": history or [{"step": 100, "score": score, **best}], "finished_at": ""}
-
-
-def test_pruned_params_in_the_study_report_and_pareto_are_the_cells_runs(tmp_path: Path):
-    """The study's Table 1 #Params and the Pareto point of SoRA: the mean of its cell's three live counts,
-    73,000 (60,000 to 89,000), not the least-pruned tuning run's 211,385."""
-    runs = [_study_run(f"sora-s{s}", method="sora", lr=2e-3, seed=s, score=0.88, dev=0.85, live=live, r=8)
-            for s, live in ((6, 60_000), (7, 70_000), (8, 89_000))]
-    runs.append(_study_run("sora-low", method="sora", lr=3e-4, seed=6, score=0.86, dev=0.84, live=211_385, r=8))
-    res = R.write_tables(runs, tmp_path)
-    row = next(r for r in csv.reader((tmp_path / "table1.csv").open(encoding="utf-8")) if r[0] == "SoRA")
-    assert row[1] == "73,000 (60,000 to 89,000)"
-    (pt,) = R.pareto_points(runs, "sst2", res["cells"])
-    assert pt[:3] == (73_000, 60_000, 89_000) and pt[-1] == "SoRA"
-
-
 # ---- the best step under ties --------------------------------------------------------------------------
 HISTORY = [{"step": 100, "score": 0.5, "validation/accuracy": 0.70}, {"step": 200, "score": 0.7, "validation/accuracy": 0.80},
            {"step": 300, "score": 0.7, "validation/accuracy": 0.90}, {"step": 400, "score": 0.6, "validation/accuracy": 0.95}]
@@ -268,30 +242,6 @@ def test_best_step_rule_earliest_by_default_latest_on_request():
     assert best_entry(HISTORY, "latest")["step"] == 300
     with pytest.raises(ValueError, match="earliest, latest"):
         best_entry(HISTORY, "middle")
-
-
-def test_the_study_reports_which_verdicts_rest_on_the_tie_rule(tmp_path: Path):
-    """DCFT k8 and LoRA r=1 on SST-2, seeds 6, 7, 8. LoRA dev 86.0, 86.2, 85.8. DCFT k8 dev 84.0, 84.2 and, for
-    seed 8, a held-out tie at steps 500 (dev 84.0) and 900 (dev 87.0). Earliest: differences -2.0, -2.0, -1.8,
-    mean -1.93, sd 0.115, 95 % half-width 4.303 x 0.115 / sqrt 3 = 0.29: beyond noise. Latest: -2.0, -2.0,
-    +1.2, mean -0.93, sd 1.85, half-width 4.59: within noise. The verdict is listed as one that changes."""
-    runs = []
-    for seed, dev in ((6, 0.860), (7, 0.862), (8, 0.858)):
-        runs.append(_study_run(f"lora-s{seed}", method="lora", lr=5e-3, seed=seed, score=0.88, dev=dev, live=41_472))
-    tie = [{"step": 500, "score": 0.87, "validation/accuracy": 0.840, "holdout/accuracy": 0.87},
-           {"step": 700, "score": 0.85, "validation/accuracy": 0.850, "holdout/accuracy": 0.85},
-           {"step": 900, "score": 0.87, "validation/accuracy": 0.870, "holdout/accuracy": 0.87}]
-    for seed, dev in ((6, 0.840), (7, 0.842), (8, 0.840)):
-        runs.append(_study_run(f"dcft-s{seed}", method="dcft", lr=5e-3, seed=seed, score=0.87, dev=dev, live=7_488,
-                               history=tie if seed == 8 else None, kernel=8, stride=8, targets="all", init="normal"))
-    changed = R.write_tie_rule(runs, tmp_path)
-    assert changed == [("sst2", "paired", "DCFT k8 - LoRA r=1")]
-    text = (tmp_path / "tie_rule.md").read_text(encoding="utf-8")
-    assert "| sst2 | paired | DCFT k8 - LoRA r=1 | -1.93 [-2.22, -1.65] exceeds noise | -0.93 [-5.52, +3.66] " \
-           "within noise | yes |" in text
-    assert "1 of the 6 runs reach their highest held-out score at more than one evaluation, 1 of them with " \
-           "different dev scores" in text
-    assert "DCFT k8 on sst2 84.07 -> 85.07" in text  # (84.0 + 84.2 + 87.0) / 3 = 85.07
 
 
 # ---- the committed CPU study --------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_sweep_file_header_and_size(name: str):
     assert lines[1].startswith(f"# python run.py +sweep={name}")  # then the command that runs it
     cfg = OmegaConf.load(path)
     assert cfg.hydra.mode == "MULTIRUN"
-    assert name.split("_")[0] in ("table1", "table2", "table3", "table4", "table5", "table6", "figures", "cpu")
+    assert name.split("_")[0] in ("table1", "table2", "table3", "table4", "table5", "table6", "figures")
     if name in EXPECTED_RUNS:
         assert S.count_runs(path) == EXPECTED_RUNS[name]
         assert f"+sweep={name}" in (ROOT / "Makefile").read_text(encoding="utf-8")  # a make target runs it

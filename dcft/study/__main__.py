@@ -1,0 +1,163 @@
+"""Run a study from its file: `python -m dcft.study plan|next|run|report conf/study/<name>.yaml`.
+
+* `plan`: every run the finished runs call for now, grouped by stage, with counts (runs that depend
+  on these, e.g. seeds after a grid, appear once those have run).
+* `next`: the `python run.py -m ...` sweeps that run them.
+* `run [--jobs N]`: launches those sweeps through `run.py -m` (Hydra's multirun; with N > 1 Hydra's
+  joblib launcher runs N side by side, each with its share of the CPU threads), asks the planner
+  again, and repeats until nothing is left; then writes the report. Finished runs are skipped by the
+  harness, so an interrupted study resumes where it stopped. On a cluster: add
+  `--launcher slurm` (conf/hydra/launcher/slurm.yaml, Hydra's submitit launcher).
+* `report`: the tables and figures (`dcft.study.report`), from the run files only.
+
+Written in-house: a loop around Hydra's multirun; the launching is Hydra's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from dcft.study.planner import ROOT, fmt_lr, load_runs, override, planned_runs
+from dcft.study.spec import StudyError, load
+
+JOBLIB_PACKAGE = "hydra-joblib-launcher"  # pip package of Hydra's joblib launcher
+
+
+# ---- the sweeps ---------------------------------------------------------------------------------------------
+def sweeps(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The planned runs as Hydra multiruns: runs that differ only in rate and seed share one sweep, and
+    rates with the same seeds share one (lr x seed crossed); in plan order."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in runs:
+        fixed = tuple((k, override(k, v)) for k, v in r["overrides"].items() if k not in ("train.lr", "seed"))
+        out.setdefault(fixed, {"fixed": dict(fixed), "rates": {}, "first": r})["rates"].setdefault(r["lr"], []).append(
+            r["seed"])
+    result = []
+    for sw in out.values():
+        by_seeds: dict[tuple, list[float]] = {}
+        for lr, seeds in sw["rates"].items():
+            by_seeds.setdefault(tuple(sorted(seeds)), []).append(lr)
+        for seeds, lrs in by_seeds.items():
+            r = sw["first"]
+            result.append({"task": r["task"], "setting": r["setting"], "stage": r["stage"], "group": r["group"],
+                           "steps": r["steps"], "n": len(seeds) * len(lrs),
+                           "args": list(sw["fixed"].values())
+                           + [f"train.lr={','.join(fmt_lr(x) for x in sorted(lrs))}",
+                              f"seed={','.join(map(str, seeds))}"]})
+    return result
+
+
+def command(sweep: dict[str, Any], jobs: int = 1, launcher: str | None = None) -> list[str]:
+    """`python run.py -m <overrides>` for one sweep, with the launcher that runs its jobs."""
+    extra = []
+    if launcher:
+        extra.append(f"hydra/launcher={launcher}")
+    elif jobs > 1:
+        extra += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+    return [sys.executable, "run.py", "-m", *sweep["args"], *extra]
+
+
+def check_joblib() -> None:
+    try:
+        import hydra_plugins.hydra_joblib_launcher  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"python -m dcft.study run --jobs N (N > 1) runs N jobs side by side with Hydra's joblib "
+                         f"launcher, which is not installed: pip install {JOBLIB_PACKAGE}") from e
+
+
+# ---- the commands ---------------------------------------------------------------------------------------------
+def plan_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """`plan`'s text: the runs to do per stage, then per sweep (task, group, setting, steps, rates, seeds)."""
+    if not runs:
+        return ["nothing left to run"]
+    lines = [f"{len(runs)} runs to do"]
+    stages = Counter(r["stage"] for r in runs)
+    lines.append("  by stage: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
+    tasks = Counter(r["task"] for r in runs)
+    lines.append("  by task: " + ", ".join(f"{k} {v}" for k, v in tasks.items()))
+    for stage in stages:
+        lines.append(f"{stage} ({stages[stage]} runs):")
+        for sw in sweeps([r for r in runs if r["stage"] == stage]):
+            lr, seed = sw["args"][-2].split("=", 1)[1], sw["args"][-1].split("=", 1)[1]
+            lines.append(f"  {sw['n']:>3}  {sw['task']:<6} {sw['group']:<18} {sw['setting']:<14} "
+                         f"steps {sw['steps']:<5} lr {lr}  seed {seed}")
+    return lines
+
+
+def run_study(study, jobs: int = 1, launcher: str | None = None, max_passes: int = 1000) -> int:
+    """Launch the planned sweeps until none is left (or a pass makes no progress), then the report."""
+    if jobs > 1 and not launcher:
+        check_joblib()
+    env = dict(os.environ)
+    if jobs > 1:  # each of the N side-by-side runs gets its share of the cores
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        env.setdefault("OMP_NUM_THREADS", threads)
+        env.setdefault("MKL_NUM_THREADS", threads)
+    before = None
+    for _ in range(max_passes):
+        todo = planned_runs(study, load_runs(study))
+        if not todo:
+            print(f"{study.name}: nothing left to run")
+            break
+        keys = {(r["task"], r["setting"], r["steps"], r["lr"], r["seed"]) for r in todo}
+        if keys == before:
+            print(f"{study.name}: the last pass finished none of its {len(todo)} runs (see the failures above); "
+                  "stopping", file=sys.stderr)
+            return 1
+        before = keys
+        for sw in sweeps(todo):
+            cmd = command(sw, jobs, launcher)
+            print("+ " + " ".join(cmd[1:]), flush=True)
+            subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+    from dcft.study.report import report
+
+    report(study)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dcft.study", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, text in (("plan", "every run still to do, by stage"), ("next", "the run.py sweeps that run them"),
+                       ("run", "run them until none is left, then the report"),
+                       ("report", "tables and figures from the run files (never trains)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("study", help="conf/study/<name>.yaml, or the name")
+        if name == "run":
+            p.add_argument("--jobs", type=int, default=1, help="runs side by side (Hydra's joblib launcher)")
+            p.add_argument("--launcher", default=None, help="a Hydra launcher config instead, e.g. slurm")
+        if name == "report":
+            p.add_argument("--runs", default=None, help="the run folder (default: the study's output_root)")
+            p.add_argument("--out", default=None, help="where tables/ and figures/ go (default: its report_dir)")
+    args = ap.parse_args(argv)
+    try:
+        study = load(args.study)
+        if args.cmd == "report":
+            from dcft.study.report import report
+
+            report(study, args.runs, args.out)
+            return 0
+        if args.cmd == "run":
+            if args.jobs < 1:
+                ap.error(f"--jobs {args.jobs}: must be 1 or more")
+            return run_study(study, args.jobs, args.launcher)
+        todo = planned_runs(study, load_runs(study))
+    except StudyError as e:
+        print(f"python -m dcft.study: {e}", file=sys.stderr)
+        return 2
+    if args.cmd == "plan":
+        print(f"{study.name} ({study.path_rel}): " + "\n".join(plan_lines(todo)))
+    else:
+        print("\n".join(shlex.join(["python", *command(sw)[1:]]) for sw in sweeps(todo)) or "nothing left to run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The study report: the committed CPU study regenerated from its runs, and its pieces by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from study_fixtures import STUDY, result, write_study
+from dcft.study.planner import Cell, Decisions, paired
+from dcft.study.report import (_paired_text, bench_times, early_mean, pareto_points, report, table1_cells,
+                               write_tables, write_tie_rule)
+from dcft.study.spec import load
+from dcft.report.tables import load_runs
+
+COMMITTED = ROOT / "results" / "cpu-study"
+
+
+@pytest.mark.slow  # reads 172 result files and writes every table and figure: about half a minute
+def test_the_cpu_study_file_reproduces_the_committed_tables(tmp_path):
+    """Every committed table's csv, byte for byte, from the committed runs and conf/study/cpu-minilm.yaml."""
+    (tmp_path / "bench-minilm.json").write_bytes((COMMITTED / "bench-minilm.json").read_bytes())
+    report(load("conf/study/cpu-minilm.yaml"), COMMITTED / "runs", tmp_path)
+    committed = sorted(p.name for p in (COMMITTED / "tables").glob("*.csv"))
+    assert "table1.csv" in committed and "convergence.csv" in committed
+    for name in committed:
+        assert (tmp_path / "tables" / name).read_bytes() == (COMMITTED / "tables" / name).read_bytes(), name
+
+
+def test_paired_difference_and_its_t_interval_by_hand():
+    a = Cell({6: 81.0, 7: 82.0, 8: 83.0}, [])
+    b = Cell({6: 80.0, 7: 80.0, 8: 80.0, 9: 99.0}, [])  # seed 9 has no partner: left out
+    p = paired(a, b)
+    # differences 1, 2, 3: mean 2, std 1, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3) = 2.4842
+    assert p["diffs"] == [1.0, 2.0, 3.0] and p["mean"] == pytest.approx(2.0) and p["std"] == pytest.approx(1.0)
+    assert (p["lo"], p["hi"]) == (pytest.approx(-0.4842, abs=1e-4), pytest.approx(4.4842, abs=1e-4))
+    assert p["exceeds"] is False
+    assert paired(Cell({6: 85.0, 7: 86.0, 8: 85.5}, []), b)["exceeds"] is True  # 5, 6, 5.5: [4.26, 6.74]
+    assert _paired_text(paired(Cell({6: 82.5}, []), Cell({6: 80.0, 7: 81.0}, []))) == ["+2.50", "+2.50 (n=1)", "-", "-"]
+
+
+def test_early_mean_averages_each_seeds_first_half_by_hand():
+    by_step = {100: Cell({6: 10.0, 7: 20.0, 8: 5.0}, ["a"]), 200: Cell({6: 30.0, 7: 40.0}, ["b"]),
+               300: Cell({6: 50.0, 7: 60.0, 8: 0.0}, []), 400: Cell({6: 70.0, 7: 80.0, 8: 0.0}, [])}
+    half = early_mean(by_step)  # steps 100 and 200 (<= 400 / 2); seed 8 has no step 200: left out
+    assert half.values == {6: 20.0, 7: 30.0} and half.runs == ["a", "b"]
+    assert early_mean({}).n == 0
+
+
+def test_bench_times_keep_the_fast_harness_training_rows(tmp_path):
+    rows = [{"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "harness",
+             "step_s_median": 0.5, "ratio_to_lora": 1.1, "ratio_to_lora_q1": 1.0, "ratio_to_lora_q3": 1.2},
+            {"method": "dcft", "kernel": 8, "stride": 8, "impl": "fast", "phase": "train", "via": "peft",
+             "step_s_median": 0.6, "ratio_to_lora": 1.2},
+            {"method": "lora", "kernel": None, "stride": None, "impl": None, "phase": "train", "via": None,
+             "step_s_median": 0.45, "ratio_to_lora": 1.0}]
+    (tmp_path / "b.json").write_text(json.dumps({"rows": rows}))
+    assert bench_times(tmp_path / "b.json") == {(8, 8, "fast"): (0.5, 1.1, 1.0, 1.2)}
+    assert bench_times(tmp_path / "none.json") == {}
+
+
+def _one_budget(tmp: Path):
+    write_study(tmp, tasks={"sst2": {**STUDY["tasks"]["sst2"], "budgets": [1000]}},
+                report={"table1": {"groups": ["core"], "title": "T"}, "pareto": {"groups": ["core"]}})
+    root = tmp / "runs"
+    for lr, h in ((3e-4, 0.85), (8e-4, 0.90), (2e-3, 0.88)):
+        result(root, "dcft8", 1000, lr, 6, h, 0.84, params=7488)
+    return root
+
+
+def test_params_of_a_cell_are_its_own_runs_mean_and_range(tmp_path):
+    """A cell's #Params: the mean of the live counts of its three runs, 73,000 (60,000 to 89,000), not a
+    tuning run's at another rate (211,385)."""
+    root = _one_budget(tmp_path)
+    for lr, h, live in ((1e-4, 0.80, 211_385), (3e-4, 0.86, 60_000), (8e-4, 0.84, 211_385)):
+        result(root, "lora", 1000, lr, 6, h, 0.85, params=live)
+    for seed, live in ((7, 70_000), (8, 89_000)):
+        result(root, "lora", 1000, 3e-4, seed, 0.5, 0.85, params=live)
+    d = Decisions(load(tmp_path / "study.yaml"), load_runs(root).usable)
+    res = write_tables(d, tmp_path / "t")
+    row = next(line for line in (tmp_path / "t" / "table1.csv").read_text().splitlines() if line.startswith("LoRA"))
+    assert row.startswith('LoRA,"73,000 (60,000 to 89,000)",85.00 ± 0.00 @ 3.0e-04')
+    (pt,) = [p for p in pareto_points(d, "sst2", res["cells"]) if p[-1] == "LoRA"]
+    assert pt[:3] == (73_000, 60_000, 89_000)
+
+
+def test_the_report_lists_the_verdicts_that_rest_on_the_tie_rule(tmp_path):
+    """DCFT k8 and LoRA, seeds 6, 7, 8. LoRA dev 86.0, 86.2, 85.8. DCFT k8 dev 84.0, 84.2 and, for seed 8, a
+    held-out tie at steps 500 (dev 84.0) and 900 (dev 87.0). Earliest: differences -2.0, -2.0, -1.8, mean
+    -1.93, sd 0.115, 95 % half-width 4.303 x 0.115 / sqrt 3 = 0.29: beyond noise. Latest: -2.0, -2.0, +1.2,
+    mean -0.93, sd 1.85, half-width 4.59: within noise."""
+    root = _one_budget(tmp_path)
+    for lr, h in ((1e-4, 0.80), (3e-4, 0.86), (8e-4, 0.84)):
+        result(root, "lora", 1000, lr, 6, h, 0.860 if lr == 3e-4 else 0.5)
+    for seed, dev in ((7, 0.862), (8, 0.858)):
+        result(root, "lora", 1000, 3e-4, seed, 0.5, dev)
+    tie = [{"step": 500, "score": 0.87, "validation/accuracy": 0.840, "holdout/accuracy": 0.87},
+           {"step": 700, "score": 0.85, "validation/accuracy": 0.850, "holdout/accuracy": 0.85},
+           {"step": 900, "score": 0.87, "validation/accuracy": 0.870, "holdout/accuracy": 0.87}]
+    for seed, dev in ((7, 0.842), (8, 0.840)):
+        result(root, "dcft8", 1000, 8e-4, seed, 0.87, dev, history=tie if seed == 8 else None)
+    study = load(tmp_path / "study.yaml")
+    study = type(study)(**{**study.__dict__, "report": {**study.report, "paired": {"settings": ["dcft8"],
+                                                                                     "against": ["lora"]}}})
+    d = Decisions(study, load_runs(root).usable)
+    assert table1_cells(d)[("sst2", "dcft8")][1].values == {6: 84.0, 7: 84.2, 8: 84.0}
+    changed = write_tie_rule(d, tmp_path / "t")
+    assert changed == [("sst2", "paired", "DCFT k8 - LoRA")]
+    text = (tmp_path / "t" / "tie_rule.md").read_text(encoding="utf-8")
+    assert "| sst2 | paired | DCFT k8 - LoRA | -1.93 [-2.22, -1.65] exceeds noise | -0.93 [-5.52, +3.66] " \
+           "within noise | yes |" in text
+    assert "DCFT k8 on sst2 84.07 -> 85.07" in text  # (84.0 + 84.2 + 87.0) / 3
