@@ -179,8 +179,9 @@ figure-runs:  ## the runs Figures 2 and 3 need (LoRA sweep + Table 4's DCFT swee
 STUDY ?= cpu-minilm
 JOBS ?= 1
 LAUNCHER ?=  # a Hydra launcher config instead of JOBS, e.g. LAUNCHER=slurm (conf/hydra/launcher/slurm.yaml)
+LAUNCH_ARGS ?=  # the launcher's hydra.* settings, e.g. LAUNCH_ARGS="hydra.launcher.partition=gpu"
 study:  ## run a study (STUDY=cpu-minilm JOBS=1, or LAUNCHER=slurm) until nothing is left, then its report (hours; resumes)
-	$(PYTHON) -m dcft.study run conf/study/$(STUDY).yaml --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER))
+	$(PYTHON) -m dcft.study run conf/study/$(STUDY).yaml --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(LAUNCH_ARGS)
 
 study-plan:  ## every run a study (STUDY=cpu-minilm) still has to do, by stage, with counts
 	$(PYTHON) -m dcft.study plan conf/study/$(STUDY).yaml

@@ -1,4 +1,4 @@
-"""`dcft.cost`: a study's planned runs costed on a device, against hours computed by hand from a bench file
+"""`dcft.measure.cost`: a study's planned runs costed on a device, against hours computed by hand from a bench file
 and a named GPU's figures written here."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dcft import cost
+from dcft.measure import cost
 
 MINILM = 6 * (4 * 384 * 384 + 2 * 384 * 1536)  # conf/model/minilm.yaml: 6 layers, hidden 384, FFN 1536
 BENCH = {"model": "minilm", "device": "cpu", "device_name": "Test CPU", "batch": 32, "seq_len": 32,

@@ -391,7 +391,7 @@ def test_backbone_size_and_optimizer_steps_by_hand():
 
 
 def test_estimate_costs_runs_once_per_table_and_once_in_the_total():
-    from dcft.cost import StepTime
+    from dcft.measure.cost import StepTime
     from dcft.gpu_check.hours import Run, estimate
 
     def run(d, method="dcft", steps=100, task="rte"):
@@ -426,7 +426,7 @@ def test_sweep_runs_compose_each_job_as_run_py_does():
 def test_the_authors_gpu_gives_back_the_paper_s_time_of_the_run_it_is_calibrated_on():
     """conf/cost/gpus.yaml's authors-gpu entry costs Table 4's DCFT kernel 8 SST-2 run, composed as run.py
     composes it, at the 5.01 h the paper reports for it."""
-    from dcft.cost import figures
+    from dcft.measure.cost import figures
     from dcft.gpu_check import hours
     from dcft.harness.sweep import SWEEP_DIR
 
@@ -439,7 +439,7 @@ def test_the_authors_gpu_gives_back_the_paper_s_time_of_the_run_it_is_calibrated
 def test_time_per_token_from_a_gpu_check_is_each_fp32_row_s_step_per_token_parameter(tmp_path):
     import json
 
-    from dcft.cost import Run, from_file
+    from dcft.measure.cost import Run, from_file
 
     record = {"environment": {"gpu": "Some GPU"},
               "bench": {"fp32": {"model": "deberta-v3-base", "batch": 32, "seq_len": 320,

@@ -1,6 +1,8 @@
 """The layers the package's folders name, and the one import direction between them: the readers of
 result files (`dcft.report`) and the measurements (`dcft.measure`) never import the harness's training
-side (`TRAINING_SIDE`): reading results needs no training loop, no model, no torch.
+side (`TRAINING_SIDE`): reading results needs no training loop, no model, no torch. A study
+(`dcft.study`) plans and reports from result files and launches its runs through `run.py`, so it
+stays out of the training side too.
 
 Two checks, because each misses what the other catches:
 * every import statement of a report or measure module, at any depth, read from its syntax tree: a
@@ -73,14 +75,14 @@ def test_the_layers_have_modules():
     assert "dcft.report.tables" in modules_of("report") and "dcft.measure.bench" in modules_of("measure")
 
 
-@pytest.mark.parametrize("module", modules_of("report") + modules_of("measure"))
+@pytest.mark.parametrize("module", modules_of("report") + modules_of("measure") + modules_of("study"))
 def test_readers_import_nothing_of_the_training_side(module):
     source = (PACKAGE.parent / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
     assert forbidden(imported_names(source), banned_for(module)) == [], \
         f"{module} imports the harness's training side; readers and measurements stay out of it"
 
 
-@pytest.mark.parametrize("module", modules_of("report") + modules_of("measure"))
+@pytest.mark.parametrize("module", modules_of("report") + modules_of("measure") + modules_of("study"))
 def test_importing_a_reader_loads_no_training_code(module):
     banned = banned_for(module) + (("torch",) if module.startswith("dcft.report.") else ())
     code = (f"import sys, {module}\n"
@@ -88,6 +90,14 @@ def test_importing_a_reader_loads_no_training_code(module):
     out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == [], f"importing {module} loads {out}"
+
+
+def test_a_study_plans_without_its_report():
+    """One direction inside a study: the report reads the planner's decisions, the planner and the spec
+    never import the report (a planner that needs the report to decide would make the two a circle)."""
+    for module in ("dcft.study.planner", "dcft.study.spec"):
+        source = (PACKAGE.parent / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+        assert forbidden(imported_names(source), ("dcft.study.report",)) == [], module
 
 
 @pytest.mark.parametrize("helper", HELPERS)

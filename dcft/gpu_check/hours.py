@@ -1,5 +1,5 @@
 """Estimated GPU-hours of each paper table: every run of its sweep files (`conf/sweep/table<N>*.yaml`,
-`figures.yaml`), composed as `run.py` composes it, costed by `dcft.cost` (its docstring states the model
+`figures.yaml`), composed as `run.py` composes it, costed by `dcft.measure.cost` (its docstring states the model
 of a run's time) and calibrated on a time the paper itself reports. An estimate, not a measurement.
 
     python -m dcft.gpu_check.hours                           # the table, on the authors' GPU
@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from dcft.cost import EXAMPLES, Run, StepTime, backbone_size, evaluations, figures, from_file, held_out_examples, \
+from dcft.measure.cost import EXAMPLES, Run, StepTime, backbone_size, evaluations, figures, from_file, held_out_examples, \
     optimizer_steps
 
 # The times the paper reports for runs of its sweeps (Table 4, DCFT at stride = kernel).

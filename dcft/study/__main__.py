@@ -54,9 +54,11 @@ def sweeps(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-def command(sweep: dict[str, Any], jobs: int = 1, launcher: str | None = None) -> list[str]:
-    """`python run.py -m <overrides>` for one sweep, with the launcher that runs its jobs."""
-    extra = []
+def command(sweep: dict[str, Any], jobs: int = 1, launcher: str | None = None,
+            launcher_args: tuple[str, ...] = ()) -> list[str]:
+    """`python run.py -m <overrides>` for one sweep, with the launcher that runs its jobs (and its
+    `hydra.*` settings, e.g. hydra.launcher.partition=gpu)."""
+    extra = list(launcher_args)
     if launcher:
         extra.append(f"hydra/launcher={launcher}")
     elif jobs > 1:
@@ -77,7 +79,8 @@ def plan_lines(runs: list[dict[str, Any]]) -> list[str]:
     """`plan`'s text: the runs to do per stage, then per sweep (task, group, setting, steps, rates, seeds)."""
     if not runs:
         return ["nothing left to run"]
-    lines = [f"{len(runs)} runs to do"]
+    lines = [f"{len(runs)} runs to do now (the runs that depend on them, such as seeds at a grid's selected "
+             "rate or the budget check, are planned once these have run)"]
     stages = Counter(r["stage"] for r in runs)
     lines.append("  by stage: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
     tasks = Counter(r["task"] for r in runs)
@@ -91,15 +94,32 @@ def plan_lines(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def run_study(study, jobs: int = 1, launcher: str | None = None, max_passes: int = 1000) -> int:
+def cost_lines(runs: list[dict[str, Any]], device: str | None = None) -> str:
+    """`plan`'s estimated compute of `runs` per device (`dcft.measure.cost`: measured or stated step times)."""
+    from dcft.measure.cost import estimate, table
+
+    rows = estimate(runs, device)
+    if not rows:
+        return "estimated compute: no device has a step time (make bench, or a GPU in conf/cost/gpus.yaml)"
+    return "estimated compute of these runs:\n" + table(rows)
+
+
+def check_launcher_args(args: list[str]) -> tuple[str, ...]:
+    """Only `hydra.*` overrides may be added at launch: anything else would change the runs, which the
+    study file's `run:` and settings declare (and the planner would never find them finished)."""
+    bad = [a for a in args if not a.startswith("hydra.")]
+    if bad:
+        raise StudyError(f"launch overrides {' '.join(bad)}: only hydra.* settings (e.g. "
+                         "hydra.launcher.partition=gpu) may be added here; put run settings in the study file's run:")
+    return tuple(args)
+
+
+def run_study(study, jobs: int = 1, launcher: str | None = None, max_passes: int = 1000,
+              launcher_args: tuple[str, ...] = ()) -> int:
     """Launch the planned sweeps until none is left (or a pass makes no progress), then the report."""
     if jobs > 1 and not launcher:
         check_joblib()
-    env = dict(os.environ)
-    if jobs > 1:  # each of the N side-by-side runs gets its share of the cores
-        threads = str(max(1, (os.cpu_count() or 1) // jobs))
-        env.setdefault("OMP_NUM_THREADS", threads)
-        env.setdefault("MKL_NUM_THREADS", threads)
+    env = dict(os.environ)  # joblib's workers start with OMP_NUM_THREADS = cores // jobs unless it is set here
     before = None
     for _ in range(max_passes):
         todo = planned_runs(study, load_runs(study))
@@ -113,7 +133,7 @@ def run_study(study, jobs: int = 1, launcher: str | None = None, max_passes: int
             return 1
         before = keys
         for sw in sweeps(todo):
-            cmd = command(sw, jobs, launcher)
+            cmd = command(sw, jobs, launcher, launcher_args)
             print("+ " + " ".join(cmd[1:]), flush=True)
             subprocess.run(cmd, cwd=ROOT, env=env, check=False)
     from dcft.study.report import report
@@ -133,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "run":
             p.add_argument("--jobs", type=int, default=1, help="runs side by side (Hydra's joblib launcher)")
             p.add_argument("--launcher", default=None, help="a Hydra launcher config instead, e.g. slurm")
+            p.add_argument("hydra", nargs="*", metavar="hydra.KEY=VALUE",
+                           help="launcher settings added to every sweep, e.g. hydra.launcher.partition=gpu")
+        if name == "plan":
+            p.add_argument("--device", default=None,
+                           help="estimate the compute on this device only: a GPU named in conf/cost/gpus.yaml or "
+                                "a make bench / GPU check file (default: every named GPU and the newest bench file "
+                                "of each device for the study's model)")
         if name == "report":
             p.add_argument("--runs", default=None, help="the run folder (default: the study's output_root)")
             p.add_argument("--out", default=None, help="where tables/ and figures/ go (default: its report_dir)")
@@ -147,13 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             if args.jobs < 1:
                 ap.error(f"--jobs {args.jobs}: must be 1 or more")
-            return run_study(study, args.jobs, args.launcher)
+            return run_study(study, args.jobs, args.launcher, launcher_args=check_launcher_args(args.hydra))
         todo = planned_runs(study, load_runs(study))
     except StudyError as e:
         print(f"python -m dcft.study: {e}", file=sys.stderr)
         return 2
     if args.cmd == "plan":
         print(f"{study.name} ({study.path_rel}): " + "\n".join(plan_lines(todo)))
+        if todo:
+            print("\n" + cost_lines(todo, args.device))
     else:
         print("\n".join(shlex.join(["python", *command(sw)[1:]]) for sw in sweeps(todo)) or "nothing left to run")
     return 0

@@ -86,6 +86,13 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _selection_mark(sel, lr: float) -> str:
+    """`selected` for the chosen rate of a finished grid, `best so far` while the grid still runs."""
+    if not (sel.lr and math.isclose(lr, sel.lr)):
+        return ""
+    return "selected" if sel.state == "selected" else "best so far"
+
+
 def _write(out: Path, stem: str, title: str, notes: list[str], header: list[str], rows: list[list[str]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(f"# {title}\n\n" + _md(header, rows) + "\n" + "\n".join(f"- {n}" for n in notes)
@@ -215,9 +222,10 @@ def write_tables(d: Decisions, out: Path) -> dict[str, Any]:
                 v = r["best"].get(f"validation/{study.tasks[t].metric}")
                 sel_rows.append([t, s.title, fmt_lr(float(r["lr"])), f"{100 * r['selection_score']:.2f}",
                                  f"{100.0 * float(v):.2f}" if v is not None else "-",
-                                 "selected" if sel.lr and math.isclose(float(r["lr"]), sel.lr) else "", r["run"]])
+                                 _selection_mark(sel, float(r["lr"])), r["run"]])
     _write(out, "selection", f"Learning-rate selection (seed {study.tuning.seed})",
-           ["Held-out and dev scores x100 of every tuning run; the rate with the best held-out score is selected."],
+           ["Held-out and dev scores x100 of every tuning run; the rate with the best held-out score is selected "
+            "once its grid (with its edge extensions) has run; before that it is marked best so far."],
            ["task", "setting", "lr", "held-out", "dev", "", "run"], sel_rows)
     if "paired" in study.report:
         p_rows = [[t, label, *_paired_text(p)] for t, label, p in paired_differences(d, cells, tasks)]

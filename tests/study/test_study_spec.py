@@ -70,3 +70,16 @@ def test_bad_study_files_are_named(changes, words):
 def test_a_missing_study_file_lists_the_studies():
     with pytest.raises(StudyError, match="cpu-minilm"):
         load("no-such-study")
+
+
+def test_launch_settings_are_hydra_keys_only():
+    """Launch-time overrides reach every sweep; anything but hydra.* would change the runs behind the
+    planner's back (it would never find them finished), so it is refused, naming the key."""
+    from dcft.study.__main__ import check_launcher_args, command
+
+    assert check_launcher_args(["hydra.launcher.partition=gpu"]) == ("hydra.launcher.partition=gpu",)
+    with pytest.raises(StudyError, match=r"train\.lr=1e-3.*hydra\.\*"):
+        check_launcher_args(["hydra.launcher.timeout_min=60", "train.lr=1e-3"])
+    sweep = {"args": ["task=rte", "train.lr=1e-3", "seed=6"]}
+    assert command(sweep, launcher="slurm", launcher_args=("hydra.launcher.partition=gpu",))[2:] == [
+        "-m", "task=rte", "train.lr=1e-3", "seed=6", "hydra.launcher.partition=gpu", "hydra/launcher=slurm"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "conf" / "cost" / "gpus.yaml"  # named GPUs' stated figures
 BENCH_DIR = ROOT / "results" / "bench"  # `make bench`'s files
 # GLUE (train, dev) examples; MNLI's dev is matched + mismatched; SQuAD counts questions (long contexts
@@ -95,11 +95,11 @@ def model_backbone(model: str) -> int:
 
 
 def optimizer_steps(train: Mapping[str, Any], n_train: int) -> int:
-    """`max_steps` when positive, else ceil(epochs x steps per epoch) (`dcft.harness.train.total_steps`)."""
-    from dcft.harness.train import total_steps
-
+    """`max_steps` when positive, else ceil(epochs x steps per epoch): the training loop's rule
+    (`dcft.harness.train.total_steps`, not imported: a measurement stays out of the training side)."""
     per_epoch = math.ceil(math.ceil(n_train / train["batch_size"]) / train.get("grad_accum", 1))
-    return total_steps(per_epoch, train["epochs"], train.get("max_steps", -1) or -1)
+    max_steps = train.get("max_steps", -1) or -1
+    return max_steps if max_steps > 0 else max(1, math.ceil(train["epochs"] * per_epoch))
 
 
 def evaluations(steps: int, eval_steps: int | None) -> int:
@@ -242,5 +242,5 @@ def table(rows: Iterable[Mapping[str, Any]]) -> str:
     lines = ["| device | runs | optimizer steps | hours (estimate) |", "|---|---:|---:|---:|"]
     lines += [f"| {r['device']} | {r['runs']:,} | {r['steps']:,} | {r['hours']:,.1f} |" for r in rows]
     lines += ["", "Estimated: tokens x backbone parameters x each device's measured time per token-parameter "
-              "(dcft.cost); " + "; ".join(f"{r['device']}: {r['source']}" for r in rows) + "."]
+              "(dcft.measure.cost); " + "; ".join(f"{r['device']}: {r['source']}" for r in rows) + "."]
     return "\n".join(lines)
