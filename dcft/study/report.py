@@ -376,26 +376,68 @@ def all_checks(d: Decisions, task: str):
     return gates + also
 
 
+def end_slope(points: list[tuple], n: int) -> float | None:
+    """The end-of-curve slope: the mean of the last `n` evaluations minus the mean of the `n` before
+    (`budget_check.slope_evals`); None with fewer than 2n evaluations. `points` are (step, mean, ...)."""
+    if n < 1 or len(points) < 2 * n:
+        return None
+    values = [p[1] for p in points]
+    return statistics.fmean(values[-n:]) - statistics.fmean(values[-2 * n:-n])
+
+
+def convergence_verdict(check, margin: float | None) -> tuple[str, str, str]:
+    """(gate, equivalence, verdict) of a budget check. The gate is the study's rule, the one the planner
+    waits for (`budget_check.rule`: the 95 % interval of factor x - 1x holds 0). The verdict says
+    *converged* only where the interval shows it: the two one-sided tests put factor x - 1x inside the
+    task's margin (`dcft.report.claims.as_good_as`); *not converged* where the gate fails (the longer budget
+    gains beyond seed noise); otherwise *inconclusive* (the gate passed on seed spread alone)."""
+    if check.verdict == "running":
+        return "running", "-", "running"
+    gate = "passed" if check.verdict == "converged" else "failed"
+    if margin is None:
+        equivalent = "-"
+    else:
+        equivalent = C.as_good_as(C.paired(check.doubled.values, check.base.values), margin)
+    if gate == "failed":
+        return gate, equivalent, "not converged"
+    return gate, equivalent, "converged" if equivalent == C.SUPPORTED else "inconclusive"
+
+
 def write_convergence(d: Decisions, out: Path) -> None:
-    """Every budget check with runs: the setting at the budget and at factor x its steps, paired by seed."""
+    """Every budget check with runs: the setting at the budget and at factor x its steps, paired by seed;
+    the gate, the equivalence test against the task's margin, and each curve's end-of-curve slope."""
     study = d.study
     f = study.budget_check.factor
+    n = study.budget_check.slope_evals
     rows = []
     for task in study.tasks:
+        margin = study.margins.get(task)
         for check in all_checks(d, task):
+            slopes = [end_slope(mean_curve(d, task, check.setting, check.lr, steps), n)
+                      for steps in (check.steps, check.doubled_steps)]
             rows.append([task, check.setting.title, fmt_lr(check.lr), check.steps, _fmt(check.base, len(study.seeds)),
                          check.doubled_steps, _fmt(check.doubled, len(study.seeds)),
-                         *_paired_text(check.difference)[1:4], check.verdict])
+                         *_paired_text(check.difference)[1:3],
+                         *("-" if x is None else f"{x:+.2f}" for x in slopes),
+                         "-" if margin is None else f"±{margin:g}", *convergence_verdict(check, margin)])
     _write(out, "convergence", f"Has the budget converged? The best core setting at {_times(f)} the steps",
            [f"Dev score x100, mean ± std over seeds {_seeds_text(study)} at the rate the setting selected at that "
-            f"budget; {f}x minus 1x paired by seed with its 95 % interval. The budget has converged when the interval "
-            f"includes 0 ({'doubling' if f == 2 else f'{f}x the steps'} does not move the score beyond seed noise). A "
-            f"budget that had not converged was {'doubled' if f == 2 else 'lengthened'} (tasks.<task>.budgets in "
-            f"{study.path_rel}) and its core grids run again there, around the rates it had selected."
-            + (f" Also checked, without gating the plan: {', '.join(study.settings[n].title for n in study.budget_check.also)}"
-               " (budget_check.also), listed once their runs exist." if study.budget_check.also else "")],
+            f"budget; {f}x minus 1x paired by seed with its 95 % interval.",
+            f"Gate (budget_check.rule, what the plan waits for): passed when the 95 % interval holds 0. A budget "
+            f"that failed it was {'doubled' if f == 2 else 'lengthened'} (tasks.<task>.budgets in "
+            f"{study.path_rel}) and its core grids run again there, around the rates it had selected.",
+            f"Verdict: converged only when two one-sided tests put {f}x - 1x inside the task's margin (margins:, "
+            f"the 90 % interval inside ±margin; the equivalence column); not converged when the gate failed; "
+            f"otherwise inconclusive: the interval holds 0 because the seeds disagree, not because the curve is flat."
+            + (" The margins were fixed on the second edition's date, after the first edition's checks ran."
+               if any(c.edition == 2 for c in study.claims) else ""),
+            f"Slope: the end of each curve (mean over the seeds), the last {n} evaluations' mean minus the {n} "
+            f"before (budget_check.slope_evals); a rising end says the budget is short whatever the gate says.",
+            *([f"Also checked, without gating the plan: "
+               f"{', '.join(study.settings[x].title for x in study.budget_check.also)} (budget_check.also), listed "
+               "once their runs exist."] if study.budget_check.also else [])],
            ["task", "setting", "lr", "steps", "dev", f"{f}x steps", f"dev at {f}x", f"{f}x - 1x", "95 % interval",
-            "exceeds noise", "verdict"], rows)
+            "slope 1x", f"slope {f}x", "margin", "gate", "equivalence", "verdict"], rows)
 
 
 # ---- learning speed ---------------------------------------------------------------------------------------

@@ -112,3 +112,37 @@ def test_the_report_lists_the_verdicts_that_rest_on_the_tie_rule(tmp_path):
     assert "| sst2 | paired | DCFT k8 - LoRA | -1.93 [-2.22, -1.65] exceeds noise | -0.93 [-5.52, +3.66] " \
            "within noise | yes |" in text
     assert "DCFT k8 on sst2 84.07 -> 85.07" in text  # (84.0 + 84.2 + 87.0) / 3
+
+
+def _check(diffs: list[float]):
+    """A finished budget check whose 2x - 1x differences, seed by seed, are `diffs`."""
+    from dcft.study.planner import Check
+    from dcft.study.spec import Setting
+
+    base = Cell({6: 80.0, 7: 81.0, 8: 82.0}, [])
+    doubled = Cell({s: base.values[s] + x for s, x in zip((6, 7, 8), diffs)}, [])
+    return Check("sst2", Setting("full", "Full FT", "full"), 500, 2, 1e-4, base, doubled, 3)
+
+
+@pytest.mark.parametrize("diffs, words", [
+    # mean +0.2, sd 0.1, se 0.0577: 95 % [-0.048, +0.448] holds 0; 90 % (t 2.920) [+0.031, +0.369] inside +-1
+    ([0.2, 0.3, 0.1], ("passed", "supported", "converged")),
+    # mean +1.0, sd 0.5, se 0.2887: 95 % [-0.242, +2.242] holds 0; 90 % [+0.157, +1.843] crosses +1
+    ([1.0, 1.5, 0.5], ("passed", "inconclusive", "inconclusive")),
+    # mean +3.0, sd 0.2: 95 % [+2.50, +3.50] above 0 (and beyond the margin)
+    ([3.0, 3.2, 2.8], ("failed", "not supported", "not converged")),
+])
+def test_a_budget_converges_only_inside_its_margin(diffs, words):
+    """The gate (interval holds 0) is not enough to say "converged": seed spread alone passes it."""
+    from dcft.study.report import convergence_verdict
+
+    assert convergence_verdict(_check(diffs), 1.0) == words
+
+
+def test_the_end_of_curve_slope_is_last_n_minus_the_n_before():
+    from dcft.study.report import end_slope
+
+    curve = [(100, 1.0), (200, 2.0), (300, 3.0), (400, 5.0), (500, 6.0), (600, 10.0)]
+    assert end_slope(curve, 3) == pytest.approx((5 + 6 + 10) / 3 - (1 + 2 + 3) / 3)  # 7 - 2
+    assert end_slope(curve, 2) == pytest.approx((6 + 10) / 2 - (3 + 5) / 2)
+    assert end_slope(curve[:5], 3) is None  # 5 evaluations: no slope of 3
