@@ -802,6 +802,13 @@ def _verdict_text(p: dict[str, Any] | None) -> str:
     return f"{p['mean']:+.2f} [{p['lo']:+.2f}, {p['hi']:+.2f}] " + ("exceeds noise" if p["exceeds"] else "within noise")
 
 
+def under_other_tie_rule(d: Decisions) -> tuple[str, Decisions]:
+    """The study's decisions with every run's best step taken by the other tie rule (`BEST_STEP_RULE`'s
+    opposite: the latest of tied steps instead of the earliest), and that rule's name."""
+    other = "latest" if BEST_STEP_RULE == "earliest" else "earliest"
+    return other, Decisions(d.study, [at_best_step(r, other) for r in d.runs], d.compose)
+
+
 def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
     """`tie_rule`: the study under the other best-step rule. Where a run's highest held-out score is reached
     at several evaluations, the report takes the earliest (`BEST_STEP_RULE`); here every run's best step is
@@ -809,9 +816,8 @@ def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
     rates do not move (a tie changes which step is best, not the held-out score a rate is selected on).
     Returns the comparisons whose verdict changes."""
     runs = d.runs
-    other = "latest" if BEST_STEP_RULE == "earliest" else "earliest"
-    moved = [at_best_step(r, other) for r in runs]
-    dm = Decisions(d.study, moved, d.compose)
+    other, dm = under_other_tie_rule(d)
+    moved = dm.runs
     before, after = verdicts(d), verdicts(dm)
     rows, changed = [], []
     for key, p in before.items():
@@ -907,7 +913,10 @@ def claim_rows(d: Decisions) -> list[list[str]]:
 
 
 def write_claims(d: Decisions, out: Path) -> list[list[str]]:
-    rows = claim_rows(d)
+    """`claims`: every claim's verdict, and its verdict again under the other best-step tie rule (the
+    verdicts' sensitivity to that rule; `tie_rule` has the differences)."""
+    other, dm = under_other_tie_rule(d)
+    rows = [[*r, o[-1]] for r, o in zip(claim_rows(d), claim_rows(dm))]
     _write(out, "claims", "Claims and their verdicts", [
         "Each claim was fixed in the study file before its runs; each setting at its own selected rate (at its "
         "group's `of` setting's rate where the claim names such a group). Dev score x100, differences a - b paired "
@@ -918,9 +927,11 @@ def write_claims(d: Decisions, out: Path) -> list[list[str]]:
         "entirely beyond the margin: not supported; otherwise inconclusive. ordering: every adjacent pair better "
         "(dcft.report.claims).",
         f"A verdict needs every seed ({_seeds_text(d.study)}) in every cell: '{NOT_RUN}' while a cell has none, "
-        "'running (n=k of N)' while it has fewer. A non-significant difference is never 'supported'."],
+        "'running (n=k of N)' while it has fewer. A non-significant difference is never 'supported'.",
+        f"Best step: the {BEST_STEP_RULE} of a run's tied best held-out evaluations (dcft.report.selection.BEST_STEP_RULE); "
+        f"the last column is the verdict with the {other} one (tie_rule.md)."],
            ["claim", "edition", "kind", "task", "settings", "seeds", "mean a - b", "95 % interval", "90 % interval",
-            "margin", "TOST p", "verdict"], rows)
+            "margin", "TOST p", "verdict", f"verdict, {other} tied step"], rows)
     return rows
 
 

@@ -11,7 +11,7 @@ from conftest import ROOT
 from study_fixtures import STUDY, result, write_study
 from dcft.study.planner import Cell, Decisions, paired
 from dcft.study.report import (_paired_text, bench_times, early_mean, pareto_points, report, table1_cells,
-                               write_tables, write_tie_rule)
+                               write_claims, write_tables, write_tie_rule)
 from dcft.study.spec import load
 from dcft.report.tables import load_runs
 
@@ -112,6 +112,10 @@ def test_the_report_lists_the_verdicts_that_rest_on_the_tie_rule(tmp_path):
     assert "| sst2 | paired | DCFT k8 - LoRA | -1.93 [-2.22, -1.65] exceeds noise | -0.93 [-5.52, +3.66] " \
            "within noise | yes |" in text
     assert "DCFT k8 on sst2 84.07 -> 85.07" in text  # (84.0 + 84.2 + 87.0) / 3
+    # the claim "DCFT k8 as good as LoRA" (margin 1): earliest, the 95 % interval lies beyond -1: not
+    # supported; latest, [-5.52, +3.66] reaches over both ends of the margin: inconclusive
+    (row,) = write_claims(d, tmp_path / "t")
+    assert row[0] == "k8_vs_lora" and row[-2:] == ["not supported", "inconclusive"]
 
 
 def _check(diffs: list[float]):
