@@ -264,6 +264,7 @@ class Decisions:
         self.runs = runs
         self.compose = composer or Composer(study)
         self._sel: dict[tuple[str, str, int], Selection] = {}
+        self._runs_of: dict[tuple[str, str, int], list[dict[str, Any]]] = {}  # runs are fixed for a Decisions
         self.messages: list[str] = []
         self.compose.compose_all((t, study.settings[n]) for g in study.groups.values() for n in g.settings
                                  for t in g.tasks)
@@ -274,10 +275,14 @@ class Decisions:
         and seed, found by their declared configuration."""
         s = self._setting(setting)
         steps = steps or self.study.tasks[task].steps
-        method, _, model = self.compose(task, s)
-        return [r for r in self.runs if r["task"] == task and r["method"] == s.method and r["model"] == model
+        key = (task, s.name, steps)
+        if key not in self._runs_of:
+            method, _, model = self.compose(task, s)
+            self._runs_of[key] = [
+                r for r in self.runs if r["task"] == task and r["method"] == s.method and r["model"] == model
                 and (r["declared"].get("train") or {}).get("max_steps") == steps
                 and all((r["declared"].get("method") or {}).get(k) == v for k, v in method.items())]
+        return self._runs_of[key]
 
     def _setting(self, s: Setting | str) -> Setting:
         return s if isinstance(s, Setting) else self.study.settings[s]
