@@ -1,6 +1,6 @@
 """A whole study through the real launcher: `python -m dcft.study run` on tiny-bert and two learnable
 GLUE-format tasks written here, 2 tasks x 2 core settings x a 3-rate grid, seeds 6 and 7, the budget check
-at twice the steps; then nothing is left, the report has every cell, and a relaunch runs nothing."""
+at twice the steps, two runs side by side; then nothing is left, the report has every cell, and a relaunch runs nothing."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_a_tiny_study_runs_to_its_report_and_resumes_to_nothing(tmp_path, capsys
     s = load(path)
     first = planned_runs(s, load_runs(s))
     assert len(first) == 2 * 2 * 3  # tasks x settings x grid, tuning seed only
-    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--jobs", "2"]) == 0  # two side by side, through Hydra's joblib launcher
     runs = load_runs(s)
     assert planned_runs(s, runs) == []
     # per task: 2 settings x 3 rates (seed 6), seed 7 of each at its rate, the gate at 40 steps x 2 seeds
