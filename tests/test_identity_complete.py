@@ -43,7 +43,7 @@ def test_every_committed_run_keeps_its_folder():
     """Recomputed from its stored config with today's rules, each committed run's declared
     configuration is the one it stored and its folder is the folder it is in."""
     recs = _study_records()
-    assert len(recs) == 172
+    assert len(recs) >= 172  # the first edition's runs, and the second edition's as they are committed
     for path, rec in recs:
         declared = identity.declared_config(rec["config"])
         assert declared == rec["identity"]["declared"], path

@@ -27,7 +27,8 @@ from dcft.report import tables as T
 from dcft.report.selection import best_entry
 from conftest import ROOT
 
-METRIC = {"cola": "validation/matthews_correlation", "sst2": "validation/accuracy"}
+METRIC = {"cola": "validation/matthews_correlation", "sst2": "validation/accuracy", "stsb": "validation/pearson",
+          "rte": "validation/accuracy"}
 
 
 def result(root: Path, folder: str, *, task: str = "sst2", method: str = "lora", lr: float = 1e-3, seed: int = 6,
@@ -253,14 +254,15 @@ def test_the_paper_table_from_the_cpu_study_runs_gives_the_studys_own_cells():
     label = {"DCFT k8": "DCFT Δ", "DCFT k2": "DCFT †", "LoRA r=1": "LoRA", "LoRA-FA r=1": "LoRA-FA", "SoRA": "SoRA",
              "BitFit": "BitFit", "HAdapter": "HAdapter", "PAdapter": "PAdapter", "Full FT": "Fine-Tune"}
     _, cells = T.build(1, T.load_runs(study / "runs"), model="minilm")
-    checked = 0
+    checked = set()
     for r in rows:
         if r["setting"] not in label:  # AdaLoRA: no row in the paper's Table 1
             continue
         c = cell(cells, label[r["setting"]], r["task"])
         assert (round(c.ours, 4), c.n, sorted(c.runs)) == (float(r["mean"]), int(r["n"]), sorted(r["runs"].split())), r
-        checked += 1
-    assert checked == 13  # SST-2: 9 rows, CoLA: 4
+        checked.add((r["task"], r["setting"]))
+    # at least the first edition's cells (SST-2: 9 rows, CoLA: 4); the second edition's join as they run
+    assert {("sst2", s) for s in label} | {("cola", s) for s in ("DCFT k8", "DCFT k2", "LoRA r=1", "Full FT")} <= checked
 
 
 def test_figures_2_and_3_show_the_runs_a_cell_would(tmp_path: Path):
