@@ -180,11 +180,12 @@ STUDY ?= cpu-minilm
 JOBS ?= 1
 LAUNCHER ?=  # a Hydra launcher config instead of JOBS, e.g. LAUNCHER=slurm (conf/hydra/launcher/slurm.yaml)
 LAUNCH_ARGS ?=  # the launcher's hydra.* settings, e.g. LAUNCH_ARGS="hydra.launcher.partition=gpu"
+STUDY_ARGS ?=  # a chunk of the study, e.g. STUDY_ARGS="--tasks stsb,rte --groups core" (plan and run)
 study:  ## run a study (STUDY=cpu-minilm JOBS=1, or LAUNCHER=slurm) until nothing is left, then its report (hours; resumes)
-	$(PYTHON) -m dcft.study run conf/study/$(STUDY).yaml --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(LAUNCH_ARGS)
+	$(PYTHON) -m dcft.study run conf/study/$(STUDY).yaml --jobs $(JOBS) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(STUDY_ARGS) $(LAUNCH_ARGS)
 
 study-plan:  ## every run a study (STUDY=cpu-minilm) still has to do, by stage, with counts
-	$(PYTHON) -m dcft.study plan conf/study/$(STUDY).yaml
+	$(PYTHON) -m dcft.study plan conf/study/$(STUDY).yaml $(STUDY_ARGS)
 
 study-report:  ## a study's tables, figures and claim verdicts from its run files (never trains)
 	$(PYTHON) -m dcft.study report conf/study/$(STUDY).yaml

@@ -59,6 +59,8 @@ NOT_RUN = {
     "make cpu-study": "about 10 hours on 2 cores, reads ../shared/glue",
     "make study STUDY=cpu-minilm JOBS=2": "hours of training, reads ../shared/glue (tests/study/test_study_end_to_end.py "
                                           "runs a tiny study through the same command)",
+    'make study STUDY=cpu-minilm JOBS=2 STUDY_ARGS="--tasks stsb,rte --groups core"':
+        "hours of training, reads ../shared/glue (the chunk's filter: tests/study/test_study_spec.py)",
     "make bench": "minutes of timing on an idle machine",
     'make gpu-check GPU_CHECK_ARGS="--glue-dir ../shared/glue"': "a CUDA GPU (without one it refuses: tests/test_gpu_check.py)",
     "make cpu-bench": "minutes of timing on an idle machine",

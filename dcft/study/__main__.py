@@ -114,17 +114,37 @@ def check_launcher_args(args: list[str]) -> tuple[str, ...]:
     return tuple(args)
 
 
+ALSO_GROUP = "budget_check.also"  # the group name of the runs of `budget_check.also`'s checks
+
+
+def narrow(study, runs: list[dict[str, Any]], tasks: str | None = None, groups: str | None = None) -> list[dict[str, Any]]:
+    """The planned `runs` on the comma-separated `tasks` and in the `groups` only (a chunk of a study,
+    e.g. `--tasks stsb,rte --groups core`); None = all. Unknown names are an error naming the valid ones."""
+    def names(arg: str | None, valid: list[str], key: str) -> set[str] | None:
+        if arg is None:
+            return None
+        chosen = {x.strip() for x in arg.split(",") if x.strip()}
+        bad = sorted(chosen - set(valid))
+        if bad or not chosen:
+            raise StudyError(f"--{key} {arg}: {', '.join(bad) or 'empty'} not in the study; valid: {', '.join(valid)}")
+        return chosen
+
+    t = names(tasks, list(study.tasks), "tasks")
+    g = names(groups, [*study.groups, ALSO_GROUP], "groups")
+    return [r for r in runs if (t is None or r["task"] in t) and (g is None or r["group"] in g)]
+
+
 def run_study(study, jobs: int = 1, launcher: str | None = None, max_passes: int = 1000,
-              launcher_args: tuple[str, ...] = ()) -> int:
+              launcher_args: tuple[str, ...] = (), tasks: str | None = None, groups: str | None = None) -> int:
     """Launch the planned sweeps until none is left (or a pass makes no progress), then the report."""
     if jobs > 1 and not launcher:
         check_joblib()
     env = dict(os.environ)  # joblib's workers start with OMP_NUM_THREADS = cores // jobs unless it is set here
     before = None
     for _ in range(max_passes):
-        todo = planned_runs(study, load_runs(study))
+        todo = narrow(study, planned_runs(study, load_runs(study)), tasks, groups)
         if not todo:
-            print(f"{study.name}: nothing left to run")
+            print(f"{study.name}: nothing left to run" + (" in --tasks/--groups" if tasks or groups else ""))
             break
         keys = {(r["task"], r["setting"], r["steps"], r["lr"], r["seed"]) for r in todo}
         if keys == before:
@@ -150,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                        ("report", "tables and figures from the run files (never trains)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("study", help="conf/study/<name>.yaml, or the name")
+        if name != "report":
+            p.add_argument("--tasks", default=None, help="only these tasks, comma-separated (a chunk of the study)")
+            p.add_argument("--groups", default=None,
+                           help=f"only these groups, comma-separated (the study's groups, or {ALSO_GROUP})")
         if name == "run":
             p.add_argument("--jobs", type=int, default=1, help="runs side by side (Hydra's joblib launcher)")
             p.add_argument("--launcher", default=None, help="a Hydra launcher config instead, e.g. slurm")
@@ -174,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             if args.jobs < 1:
                 ap.error(f"--jobs {args.jobs}: must be 1 or more")
-            return run_study(study, args.jobs, args.launcher, launcher_args=check_launcher_args(args.hydra))
-        todo = planned_runs(study, load_runs(study))
+            return run_study(study, args.jobs, args.launcher, launcher_args=check_launcher_args(args.hydra),
+                             tasks=args.tasks, groups=args.groups)
+        todo = narrow(study, planned_runs(study, load_runs(study)), args.tasks, args.groups)
     except StudyError as e:
         print(f"python -m dcft.study: {e}", file=sys.stderr)
         return 2

@@ -83,3 +83,20 @@ def test_launch_settings_are_hydra_keys_only():
     sweep = {"args": ["task=rte", "train.lr=1e-3", "seed=6"]}
     assert command(sweep, launcher="slurm", launcher_args=("hydra.launcher.partition=gpu",))[2:] == [
         "-m", "task=rte", "train.lr=1e-3", "seed=6", "hydra.launcher.partition=gpu", "hydra/launcher=slurm"]
+
+
+def test_a_chunk_of_a_study_is_named_tasks_and_groups():
+    """`--tasks` / `--groups` keep the planned runs on those tasks and in those groups; a name the study
+    does not have is refused with the valid ones, instead of silently planning nothing."""
+    from dcft.study.__main__ import narrow
+
+    s = parse(raw())
+    runs = [{"task": "sst2", "group": "core"}, {"task": "sst2", "group": "frontier"},
+            {"task": "sst2", "group": "budget_check.also"}]
+    assert narrow(s, runs) == runs
+    assert narrow(s, runs, groups="frontier,budget_check.also") == runs[1:]
+    assert narrow(s, runs, tasks="sst2", groups="core") == runs[:1]
+    with pytest.raises(StudyError, match=r"--tasks rte: rte not in the study; valid: sst2"):
+        narrow(s, runs, tasks="rte")
+    with pytest.raises(StudyError, match=r"--groups cor: cor .*valid: core, kernel, frontier, budget_check.also"):
+        narrow(s, runs, groups="cor")
