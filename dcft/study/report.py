@@ -724,6 +724,8 @@ def write_frontier(d: Decisions, out: Path) -> list[Path]:
     tasks = [t for t in d.study.tasks if any(frontier_points(d, t, names) for _, names in curves)]
     if not tasks:
         return []
+    from matplotlib.ticker import NullFormatter
+
     from dcft.report.figures import _save, plt
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 2.8), squeeze=False)
@@ -733,11 +735,12 @@ def write_frontier(d: Decisions, out: Path) -> list[Path]:
             if not pts:
                 continue
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o-", ms=3,
-                        capsize=2, color=f"C{i}", label=label.upper() if len(label) <= 4 else label)
+                        capsize=2, color=f"C{i}", label=d.study.settings[names[0]].title.split()[0])
             for n, m, _, k, title in pts:
                 ax.annotate(title + ("" if k == len(d.study.seeds) else f" (n={k})"), (n, m), fontsize=5,
                             xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the decades only: minor labels overlap on a short axis
         ax.set_xlabel("#Params (adapter, log)")
         ax.set_ylabel(f"dev {d.study.tasks[t].metric} x100")
         ax.set_title(t)
