@@ -16,7 +16,6 @@ Written in-house: a loop around Hydra's multirun; the launching is Hydra's.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dcft.study.planner import ROOT, fmt_lr, load_runs, override, planned_runs
+from dcft.study.planner import ALSO_GROUP, ROOT, fmt_lr, load_runs, override, planned_runs
 from dcft.study.spec import StudyError, load
 
 JOBLIB_PACKAGE = "hydra-joblib-launcher"  # pip package of Hydra's joblib launcher
@@ -48,9 +47,8 @@ def sweeps(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             r = sw["first"]
             result.append({"task": r["task"], "setting": r["setting"], "stage": r["stage"], "group": r["group"],
                            "steps": r["steps"], "n": len(seeds) * len(lrs),
-                           "args": list(sw["fixed"].values())
-                           + [f"train.lr={','.join(fmt_lr(x) for x in sorted(lrs))}",
-                              f"seed={','.join(map(str, seeds))}"]})
+                           "lrs": ",".join(fmt_lr(x) for x in sorted(lrs)), "seeds": ",".join(map(str, seeds))})
+            result[-1]["args"] = [*sw["fixed"].values(), f"train.lr={result[-1]['lrs']}", f"seed={result[-1]['seeds']}"]
     return result
 
 
@@ -88,9 +86,8 @@ def plan_lines(runs: list[dict[str, Any]]) -> list[str]:
     for stage in stages:
         lines.append(f"{stage} ({stages[stage]} runs):")
         for sw in sweeps([r for r in runs if r["stage"] == stage]):
-            lr, seed = sw["args"][-2].split("=", 1)[1], sw["args"][-1].split("=", 1)[1]
             lines.append(f"  {sw['n']:>3}  {sw['task']:<6} {sw['group']:<18} {sw['setting']:<14} "
-                         f"steps {sw['steps']:<5} lr {lr}  seed {seed}")
+                         f"steps {sw['steps']:<5} lr {sw['lrs']}  seed {sw['seeds']}")
     return lines
 
 
@@ -112,9 +109,6 @@ def check_launcher_args(args: list[str]) -> tuple[str, ...]:
         raise StudyError(f"launch overrides {' '.join(bad)}: only hydra.* settings (e.g. "
                          "hydra.launcher.partition=gpu) may be added here; put run settings in the study file's run:")
     return tuple(args)
-
-
-ALSO_GROUP = "budget_check.also"  # the group name of the runs of `budget_check.also`'s checks
 
 
 def narrow(study, runs: list[dict[str, Any]], tasks: str | None = None, groups: str | None = None) -> list[dict[str, Any]]:
@@ -139,7 +133,6 @@ def run_study(study, jobs: int = 1, launcher: str | None = None, max_passes: int
     """Launch the planned sweeps until none is left (or a pass makes no progress), then the report."""
     if jobs > 1 and not launcher:
         check_joblib()
-    env = dict(os.environ)  # joblib's workers start with OMP_NUM_THREADS = cores // jobs unless it is set here
     before = None
     for _ in range(max_passes):
         todo = narrow(study, planned_runs(study, load_runs(study)), tasks, groups)
@@ -155,7 +148,8 @@ def run_study(study, jobs: int = 1, launcher: str | None = None, max_passes: int
         for sw in sweeps(todo):
             cmd = command(sw, jobs, launcher, launcher_args)
             print("+ " + " ".join(cmd[1:]), flush=True)
-            subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+            # joblib's workers start with OMP_NUM_THREADS = cores // jobs unless the environment sets it
+            subprocess.run(cmd, cwd=ROOT, check=False)
     from dcft.study.report import report
 
     report(study)

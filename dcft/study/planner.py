@@ -47,6 +47,7 @@ from dcft.study.spec import CORE, Setting, Study, Tuning
 ROOT = Path(__file__).resolve().parents[2]
 # A planned run's `stage`: tune | extend (a grid and its edge extensions, tuning seed) | budget_check (the gate) |
 # seeds (at a setting's own selected rate) | also_check (budget_check.also) | rate_of (at an {of: s} rate).
+ALSO_GROUP = "budget_check.also"  # the group of the `budget_check.also` checks' runs
 
 
 def fmt_lr(v: float | None) -> str:
@@ -500,7 +501,7 @@ class Decisions:
         gate = self.gate(task, steps)
         for c in self.also_checks(task):
             if c.setting.name != gate.setting.name:
-                out += self._check_runs(c, "also_check", "budget_check.also")
+                out += self._check_runs(c, "also_check", ALSO_GROUP)
         for g in self.study.groups.values():
             if g.name == CORE or task not in g.tasks:
                 continue
