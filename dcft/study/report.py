@@ -14,6 +14,8 @@ Tables (`<report_dir>/tables/*.md` and `.csv`):
   t-interval of the mean difference; a difference *exceeds seed noise* when that interval excludes 0.
 * `ablations` (`report.ablations`): each ablation group's variants at their parent's selected rate,
   by what they vary (kernel, stride, targets, init), against the parent paired by seed.
+* `retuned` (`report.retuned`): the variants of groups with their own grid, at the parent's rate and at
+  their own, each against the parent, and whether the ablation's verdict moves with the rate.
 * `convergence`: the budget checks (the gate at each budget walked, and `budget_check.also`).
 * `learning_speed` (`report.learning_speed`): dev score at the first evaluations against a baseline.
 * `tie_rule`: every verdict above again with the latest of a run's tied best held-out steps.
@@ -364,6 +366,79 @@ def write_ablations(d: Decisions, out: Path, ablations: list[AblationRow], bench
             "benchmarked."],
            ["task", "ablation", "setting", "#Params", "dev", f"- {parent.title}", "95 % interval", "exceeds noise",
             "bench step ms", "bench step ms, authors' path"], rows)
+
+
+def _side(p: dict[str, Any] | None) -> str:
+    """Where a paired difference puts a variant against its parent: above / below (the 95 % interval
+    excludes 0), level (it holds 0), or `-` while a cell has fewer than two seeds in common."""
+    if p is None or p["exceeds"] is None:
+        return "-"
+    return ("above" if p["mean"] > 0 else "below") if p["exceeds"] else "level"
+
+
+@dataclass
+class Retuned:
+    """One variant of a `report.retuned` group: its cell at its parent's selected rate and at its own."""
+
+    task: str
+    setting: Setting
+    parent_lr: float | None
+    at_parent: Cell
+    selection: Selection  # its own grid's tuning state
+    own: Cell  # at its own selected rate; empty until the grid is selected
+    base: Cell  # the parent at the parent's rate
+
+
+def retuned_cells(d: Decisions) -> list[Retuned]:
+    """Every variant of `report.retuned`'s groups on each of their tasks, in file order."""
+    out = []
+    for gname in d.study.report.get("retuned", {}).get("groups", []):
+        g = d.study.groups[gname]
+        parent = d.study.settings[g.parent]
+        for task in g.tasks:
+            p_lr = d.rate(task, parent)
+            base = d.cell(task, parent, p_lr)
+            for name in g.settings:
+                s = d.study.settings[name]
+                sel = d.selection(task, s)
+                own = d.cell(task, s, sel.lr if sel.state == "selected" else None)
+                out.append(Retuned(task, s, p_lr, d.cell(task, s, p_lr), sel, own, base))
+    return out
+
+
+def retuned_rows(d: Decisions, retuned: list[Retuned]) -> list[list[str]]:
+    """Each variant against its parent at both rates, and whether the side of seed noise it falls on
+    moves with the rate."""
+    n, out = len(d.study.seeds), []
+    for r in retuned:
+        a, b = paired(r.at_parent, r.base), paired(r.own, r.base)
+        moved = "-" if "-" in (_side(a), _side(b)) else ("yes" if _side(a) != _side(b) else "no")
+        sel = r.selection
+        own_text = fmt_lr(sel.lr) if sel.state == "selected" else (
+            f"grid running (best so far {fmt_lr(sel.lr)})" if sel.lr else "grid not run yet")
+        out.append([r.task, r.setting.title, _params_text(cell_params(d.runs, (r.own if r.own.n else r.at_parent).runs)),
+                    fmt_lr(r.parent_lr), _fmt(r.at_parent, n), *_paired_text(a)[1:3], _side(a),
+                    own_text, _fmt(r.own, n), *_paired_text(b)[1:3], _side(b), moved])
+    return out
+
+
+def write_retuned(d: Decisions, out: Path, retuned: list[Retuned]) -> None:
+    rows = retuned_rows(d, retuned)
+    if not rows:
+        return
+    block = d.study.report["retuned"]
+    parents = sorted({d.study.settings[d.study.groups[g].parent].title for g in block["groups"]})
+    _write(out, "retuned", "Ablation variants at their parent's rate and at their own",
+           [f"Dev score x100, mean ± std over seeds {_seeds_text(d.study)}. A variant's cell at {', '.join(parents)}'s "
+            "selected rate (how the ablation tables, and the paper's Tables 4-6, ran it), then at the rate its own "
+            "grid selected on the held-out slice (the study file's "
+            + ", ".join(f"`groups.{g}`" for g in block["groups"]) + ": centred on the parent's rate, the same "
+            "tuning rule as every setting).",
+            "Each minus the parent at the parent's rate, paired by seed, with its 95 % interval; side: above or "
+            "below when the interval excludes 0, level when it holds 0. Moved: whether that side differs between "
+            "the two rates, i.e. whether the ablation's verdict depends on running every variant at the parent's rate."],
+           ["task", "setting", "#Params", "parent's rate", "dev at parent's rate", "- parent", "95 % interval",
+            "side", "own rate", "dev at own rate", "- parent", "95 % interval", "side", "moved"], rows)
 
 
 # ---- budget checks ---------------------------------------------------------------------------------------
@@ -853,7 +928,8 @@ def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
 
 
 # ---- cells.csv ------------------------------------------------------------------------------------------------
-def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations: list[AblationRow]) -> None:
+def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations: list[AblationRow],
+                retuned: list[Retuned] = ()) -> None:
     """`cells`: every reported cell (Table 1's, the budget checks' and the ablations') with the runs behind
     it, so any number of the report traces to its run files. An ablation row that is a Table 1 setting is
     listed once, under Table 1."""
@@ -868,6 +944,9 @@ def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations
     for a in ablations:
         if a.cell.n and a.setting not in table:
             rows.append(_cell_row(a.task, f"ablation: {a.kind}", a.setting.title, a.lr, a.cell))
+    for r in retuned:
+        if r.own.n:
+            rows.append(_cell_row(r.task, "retuned: own rate", r.setting.title, r.selection.lr, r.own))
     _write(out, "cells", "Every reported cell and the runs behind it", [],
            ["task", "table", "setting", "lr", "mean", "std", "n", "runs"], rows)
 
@@ -955,11 +1034,13 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     bench = bench_times(out / bench_file) if bench_file else {}
     ablations = ablation_rows(d, res["cells"])
     write_ablations(d, out / "tables", ablations, bench, bench_file)
-    write_cells(d, out / "tables", res["cell_rows"], ablations)
+    retuned = retuned_cells(d)
+    write_cells(d, out / "tables", res["cell_rows"], ablations, retuned)
     write_convergence(d, out / "tables")
     write_learning_speed(d, out / "tables", res["cells"])
     write_tie_rule(d, out / "tables")
     write_claims(d, out / "tables")
+    write_retuned(d, out / "tables", retuned)
     figs = write_figures(d, out / "figures", res["cells"])
     figs += write_ablation_figure(d, ablations, out / "figures", bench)
     frontier = write_frontier(d, out / "figures")
@@ -967,7 +1048,7 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     machine_h = write_compute(d, out / "tables")
     side = int(study.report.get("compute", {}).get("side_by_side", 1))
     print(f"{len(runs)} runs ({machine_h:.2f} h of the {side}-core machine); wrote {out}/tables/"
-          f"{{table1,paired,ablations,convergence,learning_speed,tie_rule,claims,selection,cells,compute}}.{{md,csv}}"
+          f"{{table1,paired,ablations,retuned,convergence,learning_speed,tie_rule,claims,selection,cells,compute}}.{{md,csv}}"
           + (f" and {len(figs)} figure files" if figs else "")
           + ("" if frontier else " (no frontier figure: report.frontier has no cell yet)"))
     return figs

@@ -28,7 +28,8 @@ SELECT_ON = ("holdout", "dev")  # tuning.select_on: the run's best held-out scor
 CORE = "core"  # the group tuned first; the budget check's gate picks among it
 TOP_KEYS = ("name", "title", "output_root", "report_dir", "compute_hours", "run", "tasks", "settings", "tuning",
             "seeds", "groups", "budget_check", "margins", "claims", "report")
-REPORT_BLOCKS = ("table1", "paired", "ablations", "learning_speed", "pareto", "frontier", "label", "model_title", "compute")
+REPORT_BLOCKS = ("table1", "paired", "ablations", "retuned", "learning_speed", "pareto", "frontier", "label",
+                 "model_title", "compute")
 
 
 class StudyError(ValueError):
@@ -353,6 +354,11 @@ def parse(raw: Mapping[str, Any], path: str = "") -> Study:
     for k in report:
         if k not in REPORT_BLOCKS:
             _fail(f"report.{k}", report[k], f"unknown report block; valid: {', '.join(REPORT_BLOCKS)}")
+    for gname in dict(report.get("retuned") or {}).get("groups", []):
+        g = groups.get(gname)
+        if g is None or g.parent is None or g.rate.rule == "of":
+            _fail("report.retuned.groups", gname, "must name a group with a parent and its own grid (rate: tuned "
+                  "or {around: s}); groups: " + ", ".join(groups))
     run = _get(raw, "run", "(top level)", dict, {})
     for k in ("task", "method", "seed", "train.lr", "train.max_steps"):
         if k in run:

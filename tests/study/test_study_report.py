@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 from study_fixtures import STUDY, result, write_study
 from dcft.study.planner import Cell, Decisions, paired
-from dcft.study.report import (_paired_text, bench_times, early_mean, pareto_points, report, table1_cells,
-                               write_claims, write_tables, write_tie_rule)
+from dcft.study.report import (_paired_text, bench_times, early_mean, pareto_points, report, retuned_cells,
+                               retuned_rows, table1_cells, write_claims, write_tables, write_tie_rule)
 from dcft.study.spec import load
 from dcft.report.tables import load_runs
 
@@ -150,3 +150,45 @@ def test_the_end_of_curve_slope_is_last_n_minus_the_n_before():
     assert end_slope(curve, 3) == pytest.approx((5 + 6 + 10) / 3 - (1 + 2 + 3) / 3)  # 7 - 2
     assert end_slope(curve, 2) == pytest.approx((6 + 10) / 2 - (3 + 5) / 2)
     assert end_slope(curve[:5], 3) is None  # 5 evaluations: no slope of 3
+
+
+def test_a_retuned_variant_is_shown_at_both_rates_and_whether_its_side_moved(tmp_path):
+    """DCFT k8 (parent) at 8e-4: dev 84.0, 84.2, 84.4. DCFT k4 at 8e-4: 83.0, 83.3, 83.3, differences -1.0,
+    -0.9, -1.1: mean -1.00, sd 0.10, 95 % half-width 4.303 x 0.1 / sqrt 3 = 0.25: below. Its own grid
+    around 8e-4 (3e-4, 8e-4, 2e-3; held-out 0.80, 0.85, 0.88: the top edge) grows to 5e-3 (0.86), so 2e-3
+    is selected; there 84.5, 84.0, 85.0: differences +0.5, -0.2, +0.6, mean +0.30, sd 0.436, half-width
+    1.08: level. The side moved with the rate."""
+    root = _one_budget(tmp_path)
+    groups = {**STUDY["groups"], "kernel_retuned": {"settings": ["dcft4"], "tasks": ["sst2"],
+                                                    "rate": {"around": "dcft8"}, "parent": "dcft8"}}
+    write_study(tmp_path, tasks={"sst2": {**STUDY["tasks"]["sst2"], "budgets": [1000]}}, groups=groups,
+                report={"table1": {"groups": ["core"]}, "retuned": {"groups": ["kernel_retuned"]}})
+    for seed, dev in ((7, 0.842), (8, 0.844)):
+        result(root, "dcft8", 1000, 8e-4, seed, 0.5, dev)
+    for seed, dev in ((6, 0.830), (7, 0.833), (8, 0.833)):
+        result(root, "dcft4", 1000, 8e-4, seed, 0.85, dev)
+    for lr, h in ((3e-4, 0.80), (5e-3, 0.86)):
+        result(root, "dcft4", 1000, lr, 6, h, 0.5)
+    for seed, dev in ((6, 0.845), (7, 0.840), (8, 0.850)):
+        result(root, "dcft4", 1000, 2e-3, seed, 0.88, dev)
+    d = Decisions(load(tmp_path / "study.yaml"), load_runs(root).usable)
+    (row,) = retuned_rows(d, retuned_cells(d))
+    assert row == ["sst2", "DCFT k4", "1,000", "8.0e-04", "83.20 ± 0.17", "-1.00 ± 0.10", "[-1.25, -0.75]", "below",
+                   "2.0e-03", "84.50 ± 0.50", "+0.30 ± 0.44", "[-0.78, +1.38]", "level", "yes"]
+    report(d.study, root, tmp_path / "out")
+    cells = (tmp_path / "out" / "tables" / "cells.csv").read_text(encoding="utf-8")
+    assert "sst2,retuned: own rate,DCFT k4,2.0e-03,84.5000,0.5000,3," in cells
+    assert "| moved |" in (tmp_path / "out" / "tables" / "retuned.md").read_text(encoding="utf-8")
+
+
+def test_a_retuned_variant_without_its_own_grid_says_so(tmp_path):
+    """Before its grid has run, the own-rate half of the row is empty and nothing is judged."""
+    root = _one_budget(tmp_path)
+    groups = {**STUDY["groups"], "kernel_retuned": {"settings": ["dcft4"], "tasks": ["sst2"],
+                                                    "rate": {"around": "dcft8"}, "parent": "dcft8"}}
+    write_study(tmp_path, tasks={"sst2": {**STUDY["tasks"]["sst2"], "budgets": [1000]}}, groups=groups,
+                report={"retuned": {"groups": ["kernel_retuned"]}})
+    result(root, "dcft4", 1000, 3e-4, 6, 0.80, 0.5)
+    d = Decisions(load(tmp_path / "study.yaml"), load_runs(root).usable)
+    (row,) = retuned_rows(d, retuned_cells(d))
+    assert row[8:] == ["grid running (best so far 3.0e-04)", "-", "-", "-", "-", "-"]
