@@ -13,8 +13,10 @@ One protocol for every study file (`dcft.study.spec`); everything specific to a 
    with the best held-out score at its selected rate (ties: the first in the group), run at every
    seed at that rate and at `factor` x the steps. The budget has converged when the 95 % interval
    of the paired (factor x - 1x) difference contains 0 (`interval_contains_zero`). A short budget
-   moves the plan to the task's next budget; a short last budget stops the task with a message.
-3. Once the gate has converged at the task's last budget: every core setting's seeds at its
+   moves the plan to the task's next budget; a short last budget stops the task with a message
+   (`budget_check.last_short: stop`, the default).
+3. Once the gate has converged at the task's last budget (or failed it, with `budget_check.last_short:
+   report`: the report then marks the task not converged): every core setting's seeds at its
    selected rate, the `budget_check.also` settings' checks (reported, not gating), then the other
    groups in file order: rate `tuned`/`{around: s}` (grid, extensions, then seeds at its own rate) or
    `{of: s}` (every seed at s's selected rate, untuned).
@@ -420,11 +422,10 @@ class Decisions:
                     out.append(self.check(task, name, steps, lr))
         return out
 
-    def settled(self, task: str) -> int | None:
-        """The budget the task's gate converged at when it is the last one (the plan goes on), else None."""
-        steps = self.study.tasks[task].steps
-        g = self.gate(task, steps)
-        return steps if g is not None and g.verdict == "converged" else None
+    def short(self, task: str) -> bool:
+        """Whether the task's last budget failed its gate (its cells are reported as not converged)."""
+        g = self.gate(task, self.study.tasks[task].steps)
+        return g is not None and g.verdict == "not converged"
 
     # -- the plan
     @cached_property
@@ -479,10 +480,14 @@ class Decisions:
                 continue
             d = gate.difference
             if gate.verdict == "not converged":
-                self.messages.append(
-                    f"{task}: the budget has not converged: {gate.setting.title} at {gate.factor}x the steps moved "
-                    f"the dev score by {d['mean']:+.2f} (95 % interval [{d['lo']:+.2f}, {d['hi']:+.2f}]); add a "
-                    f"longer budget to tasks.{task}.budgets (now {list(budgets)}). Nothing more is planned for {task}.")
+                moved = (f"{task}: the budget has not converged: {gate.setting.title} at {gate.factor}x the steps "
+                         f"moved the dev score by {d['mean']:+.2f} (95 % interval [{d['lo']:+.2f}, {d['hi']:+.2f}])")
+                if self.study.budget_check.last_short == "report":
+                    self.messages.append(f"{moved}; budget_check.last_short is report: the plan goes on at {steps} "
+                                         f"steps and the report marks {task} not converged.")
+                    return out + self._after_gate(task, steps)
+                self.messages.append(f"{moved}; add a longer budget to tasks.{task}.budgets (now {list(budgets)}). "
+                                     f"Nothing more is planned for {task}.")
                 return out
             if not last:
                 self.messages.append(

@@ -215,7 +215,13 @@ def write_tables(d: Decisions, out: Path) -> dict[str, Any]:
              "cells' seeds at the selected rate, with the range).", BEST_STEP_NOTE,
              f"Left out (the groups of {study.path_rel}): {left_out(study, tasks)}.",
              "Runs behind each cell: cells.csv."]
-    _write(out, "table1", study.report["table1"].get("title", "Table 1"), notes, ["setting", "#Params", *tasks], rows)
+    short = [t for t in tasks if d.short(t)]
+    if short:
+        notes.insert(-2, f"(not converged): the task's budget failed its budget check (convergence.md); its cells are "
+                         f"reported at that budget (budget_check.last_short: report), where the best core setting still "
+                         f"gained at {_times(study.budget_check.factor)} the steps.")
+    _write(out, "table1", study.report["table1"].get("title", "Table 1"), notes,
+           ["setting", "#Params", *(f"{t} (not converged)" if t in short else t for t in tasks)], rows)
     sel_rows = []
     for (t, name), (sel, _) in sorted(cells.items()):
         s = study.settings[name]
@@ -999,6 +1005,9 @@ def write_claims(d: Decisions, out: Path) -> list[list[str]]:
     verdicts' sensitivity to that rule; `tie_rule` has the differences)."""
     other, dm = under_other_tie_rule(d)
     rows = [[*r, o[-1]] for r, o in zip(claim_rows(d), claim_rows(dm))]
+    short = [t for t in d.study.tasks if d.short(t)]
+    for r in rows:
+        r[3] += " (not converged)" if r[3] in short else ""
     _write(out, "claims", "Claims and their verdicts", [
         "Each claim was fixed in the study file before its runs; each setting at its own selected rate (at its "
         "group's `of` setting's rate where the claim names such a group). Dev score x100, differences a - b paired "
@@ -1011,7 +1020,9 @@ def write_claims(d: Decisions, out: Path) -> list[list[str]]:
         f"A verdict needs every seed ({_seeds_text(d.study)}) in every cell: '{NOT_RUN}' while a cell has none, "
         "'running (n=k of N)' while it has fewer. A non-significant difference is never 'supported'.",
         f"Best step: the {BEST_STEP_RULE} of a run's tied best held-out evaluations (dcft.report.selection.BEST_STEP_RULE); "
-        f"the last column is the verdict with the {other} one (tie_rule.md)."],
+        f"the last column is the verdict with the {other} one (tie_rule.md).",
+        *([f"(not converged): the task's budget failed its budget check (convergence.md); the verdict holds at that "
+           f"budget only."] if short else [])],
            ["claim", "edition", "kind", "task", "settings", "seeds", "mean a - b", "95 % interval", "90 % interval",
             "margin", "TOST p", "verdict", f"verdict, {other} tied step"], rows)
     return rows

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RATE_RULES = ("tuned", "around", "of")  # a group's rate: its own grid | its own grid around a setting's rate | a setting's rate
 GATES = ("best_core",)  # budget_check.gate: the core setting with the best held-out score
 CHECK_RULES = ("interval_contains_zero",)  # budget_check.rule
+LAST_SHORT = ("stop", "report")  # budget_check.last_short: what a last budget that fails the gate does
 CENTRES = ("source",)  # tuning.centre
 RECENTRES = ("previous_budget",)  # tuning.recentre
 SELECT_ON = ("holdout", "dev")  # tuning.select_on: the run's best held-out score, or its best dev score (holdout 0)
@@ -111,6 +112,7 @@ class BudgetCheck:
     factor: int
     rule: str
     slope_evals: int
+    last_short: str = "stop"  # stop: nothing more is planned for the task; report: the plan goes on, marked
 
 
 @dataclass(frozen=True)
@@ -327,11 +329,14 @@ def parse(raw: Mapping[str, Any], path: str = "") -> Study:
     bn = _get(raw, "budget_check", "(top level)", dict)
     check = BudgetCheck(_get(bn, "gate", "budget_check", str),
                         _names(bn["also"], "budget_check.also", settings, "settings") if bn.get("also") else (), _get(bn, "factor", "budget_check", int),
-                        _get(bn, "rule", "budget_check", str), _get(bn, "slope_evals", "budget_check", int, 3))
+                        _get(bn, "rule", "budget_check", str), _get(bn, "slope_evals", "budget_check", int, 3),
+                        _get(bn, "last_short", "budget_check", str, "stop"))
     if check.gate not in GATES:
         _fail("budget_check.gate", check.gate, f"valid: {', '.join(GATES)}")
     if check.rule not in CHECK_RULES:
         _fail("budget_check.rule", check.rule, f"valid: {', '.join(CHECK_RULES)}")
+    if check.last_short not in LAST_SHORT:
+        _fail("budget_check.last_short", check.last_short, f"valid: {', '.join(LAST_SHORT)}")
     if check.factor < 2:
         _fail("budget_check.factor", check.factor, "must be an integer >= 2 (the check's steps = factor x budget)")
     for s in check.also:

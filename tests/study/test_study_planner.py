@@ -134,3 +134,29 @@ def test_around_is_tuned_of_is_not(tmp):
     assert todo(runs, group="frontier") == [("lora_qv", 1000, 2e-3, 6)]  # extended like any tuned grid
     assert todo(runs, group="kernel") == []  # done at DCFT k8's rate; never tuned
     assert d.rate("sst2", "dcft4") == 8e-4
+
+
+@pytest.mark.parametrize("last_short", ["stop", "report"])
+def test_a_short_last_budget_stops_the_task_or_goes_on_marked(tmp_path, capsys, last_short):
+    """One budget (500): the check's differences +3, +3, +3 fail the gate. `stop` plans nothing more and
+    says to add a budget; `report` plans the core seeds (LoRA at its 3e-4; DCFT k8's are the check's) and
+    the rest as after a passed check, and the task counts as short."""
+    from study_fixtures import STUDY
+
+    write_study(tmp_path, tasks={"sst2": {**STUDY["tasks"]["sst2"], "budgets": [500]}},
+                budget_check={**STUDY["budget_check"], "last_short": last_short}, report={"table1": {"groups": ["core"]}})
+    grids_at_500(tmp_path / "runs")
+    _check(tmp_path / "runs", 500, (85.0, 80.0, 81.0), (88.0, 83.0, 84.0))
+    d, runs = plan(tmp_path)
+    assert d.gate("sst2", 500).verdict == "not converged" and d.short("sst2")
+    err = capsys.readouterr().err
+    if last_short == "stop":
+        assert runs == [] and "add a longer budget to tasks.sst2.budgets (now [500])" in err
+    else:
+        assert "the report marks sst2 not converged" in err
+        assert todo(runs, stage="seeds", group="core") == [("lora", 500, 3e-4, 7), ("lora", 500, 3e-4, 8)]
+        assert todo(runs, group="kernel") == [("dcft4", 500, 8e-4, s) for s in (6, 7, 8)]
+    from dcft.study.report import write_tables
+
+    write_tables(d, tmp_path / "t")  # the table says where its cells stand, whatever the plan did
+    assert (tmp_path / "t" / "table1.csv").read_text().splitlines()[0] == "setting,#Params,sst2 (not converged)"

@@ -57,6 +57,7 @@ def _groups(**g):
      ["tasks.sst2.holdout", "0.0", "select_on is holdout", "above 0"]),
     ({"seed": 3}, ["seed = 3", "unknown key", "valid: name, title"]),
     ({"report": {"tabel1": {}}}, ["report.tabel1", "unknown report block"]),
+    ({"budget_check": {**STUDY["budget_check"], "last_short": "go"}}, ["budget_check.last_short", "'go'", "stop, report"]),
     ({"report": {"retuned": {"groups": ["kernel"]}}},  # at its parent's rate only: no grid of its own
      ["report.retuned.groups", "'kernel'", "a parent and its own grid"]),
     ({"settings": {**STUDY["settings"], "x": {"title": "X", "method": "lora", "set": {"train.lr": 0.1}}}},
