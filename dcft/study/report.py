@@ -840,12 +840,18 @@ def _record(run: dict[str, Any]) -> dict[str, Any]:
 def write_compute(d: Decisions, out: Path) -> float:
     """Wall time of every run (loading, training, evaluations), per task, method and CPU (`environment.cpu`
     of each result file); returns machine-hours: run time / the runs side by side (`report.compute`)."""
-    side = int(d.study.report.get("compute", {}).get("side_by_side", 1))
+    block = d.study.report.get("compute", {})
+    side = int(block.get("side_by_side", 1))
+    starts = sorted((str(day), int(n)) for n, day in dict(block.get("editions") or {}).items())
     per: dict[tuple[str, str, str], list[float]] = {}
+    by_edition: dict[int, list[float]] = {}
     for r in d.runs:
         rec = _record(r)
         cpu = (rec.get("environment") or {}).get("cpu") or "unknown"
-        per.setdefault((r["task"], r["method"], cpu), []).append(float(rec.get("wall_time_s") or 0.0))
+        wall = float(rec.get("wall_time_s") or 0.0)
+        per.setdefault((r["task"], r["method"], cpu), []).append(wall)
+        started = str(rec.get("started_at") or "")
+        by_edition.setdefault(max([n for day, n in starts if started >= day], default=1), []).append(wall)
     rows = [[t, m, cpu, len(v), f"{sum(v) / 3600:.2f}", f"{statistics.median(v) / 60:.1f}"]
             for (t, m, cpu), v in sorted(per.items())]
     for cpu in sorted({k[2] for k in per}):
@@ -853,9 +859,13 @@ def write_compute(d: Decisions, out: Path) -> float:
         rows.append(["all", "", cpu, len(v), f"{sum(v) / 3600:.2f}", ""])
     total = sum(sum(v) for v in per.values()) / 3600
     rows.append(["all", "", "all", sum(len(v) for v in per.values()), f"{total:.2f}", ""])
+    first = dict((n, day) for day, n in starts)
+    editions = [f"edition {n} ({f'runs started from {first[n]}' if n in first else 'the earlier runs'}): {len(v)} runs, "
+                f"{sum(v) / 3600 / side:.2f} hours of the machine" for n, v in sorted(by_edition.items())]
     _write(out, "compute", "Compute spent",
            [f"Run wall time (model load, training, evaluations), one torch thread per run, {WORDS.get(side, side)} runs "
-            f"side by side on the {side}-core machine: {total:.2f} run-hours = {total / side:.2f} hours of the machine.",
+            f"side by side on the {side}-core machine: {total:.2f} run-hours = {total / side:.2f} hours of the machine"
+            + (f"; by edition (report.compute.editions): {'; '.join(editions)}." if starts else "."),
             "cpu: the result file's `environment.cpu`; the sessions ran on different 2-core machines, so run "
             "times compare only within one cpu (training-time comparisons: the bench, on one idle machine)."],
            ["task", "method", "cpu", "runs", "run-hours", "median min/run"], rows)

@@ -192,3 +192,22 @@ def test_a_retuned_variant_without_its_own_grid_says_so(tmp_path):
     d = Decisions(load(tmp_path / "study.yaml"), load_runs(root).usable)
     (row,) = retuned_rows(d, retuned_cells(d))
     assert row[8:] == ["grid running (best so far 3.0e-04)", "-", "-", "-", "-", "-"]
+
+
+def test_compute_is_split_by_the_day_each_edition_began(tmp_path):
+    """Three runs of an hour each, two runs side by side: 1.50 hours of the machine; the one started on
+    2026-12-03 is edition 1 (0.50 h), the two from 2026-12-07 edition 2 (1.00 h)."""
+    from dcft.study.report import write_compute
+
+    root = _one_budget(tmp_path)  # DCFT k8 at three rates, seed 6
+    for folder, day in zip(sorted((root / "minilm" / "sst2" / "dcft").iterdir()),
+                           ("2026-12-03T09:00:00+0000", "2026-12-07T10:00:00+0000", "2026-12-07T23:00:00+0000")):
+        rec = json.loads((folder / "result.json").read_text())
+        rec.update(started_at=day, wall_time_s=3600.0)
+        (folder / "result.json").write_text(json.dumps(rec))
+    study = load(tmp_path / "study.yaml")
+    study = type(study)(**{**study.__dict__, "report": {"compute": {"side_by_side": 2, "editions": {2: "2026-12-07"}}}})
+    assert write_compute(Decisions(study, load_runs(root).usable), tmp_path / "t") == 1.5
+    text = (tmp_path / "t" / "compute.md").read_text(encoding="utf-8")
+    assert ("by edition (report.compute.editions): edition 1 (the earlier runs): 1 runs, 0.50 hours of the machine; "
+            "edition 2 (runs started from 2026-12-07): 2 runs, 1.00 hours of the machine.") in text
