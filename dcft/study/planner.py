@@ -270,7 +270,7 @@ class Decisions:
         self._runs_of: dict[tuple[str, str, int], list[dict[str, Any]]] = {}  # runs are fixed for a Decisions
         self.messages: list[str] = []
         self.compose.compose_all((t, study.settings[n]) for g in study.groups.values() for n in g.settings
-                                 for t in g.tasks)
+                                 for t in g.tasks if g.runs(n, t))
 
     # -- runs of a cell
     def runs_of(self, task: str, setting: Setting | str, steps: int | None = None) -> list[dict[str, Any]]:
@@ -508,9 +508,9 @@ class Decisions:
             if c.setting.name != gate.setting.name:
                 out += self._check_runs(c, "also_check", ALSO_GROUP)
         for g in self.study.groups.values():
-            if g.name == CORE or task not in g.tasks:
+            if g.name == CORE:
                 continue
-            for name in g.settings:
+            for name in g.settings_on(task):
                 s = self.study.settings[name]
                 if g.rate.rule == "of":
                     out += self._seed_runs(task, s, steps, self.rate(task, s, rule_of=g.rate.setting), "rate_of", g.name)

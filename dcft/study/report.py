@@ -310,7 +310,7 @@ def ablation_kinds(d: Decisions) -> list[tuple[str, str, list[Setting], Setting]
         parent = d.study.settings[g.parent]
         for name in g.settings:
             s = d.study.settings[name]
-            for task in g.tasks:
+            for task in (t for t in g.tasks if g.runs(name, t)):
                 kind = _kind(d, task, s, parent)
                 if kind not in kinds:
                     kinds.append(kind)
@@ -404,7 +404,7 @@ def retuned_cells(d: Decisions) -> list[Retuned]:
         for task in g.tasks:
             p_lr = d.rate(task, parent)
             base = d.cell(task, parent, p_lr)
-            for name in g.settings:
+            for name in g.settings_on(task):
                 s = d.study.settings[name]
                 sel = d.selection(task, s)
                 own = d.cell(task, s, sel.lr if sel.state == "selected" else None)

@@ -103,6 +103,15 @@ class Group:
     rate: Rate
     parent: str | None = None  # the row the group's settings are compared with, paired by seed
     edition: int = 1
+    skip: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (task, settings) the group leaves out on that task
+
+    def runs(self, setting: str, task: str) -> bool:
+        """Whether the group runs `setting` on `task`."""
+        return setting in self.settings and task in self.tasks and setting not in dict(self.skip).get(task, ())
+
+    def settings_on(self, task: str) -> list[str]:
+        """The group's settings on `task`, in file order (none when the task is not the group's)."""
+        return [s for s in self.settings if self.runs(s, task)]
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,7 @@ class Study:
 
     def groups_of(self, setting: str, task: str) -> list[Group]:
         """The groups that run `setting` on `task`, in file order."""
-        return [g for g in self.groups.values() if setting in g.settings and task in g.tasks]
+        return [g for g in self.groups.values() if g.runs(setting, task)]
 
     def tuned_on(self, setting: str, task: str) -> bool:
         """Whether `setting` has its own grid on `task` (a group with rate tuned or around)."""
@@ -164,7 +173,7 @@ class Study:
 
     def core(self, task: str) -> list[str]:
         g = self.groups.get(CORE)
-        return [s for s in g.settings] if g and task in g.tasks else []
+        return g.settings_on(task) if g else []
 
 
 # ---- reading -----------------------------------------------------------------------------------------
@@ -236,13 +245,21 @@ def _rate(node: Any, where: str, settings: Mapping[str, Setting]) -> Rate:
 def _group(name: str, node: Any, study_tasks, settings) -> Group:
     w = f"groups.{name}"
     if not isinstance(node, dict):
-        _fail(w, node, "must be a mapping {settings, tasks, rate, parent, edition}")
+        _fail(w, node, "must be a mapping {settings, tasks, rate, parent, edition, skip}")
     parent = _get(node, "parent", w, str, None)
     if parent is not None and parent not in settings:
         _fail(f"{w}.parent", parent, f"not one of the study's settings: {', '.join(settings)}")
-    return Group(name, _names(node.get("settings"), f"{w}.settings", settings, "settings"),
-                 _names(node.get("tasks"), f"{w}.tasks", study_tasks, "tasks"),
-                 _rate(node.get("rate"), f"{w}.rate", settings), parent, _get(node, "edition", w, int, 1))
+    mine = _names(node.get("settings"), f"{w}.settings", settings, "settings")
+    tasks = _names(node.get("tasks"), f"{w}.tasks", study_tasks, "tasks")
+    skip = []
+    for t, left in _get(node, "skip", w, dict, {}).items():
+        if t not in tasks:
+            _fail(f"{w}.skip.{t}", left, f"{t} is not one of the group's tasks: {', '.join(tasks)}")
+        if not isinstance(left, list) or not left or any(x not in mine for x in left):
+            _fail(f"{w}.skip.{t}", left, f"must be a non-empty list of the group's settings: {', '.join(mine)}")
+        skip.append((t, tuple(left)))
+    return Group(name, mine, tasks, _rate(node.get("rate"), f"{w}.rate", settings), parent,
+                 _get(node, "edition", w, int, 1), tuple(skip))
 
 
 def _claim(i: int, node: Any, study: dict[str, Any]) -> Claim:
@@ -261,7 +278,7 @@ def _claim(i: int, node: Any, study: dict[str, Any]) -> Claim:
     tasks = _names(node.get("tasks"), f"{w}.tasks", study["tasks"], "tasks")
     for t in tasks:
         for s in settings:
-            if not any(s in g.settings and t in g.tasks for g in study["groups"].values()):
+            if not any(g.runs(s, t) for g in study["groups"].values()):
                 _fail(f"{w}.tasks", t, f"setting {s} runs on {t} in none of the study's groups (a claim is judged "
                       "on cells the study runs)")
         if kind == "as_good_as" and t not in study["margins"]:
@@ -285,7 +302,7 @@ def _check_rates(groups: Mapping[str, Group], study_tasks) -> None:
         if g.rate.setting is None:
             continue
         for t in g.tasks:
-            if not any(g.rate.setting in o.settings and t in o.tasks and o.rate.rule != "of" for o in groups.values()):
+            if not any(o.runs(g.rate.setting, t) and o.rate.rule != "of" for o in groups.values()):
                 _fail(f"groups.{g.name}.rate.{g.rate.rule}", g.rate.setting,
                       f"that setting is not tuned on {t} by any group (rate tuned or around), so it has no "
                       "selected rate there")

@@ -160,3 +160,19 @@ def test_a_short_last_budget_stops_the_task_or_goes_on_marked(tmp_path, capsys, 
 
     write_tables(d, tmp_path / "t")  # the table says where its cells stand, whatever the plan did
     assert (tmp_path / "t" / "table1.csv").read_text().splitlines()[0] == "setting,#Params,sst2 (not converged)"
+
+
+def test_a_setting_a_group_skips_on_a_task_is_neither_planned_nor_gated(tmp_path):
+    """core skips DCFT k8 on sst2: only LoRA's grid runs, and the gate (the best core setting) is LoRA even
+    though DCFT k8 has runs with a higher held-out score."""
+    from study_fixtures import STUDY
+
+    groups = {"core": {**STUDY["groups"]["core"], "skip": {"sst2": ["dcft8"]}}, "frontier": STUDY["groups"]["frontier"]}
+    write_study(tmp_path, groups=groups, claims=[])
+    d, runs = plan(tmp_path)
+    assert d.study.core("sst2") == ["lora"]
+    assert todo(runs) == [("lora", 500, lr, 6) for lr in (1e-4, 3e-4, 8e-4)]
+    grids_at_500(tmp_path / "runs")  # DCFT k8's best 0.90 beats LoRA's 0.85, but it is not in the core here
+    d, runs = plan(tmp_path)
+    assert d.gate("sst2", 500).setting.name == "lora"
+    assert {r["setting"] for r in runs} == {"lora"}

@@ -57,6 +57,10 @@ def _groups(**g):
      ["tasks.sst2.holdout", "0.0", "select_on is holdout", "above 0"]),
     ({"seed": 3}, ["seed = 3", "unknown key", "valid: name, title"]),
     ({"report": {"tabel1": {}}}, ["report.tabel1", "unknown report block"]),
+    ({"groups": _groups(core={**STUDY["groups"]["core"], "skip": {"sst2": ["dcft4"]}})},
+     ["groups.core.skip.sst2", "['dcft4']", "the group's settings: lora, dcft8"]),
+    ({"groups": _groups(core={**STUDY["groups"]["core"], "skip": {"cola": ["lora"]}})},
+     ["groups.core.skip.cola", "cola is not one of the group's tasks: sst2"]),
     ({"budget_check": {**STUDY["budget_check"], "last_short": "go"}}, ["budget_check.last_short", "'go'", "stop, report"]),
     ({"report": {"retuned": {"groups": ["kernel"]}}},  # at its parent's rate only: no grid of its own
      ["report.retuned.groups", "'kernel'", "a parent and its own grid"]),
