@@ -14,6 +14,7 @@ Tables (`<report_dir>/tables/*.md` and `.csv`):
   t-interval of the mean difference; a difference *exceeds seed noise* when that interval excludes 0.
 * `ablations` (`report.ablations`): each ablation group's variants at their parent's selected rate,
   by what they vary (kernel, stride, targets, init), against the parent paired by seed.
+* `frontier` (`report.frontier`): its curves' settings, each at its own selected rate, with #Params.
 * `retuned` (`report.retuned`): the variants of groups with their own grid, at the parent's rate and at
   their own, each against the parent, and whether the ablation's verdict moves with the rate.
 * `convergence`: the budget checks (the gate at each budget walked, and `budget_check.also`).
@@ -223,8 +224,10 @@ def write_tables(d: Decisions, out: Path) -> dict[str, Any]:
     _write(out, "table1", study.report["table1"].get("title", "Table 1"), notes,
            ["setting", "#Params", *(f"{t} (not converged)" if t in short else t for t in tasks)], rows)
     sel_rows = []
-    for (t, name), (sel, _) in sorted(cells.items()):
+    tuned = sorted((t, n) for t in study.tasks for n in study.settings if study.tuned_on(n, t))
+    for t, name in tuned:
         s = study.settings[name]
+        sel = d.selection(t, s)
         for r in sorted(d.runs_of(t, s), key=lambda r: (r["seed"], r["lr"])):
             if r["seed"] == study.tuning.seed:
                 v = r["best"].get(f"validation/{study.tasks[t].metric}")
@@ -780,19 +783,47 @@ def write_ablation_figure(d: Decisions, rows: list[AblationRow], out: Path, benc
     return _save(fig, out, "ablations")
 
 
+def frontier_cells(d: Decisions) -> list[tuple[str, str, Setting, Selection, Cell]]:
+    """(task, curve, setting, its selection, its cell at its own selected rate) of every setting of
+    `report.frontier`'s curves on each task that tunes it; the cell is empty until its grid is selected."""
+    block = d.study.report.get("frontier") or {}
+    out = []
+    for task in d.study.tasks:
+        for curve, names in ((k, v) for k, v in block.items() if k != "groups"):
+            for name in names:
+                s = d.study.settings[name]
+                if d.study.tuned_on(name, task):
+                    sel = d.selection(task, s)
+                    out.append((task, curve, s, sel, d.cell(task, s, sel.lr if sel.state == "selected" else None)))
+    return out
+
+
 def frontier_points(d: Decisions, task: str, names: list[str]) -> list[tuple[float, float, float, int, str]]:
     """(#Params mean, dev mean, std (0 below 2 seeds), seeds, title) of each named setting with a cell on
     `task` at its own selected rate, by #Params."""
     pts = []
-    for name in names:
-        s = d.study.settings[name]
-        if not d.study.tuned_on(name, task):
-            continue
-        c = d.cell(task, s, d.selected(task, s))
+    for t, _, s, _, c in frontier_cells(d):
         p = cell_params(d.runs, c.runs)
-        if c.n and p:
+        if t == task and s.name in names and c.n and p:
             pts.append((p[0], c.mean, c.std if c.n > 1 else 0.0, c.n, s.title))
     return sorted(pts)
+
+
+def write_frontier_table(d: Decisions, out: Path) -> None:
+    """`frontier`: the figure's points as a table, every setting of its curves with its grid's state."""
+    rows = []
+    for task, curve, s, sel, c in frontier_cells(d):
+        rate = fmt_lr(sel.lr) if sel.state == "selected" else (f"grid running (best so far {fmt_lr(sel.lr)})"
+                                                                 if sel.lr else "grid not run yet")
+        params = cell_params(d.runs, c.runs) or cell_params(d.runs, [r["run"] for r in d.runs_of(task, s)])
+        rows.append([task, curve, s.title, _params_text(params), rate,
+                     _fmt(c, len(d.study.seeds))])
+    if rows:
+        _write(out, "frontier", "The parameter frontier: score against #Params, each setting at its own rate",
+               [f"Dev score x100, mean ± std over seeds {_seeds_text(d.study)} at the rate the setting's own grid selected "
+                "on the held-out slice; #Params: the adapter's trainable parameters of those runs (before they ran: of "
+                "its tuning runs; classifier head aside). figures/frontier.png plots them; the claims at matched parameter counts are in claims.md."],
+               ["task", "curve", "setting", "#Params", "rate", "dev"], rows)
 
 
 def write_frontier(d: Decisions, out: Path) -> list[Path]:
@@ -963,6 +994,9 @@ def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations
     for r in retuned:
         if r.own.n:
             rows.append(_cell_row(r.task, "retuned: own rate", r.setting.title, r.selection.lr, r.own))
+    for task, curve, s, sel, c in frontier_cells(d):
+        if c.n and s not in table:
+            rows.append(_cell_row(task, f"frontier: {curve}", s.title, sel.lr, c))
     _write(out, "cells", "Every reported cell and the runs behind it", [],
            ["task", "table", "setting", "lr", "mean", "std", "n", "runs"], rows)
 
@@ -1064,12 +1098,13 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     write_retuned(d, out / "tables", retuned)
     figs = write_figures(d, out / "figures", res["cells"])
     figs += write_ablation_figure(d, ablations, out / "figures", bench)
+    write_frontier_table(d, out / "tables")
     frontier = write_frontier(d, out / "figures")
     figs += frontier
     machine_h = write_compute(d, out / "tables")
     side = int(study.report.get("compute", {}).get("side_by_side", 1))
     print(f"{len(runs)} runs ({machine_h:.2f} h of the {side}-core machine); wrote {out}/tables/"
-          f"{{table1,paired,ablations,retuned,convergence,learning_speed,tie_rule,claims,selection,cells,compute}}.{{md,csv}}"
+          f"{{table1,paired,ablations,retuned,frontier,convergence,learning_speed,tie_rule,claims,selection,cells,compute}}.{{md,csv}}"
           + (f" and {len(figs)} figure files" if figs else "")
           + ("" if frontier else " (no frontier figure: report.frontier has no cell yet)"))
     return figs

@@ -211,3 +211,19 @@ def test_compute_is_split_by_the_day_each_edition_began(tmp_path):
     text = (tmp_path / "t" / "compute.md").read_text(encoding="utf-8")
     assert ("by edition (report.compute.editions): edition 1 (the earlier runs): 1 runs, 0.50 hours of the machine; "
             "edition 2 (runs started from 2026-12-07): 2 runs, 1.00 hours of the machine.") in text
+
+
+def test_the_frontier_table_lists_every_point_with_its_grids_state(tmp_path):
+    """DCFT k8 selected 8e-4 (held-out 0.90 in the middle of its grid), dev 84.0, 84.2, 84.4 (mean 84.20,
+    std 0.20), 7,488 parameters; LoRA qv's grid is centred on LoRA's selected rate, which has no runs."""
+    from dcft.study.report import write_frontier_table
+
+    root = _one_budget(tmp_path)
+    for seed, dev in ((7, 0.842), (8, 0.844)):
+        result(root, "dcft8", 1000, 8e-4, seed, 0.5, dev, params=7488)
+    study = load(tmp_path / "study.yaml")
+    study = type(study)(**{**study.__dict__, "report": {"frontier": {"lora": ["lora_qv"], "dcft": ["dcft8"]}}})
+    write_frontier_table(Decisions(study, load_runs(root).usable), tmp_path / "t")
+    lines = (tmp_path / "t" / "frontier.csv").read_text(encoding="utf-8").splitlines()
+    assert lines == ["task,curve,setting,#Params,rate,dev", "sst2,lora,LoRA qv,-,grid not run yet,-",
+                     'sst2,dcft,DCFT k8,"7,488",8.0e-04,84.20 ± 0.20']
