@@ -5,6 +5,9 @@ and dev scores in `tables/selection.csv`.
 
 Tables (`<report_dir>/tables/*.md` and `.csv`):
 
+* `summary` (`report.summary`): one claim's two settings task by task, with its verdict, the `with`
+  settings' cells and the budget checks' verdicts (the first table of a study's README).
+
 * `table1` (`report.table1`): each setting per task: dev score at each run's best held-out step, mean
   +- sample std over the seeds at the rate selected on the held-out slice (`dcft.study.planner`,
   the tables' protocol `dcft.report.selection`), the rate, and the adapter's trainable parameters of those
@@ -1072,6 +1075,59 @@ def write_claims(d: Decisions, out: Path) -> list[list[str]]:
     return rows
 
 
+# ---- summary -----------------------------------------------------------------------------------------------------
+def _cell_text(d: Decisions, c: Cell) -> str:
+    """A cell with its adapter size: `84.52 ± 0.41 (7,488)`."""
+    if not c.n:
+        return "-"
+    return f"{_fmt(c, len(d.study.seeds))} ({_params_text(cell_params(d.runs, c.runs))})"
+
+
+def summary_rows(d: Decisions) -> list[list[str]]:
+    """`report.summary`: per task of its claim, the claim's two cells, their paired difference and verdict,
+    the `with` settings' cells, and the verdict of each budget check at the task's last budget."""
+    block = d.study.report.get("summary")
+    if not block:
+        return []
+    claim = next(c for c in d.study.claims if c.name == block["claim"])
+    verdict = {(r[0], r[3]): r for r in claim_rows(d)}
+    rows = []
+    for task in claim.tasks:
+        cells = claim_cells(d, claim, task)
+        a, b = claim.settings
+        p = paired(cells[a], cells[b])
+        diff = "-" if p is None else (f"{p['mean']:+.2f} (n=1)" if p["exceeds"] is None
+                                      else f"{p['mean']:+.2f} [{p['lo']:+.2f}, {p['hi']:+.2f}]")
+        r = verdict[(claim.name, task)]
+        margin = f" (±{r[9]})" if r[9] else ""
+        steps = d.study.tasks[task].steps
+        checks = [c for c in all_checks(d, task) if c.steps == steps]
+        budget = "; ".join(f"{c.setting.title}: {convergence_verdict(c, d.study.margins.get(task))[2]}"
+                           for c in checks) or "not checked yet"
+        with_ = [_cell_text(d, d.cell(task, n, d.rate(task, n))) if d.study.groups_of(n, task) else "not run"
+                 for n in block.get("with", [])]
+        rows.append([task, d.study.tasks[task].metric, f"{steps} steps", _cell_text(d, cells[a]),
+                     _cell_text(d, cells[b]), diff, r[11] + margin, *with_, budget])
+    return rows
+
+
+def write_summary(d: Decisions, out: Path) -> None:
+    rows = summary_rows(d)
+    if not rows:
+        return
+    block = d.study.report["summary"]
+    claim = next(c for c in d.study.claims if c.name == block["claim"])
+    a, b = (d.study.settings[n].title for n in claim.settings)
+    _write(out, "summary", f"{a} against {b}, task by task",
+           [f"Dev score x100, mean ± std over seeds {_seeds_text(d.study)}, each setting at its own selected rate, "
+            "with its adapter's trainable parameters; the difference paired by seed with its 95 % interval; the "
+            f"verdict of the claim {claim.name} ({claim.kind}, claims.md) with the task's margin.",
+            "Budget check: the verdict of every check at the task's budget (convergence.md): converged only "
+            "inside the margin; not converged when twice the steps gained beyond seed noise; else inconclusive."],
+           ["task", "metric", "budget", a, b, f"{a} - {b}, 95 % interval", "verdict (margin)",
+            *(d.study.settings[n].title for n in block.get("with", [])), "budget check"], rows)
+
+
 # ---- the whole report ----------------------------------------------------------------------------------------------
 def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | None = None) -> list[Path]:
     """Every table and figure of `study` from its run files; returns the figure files written."""
@@ -1095,6 +1151,7 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     write_learning_speed(d, out / "tables", res["cells"])
     write_tie_rule(d, out / "tables")
     write_claims(d, out / "tables")
+    write_summary(d, out / "tables")
     write_retuned(d, out / "tables", retuned)
     figs = write_figures(d, out / "figures", res["cells"])
     figs += write_ablation_figure(d, ablations, out / "figures", bench)
@@ -1104,7 +1161,7 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     machine_h = write_compute(d, out / "tables")
     side = int(study.report.get("compute", {}).get("side_by_side", 1))
     print(f"{len(runs)} runs ({machine_h:.2f} h of the {side}-core machine); wrote {out}/tables/"
-          f"{{table1,paired,ablations,retuned,frontier,convergence,learning_speed,tie_rule,claims,selection,cells,compute}}.{{md,csv}}"
+          f"{{summary,table1,paired,ablations,retuned,frontier,convergence,learning_speed,tie_rule,claims,selection,cells,compute}}.{{md,csv}}"
           + (f" and {len(figs)} figure files" if figs else "")
           + ("" if frontier else " (no frontier figure: report.frontier has no cell yet)"))
     return figs

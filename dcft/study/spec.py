@@ -29,7 +29,7 @@ SELECT_ON = ("holdout", "dev")  # tuning.select_on: the run's best held-out scor
 CORE = "core"  # the group tuned first; the budget check's gate picks among it
 TOP_KEYS = ("name", "title", "output_root", "report_dir", "compute_hours", "run", "tasks", "settings", "tuning",
             "seeds", "groups", "budget_check", "margins", "claims", "report")
-REPORT_BLOCKS = ("table1", "paired", "ablations", "retuned", "learning_speed", "pareto", "frontier", "label",
+REPORT_BLOCKS = ("summary", "table1", "paired", "ablations", "retuned", "learning_speed", "pareto", "frontier", "label",
                  "model_title", "compute")
 
 
@@ -376,6 +376,15 @@ def parse(raw: Mapping[str, Any], path: str = "") -> Study:
     for k in report:
         if k not in REPORT_BLOCKS:
             _fail(f"report.{k}", report[k], f"unknown report block; valid: {', '.join(REPORT_BLOCKS)}")
+    summary = dict(report.get("summary") or {})
+    if summary:
+        named = next((c for c in claims if c.name == summary.get("claim")), None)
+        if named is None or len(named.settings) != 2:
+            _fail("report.summary.claim", summary.get("claim"), "must name a claim of two settings: "
+                  + ", ".join(c.name for c in claims if len(c.settings) == 2))
+        for n in summary.get("with", []):
+            if n not in settings:
+                _fail("report.summary.with", n, f"not one of the study's settings: {', '.join(settings)}")
     for gname in dict(report.get("retuned") or {}).get("groups", []):
         g = groups.get(gname)
         if g is None or g.parent is None or g.rate.rule == "of":

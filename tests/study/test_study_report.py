@@ -227,3 +227,24 @@ def test_the_frontier_table_lists_every_point_with_its_grids_state(tmp_path):
     lines = (tmp_path / "t" / "frontier.csv").read_text(encoding="utf-8").splitlines()
     assert lines == ["task,curve,setting,#Params,rate,dev", "sst2,lora,LoRA qv,-,grid not run yet,-",
                      'sst2,dcft,DCFT k8,"7,488",8.0e-04,84.20 ± 0.20']
+
+
+def test_the_summary_row_of_a_task_by_hand(tmp_path):
+    """DCFT k8 84.0, 84.2, 84.4 (7,488 parameters) against LoRA 85.0, 85.3, 85.5 (mean 85.27, std 0.25):
+    differences -1.0, -1.1, -1.1, mean -1.067, std 0.0577; 95 % half-width 4.303 x 0.0577 / sqrt 3 = 0.143,
+    [-1.21, -0.92]: it crosses the -1 margin, and the 90 % interval [-1.16, -0.97] is not inside +-1, so
+    as_good_as is inconclusive. No budget check has run."""
+    from dcft.study.report import summary_rows
+
+    root = _one_budget(tmp_path)
+    for seed, dev in ((7, 0.842), (8, 0.844)):
+        result(root, "dcft8", 1000, 8e-4, seed, 0.5, dev, params=7488)
+    for lr, h in ((1e-4, 0.80), (3e-4, 0.86), (8e-4, 0.84)):
+        result(root, "lora", 1000, lr, 6, h, 0.850 if lr == 3e-4 else 0.5)
+    for seed, dev in ((7, 0.853), (8, 0.855)):
+        result(root, "lora", 1000, 3e-4, seed, 0.5, dev)
+    study = load(tmp_path / "study.yaml")
+    study = type(study)(**{**study.__dict__, "report": {"summary": {"claim": "k8_vs_lora"}}})
+    assert summary_rows(Decisions(study, load_runs(root).usable)) == [
+        ["sst2", "accuracy", "1000 steps", "84.20 ± 0.20 (7,488)", "85.27 ± 0.25 (1,000)", "-1.07 [-1.21, -0.92]",
+         "inconclusive (±1)", "not checked yet"]]

@@ -57,6 +57,7 @@ def _groups(**g):
      ["tasks.sst2.holdout", "0.0", "select_on is holdout", "above 0"]),
     ({"seed": 3}, ["seed = 3", "unknown key", "valid: name, title"]),
     ({"report": {"tabel1": {}}}, ["report.tabel1", "unknown report block"]),
+    ({"report": {"summary": {"claim": "nope"}}}, ["report.summary.claim", "'nope'", "a claim of two settings: k8_vs_lora"]),
     ({"groups": _groups(core={**STUDY["groups"]["core"], "skip": {"sst2": ["dcft4"]}})},
      ["groups.core.skip.sst2", "['dcft4']", "the group's settings: lora, dcft8"]),
     ({"groups": _groups(core={**STUDY["groups"]["core"], "skip": {"cola": ["lora"]}})},
