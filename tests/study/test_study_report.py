@@ -248,3 +248,12 @@ def test_the_summary_row_of_a_task_by_hand(tmp_path):
     assert summary_rows(Decisions(study, load_runs(root).usable)) == [
         ["sst2", "accuracy", "1000 steps", "84.20 ± 0.20 (7,488)", "85.27 ± 0.25 (1,000)", "-1.07 [-1.21, -0.92]",
          "inconclusive (±1)", "not checked yet"]]
+
+
+def test_the_cpu_study_readme_shows_the_committed_summary_table():
+    """The README's first table is the report's summary.md, line for line (no hand-copied number)."""
+    readme = (COMMITTED / "README.md").read_text(encoding="utf-8")
+    table = [line for line in (COMMITTED / "tables" / "summary.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("|")]
+    assert len(table) >= 6  # header, rule, four tasks
+    assert "\n".join(table) in readme
