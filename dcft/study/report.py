@@ -45,6 +45,7 @@ from typing import Any
 
 from dcft.report import claims as C
 from dcft.report.selection import BEST_STEP_RULE, at_best_step, tied_steps
+from dcft.report.tables import TASK_LABEL
 from dcft.study.planner import Cell, Decisions, Selection, fmt_lr, load_runs, paired
 from dcft.study.spec import ROOT, Setting, Study
 
@@ -714,7 +715,7 @@ def write_figures(d: Decisions, out: Path, cells: Cells) -> list[Path]:
         for ax, t in zip(axes[0], tasks):
             panel(ax, d, t, cells)
             ax.set_ylabel(f"dev {study.tasks[t].metric} x100")
-            ax.set_title(t)
+            ax.set_title(TASK_LABEL.get(t, t))
         fig.suptitle(f"{_label(study)}: {title}", fontsize=8)
         fig.tight_layout()
         for ax in axes[0]:
@@ -858,7 +859,7 @@ def write_frontier(d: Decisions, out: Path) -> list[Path]:
         ax.xaxis.set_minor_formatter(NullFormatter())  # the decades only: minor labels overlap on a short axis
         ax.set_xlabel("#Params (adapter, log)")
         ax.set_ylabel(f"dev {d.study.tasks[t].metric} x100")
-        ax.set_title(t)
+        ax.set_title(TASK_LABEL.get(t, t))
         ax.legend(fontsize=6)
     fig.suptitle(f"{_label(d.study)}: the parameter frontier, each setting at its own selected rate "
                  f"(mean ± std over seeds {_seeds_text(d.study)})", fontsize=8)
