@@ -381,6 +381,13 @@ def write_ablations(d: Decisions, out: Path, ablations: list[AblationRow], bench
             "bench step ms", "bench step ms, authors' path"], rows)
 
 
+def _rate_state(sel: Selection) -> str:
+    """A tuned setting's rate as its grid stands: the selected rate, or the grid's progress."""
+    if sel.state == "selected":
+        return fmt_lr(sel.lr)
+    return f"grid running (best so far {fmt_lr(sel.lr)})" if sel.lr else "grid not run yet"
+
+
 def _side(p: dict[str, Any] | None) -> str:
     """Where a paired difference puts a variant against its parent: above / below (the 95 % interval
     excludes 0), level (it holds 0), or `-` while a cell has fewer than two seeds in common."""
@@ -413,9 +420,8 @@ def retuned_cells(d: Decisions) -> list[Retuned]:
             base = d.cell(task, parent, p_lr)
             for name in g.settings_on(task):
                 s = d.study.settings[name]
-                sel = d.selection(task, s)
-                own = d.cell(task, s, sel.lr if sel.state == "selected" else None)
-                out.append(Retuned(task, s, p_lr, d.cell(task, s, p_lr), sel, own, base))
+                own = d.cell(task, s, d.selected(task, s))
+                out.append(Retuned(task, s, p_lr, d.cell(task, s, p_lr), d.selection(task, s), own, base))
     return out
 
 
@@ -426,12 +432,9 @@ def retuned_rows(d: Decisions, retuned: list[Retuned]) -> list[list[str]]:
     for r in retuned:
         a, b = paired(r.at_parent, r.base), paired(r.own, r.base)
         moved = "-" if "-" in (_side(a), _side(b)) else ("yes" if _side(a) != _side(b) else "no")
-        sel = r.selection
-        own_text = fmt_lr(sel.lr) if sel.state == "selected" else (
-            f"grid running (best so far {fmt_lr(sel.lr)})" if sel.lr else "grid not run yet")
         out.append([r.task, r.setting.title, _params_text(cell_params(d.runs, (r.own if r.own.n else r.at_parent).runs)),
                     fmt_lr(r.parent_lr), _fmt(r.at_parent, n), *_paired_text(a)[1:3], _side(a),
-                    own_text, _fmt(r.own, n), *_paired_text(b)[1:3], _side(b), moved])
+                    _rate_state(r.selection), _fmt(r.own, n), *_paired_text(b)[1:3], _side(b), moved])
     return out
 
 
@@ -797,30 +800,27 @@ def frontier_cells(d: Decisions) -> list[tuple[str, str, Setting, Selection, Cel
             for name in names:
                 s = d.study.settings[name]
                 if d.study.tuned_on(name, task):
-                    sel = d.selection(task, s)
-                    out.append((task, curve, s, sel, d.cell(task, s, sel.lr if sel.state == "selected" else None)))
+                    out.append((task, curve, s, d.selection(task, s), d.cell(task, s, d.selected(task, s))))
     return out
 
 
-def frontier_points(d: Decisions, task: str, names: list[str]) -> list[tuple[float, float, float, int, str]]:
+def frontier_points(d: Decisions, frontier: list, task: str, names: list[str]) -> list[tuple[float, float, float, int, str]]:
     """(#Params mean, dev mean, std (0 below 2 seeds), seeds, title) of each named setting with a cell on
-    `task` at its own selected rate, by #Params."""
+    `task` at its own selected rate (`frontier`: `frontier_cells`), by #Params."""
     pts = []
-    for t, _, s, _, c in frontier_cells(d):
+    for t, _, s, _, c in frontier:
         p = cell_params(d.runs, c.runs)
         if t == task and s.name in names and c.n and p:
             pts.append((p[0], c.mean, c.std if c.n > 1 else 0.0, c.n, s.title))
     return sorted(pts)
 
 
-def write_frontier_table(d: Decisions, out: Path) -> None:
+def write_frontier_table(d: Decisions, out: Path, frontier: list) -> None:
     """`frontier`: the figure's points as a table, every setting of its curves with its grid's state."""
     rows = []
-    for task, curve, s, sel, c in frontier_cells(d):
-        rate = fmt_lr(sel.lr) if sel.state == "selected" else (f"grid running (best so far {fmt_lr(sel.lr)})"
-                                                                 if sel.lr else "grid not run yet")
+    for task, curve, s, sel, c in frontier:
         params = cell_params(d.runs, c.runs) or cell_params(d.runs, [r["run"] for r in d.runs_of(task, s)])
-        rows.append([task, curve, s.title, _params_text(params), rate,
+        rows.append([task, curve, s.title, _params_text(params), _rate_state(sel),
                      _fmt(c, len(d.study.seeds))])
     if rows:
         _write(out, "frontier", "The parameter frontier: score against #Params, each setting at its own rate",
@@ -830,14 +830,14 @@ def write_frontier_table(d: Decisions, out: Path) -> None:
                ["task", "curve", "setting", "#Params", "rate", "dev"], rows)
 
 
-def write_frontier(d: Decisions, out: Path) -> list[Path]:
+def write_frontier(d: Decisions, out: Path, frontier: list) -> list[Path]:
     """`frontier`: score against #Params (log), the LoRA and the DCFT curve of `report.frontier`, each
     setting at its own selected rate, error bars = std over seeds; written once a task has a cell."""
     block = d.study.report.get("frontier")
     if not block:
         return []
     curves = [(k, list(v)) for k, v in block.items() if k != "groups"]
-    tasks = [t for t in d.study.tasks if any(frontier_points(d, t, names) for _, names in curves)]
+    tasks = [t for t in d.study.tasks if any(frontier_points(d, frontier, t, names) for _, names in curves)]
     if not tasks:
         return []
     from matplotlib.ticker import NullFormatter
@@ -847,7 +847,7 @@ def write_frontier(d: Decisions, out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 2.8), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         for i, (label, names) in enumerate(curves):
-            pts = frontier_points(d, t, names)
+            pts = frontier_points(d, frontier, t, names)
             if not pts:
                 continue
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o-", ms=3,
@@ -980,7 +980,7 @@ def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
 
 # ---- cells.csv ------------------------------------------------------------------------------------------------
 def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations: list[AblationRow],
-                retuned: list[Retuned] = ()) -> None:
+                retuned: list[Retuned] = (), frontier: list = ()) -> None:
     """`cells`: every reported cell (Table 1's, the budget checks' and the ablations') with the runs behind
     it, so any number of the report traces to its run files. An ablation row that is a Table 1 setting is
     listed once, under Table 1."""
@@ -998,7 +998,7 @@ def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations
     for r in retuned:
         if r.own.n:
             rows.append(_cell_row(r.task, "retuned: own rate", r.setting.title, r.selection.lr, r.own))
-    for task, curve, s, sel, c in frontier_cells(d):
+    for task, curve, s, sel, c in frontier:
         if c.n and s not in table:
             rows.append(_cell_row(task, f"frontier: {curve}", s.title, sel.lr, c))
     _write(out, "cells", "Every reported cell and the runs behind it", [],
@@ -1017,35 +1017,37 @@ def claim_cells(d: Decisions, claim, task: str) -> dict[str, Cell]:
     return out
 
 
-def claim_rows(d: Decisions) -> list[list[str]]:
-    """One row per claim and task: the paired differences, their intervals and the verdict (`dcft.report.claims`);
-    "not run yet" while a cell has no seed, "running (n=k of N)" while one has fewer than every seed."""
-    rows = []
+def claim_row(d: Decisions, claim, task: str) -> list[str]:
+    """A claim on one task: the paired differences, their intervals and the verdict (`dcft.report.claims`),
+    the verdict last; "not run yet" while a cell has no seed, "running (n=k of N)" while one has fewer than
+    every seed."""
     n_seeds = len(d.study.seeds)
-    for claim in d.study.claims:
-        for task in claim.tasks:
-            cells = claim_cells(d, claim, task)
-            margin = d.study.margins.get(task) if claim.kind == "as_good_as" else None
-            chain = [C.paired(cells[a].values, cells[b].values) for a, b in zip(claim.settings, claim.settings[1:])]
-            fewest = min(c.n for c in cells.values())
-            if fewest == 0:
-                word = NOT_RUN
-            elif fewest < n_seeds:
-                word = f"running (n={fewest} of {n_seeds})"
-            else:
-                word, chain = C.verdict(C.Claim(claim.name, claim.kind, claim.settings, margin, task),
-                                        {s: c.values for s, c in cells.items()})
-            diffs = "; ".join(f"{p.mean:+.2f}" if p.n else "-" for p in chain)
-            ci95 = "; ".join("[{:+.2f}, {:+.2f}]".format(*p.interval(0.95)) if p.n > 1 else "-" for p in chain)
-            ci90 = "; ".join("[{:+.2f}, {:+.2f}]".format(*p.interval(0.90)) if p.n > 1 else "-" for p in chain) \
-                if claim.kind == "as_good_as" else ""
-            tost = f"{C.tost_p(chain[0], margin):.3f}" if claim.kind == "as_good_as" and chain[0].n > 1 else ""
-            rows.append([claim.name, str(claim.edition), claim.kind, task,
-                         " > ".join(d.study.settings[s].title for s in claim.settings) if claim.kind != "as_good_as"
-                         else " ~ ".join(d.study.settings[s].title for s in claim.settings),
-                         " / ".join(str(cells[s].n) for s in claim.settings), diffs, ci95, ci90,
-                         f"{margin:g}" if margin is not None else "", tost, word])
-    return rows
+    cells = claim_cells(d, claim, task)
+    margin = d.study.margins.get(task) if claim.kind == "as_good_as" else None
+    chain = [C.paired(cells[a].values, cells[b].values) for a, b in zip(claim.settings, claim.settings[1:])]
+    fewest = min(c.n for c in cells.values())
+    if fewest == 0:
+        word = NOT_RUN
+    elif fewest < n_seeds:
+        word = f"running (n={fewest} of {n_seeds})"
+    else:
+        word, chain = C.verdict(C.Claim(claim.name, claim.kind, claim.settings, margin, task),
+                                {s: c.values for s, c in cells.items()})
+    diffs = "; ".join(f"{p.mean:+.2f}" if p.n else "-" for p in chain)
+    ci95 = "; ".join("[{:+.2f}, {:+.2f}]".format(*p.interval(0.95)) if p.n > 1 else "-" for p in chain)
+    ci90 = "; ".join("[{:+.2f}, {:+.2f}]".format(*p.interval(0.90)) if p.n > 1 else "-" for p in chain) \
+        if claim.kind == "as_good_as" else ""
+    tost = f"{C.tost_p(chain[0], margin):.3f}" if claim.kind == "as_good_as" and chain[0].n > 1 else ""
+    return [claim.name, str(claim.edition), claim.kind, task,
+            " > ".join(d.study.settings[s].title for s in claim.settings) if claim.kind != "as_good_as"
+            else " ~ ".join(d.study.settings[s].title for s in claim.settings),
+            " / ".join(str(cells[s].n) for s in claim.settings), diffs, ci95, ci90,
+            f"{margin:g}" if margin is not None else "", tost, word]
+
+
+def claim_rows(d: Decisions) -> list[list[str]]:
+    """One `claim_row` per claim and task."""
+    return [claim_row(d, claim, task) for claim in d.study.claims for task in claim.tasks]
 
 
 def write_claims(d: Decisions, out: Path) -> list[list[str]]:
@@ -1084,14 +1086,19 @@ def _cell_text(d: Decisions, c: Cell) -> str:
     return f"{_fmt(c, len(d.study.seeds))} ({_params_text(cell_params(d.runs, c.runs))})"
 
 
+def summary_claim(d: Decisions):
+    """The claim `report.summary` names (None without the block)."""
+    name = (d.study.report.get("summary") or {}).get("claim")
+    return next((c for c in d.study.claims if c.name == name), None)
+
+
 def summary_rows(d: Decisions) -> list[list[str]]:
     """`report.summary`: per task of its claim, the claim's two cells, their paired difference and verdict,
     the `with` settings' cells, and the verdict of each budget check at the task's last budget."""
-    block = d.study.report.get("summary")
-    if not block:
+    claim = summary_claim(d)
+    if claim is None:
         return []
-    claim = next(c for c in d.study.claims if c.name == block["claim"])
-    verdict = {(r[0], r[3]): r for r in claim_rows(d)}
+    block = d.study.report["summary"]
     rows = []
     for task in claim.tasks:
         cells = claim_cells(d, claim, task)
@@ -1099,8 +1106,7 @@ def summary_rows(d: Decisions) -> list[list[str]]:
         p = paired(cells[a], cells[b])
         diff = "-" if p is None else (f"{p['mean']:+.2f} (n=1)" if p["exceeds"] is None
                                       else f"{p['mean']:+.2f} [{p['lo']:+.2f}, {p['hi']:+.2f}]")
-        r = verdict[(claim.name, task)]
-        margin = f" (±{r[9]})" if r[9] else ""
+        margin = d.study.margins.get(task) if claim.kind == "as_good_as" else None
         steps = d.study.tasks[task].steps
         checks = [c for c in all_checks(d, task) if c.steps == steps]
         budget = "; ".join(f"{c.setting.title}: {convergence_verdict(c, d.study.margins.get(task))[2]}"
@@ -1108,7 +1114,8 @@ def summary_rows(d: Decisions) -> list[list[str]]:
         with_ = [_cell_text(d, d.cell(task, n, d.rate(task, n))) if d.study.groups_of(n, task) else "not run"
                  for n in block.get("with", [])]
         rows.append([task, d.study.tasks[task].metric, f"{steps} steps", _cell_text(d, cells[a]),
-                     _cell_text(d, cells[b]), diff, r[11] + margin, *with_, budget])
+                     _cell_text(d, cells[b]), diff, claim_row(d, claim, task)[-1] + (f" (±{margin:g})" if margin else ""),
+                     *with_, budget])
     return rows
 
 
@@ -1116,8 +1123,7 @@ def write_summary(d: Decisions, out: Path) -> None:
     rows = summary_rows(d)
     if not rows:
         return
-    block = d.study.report["summary"]
-    claim = next(c for c in d.study.claims if c.name == block["claim"])
+    block, claim = d.study.report["summary"], summary_claim(d)
     a, b = (d.study.settings[n].title for n in claim.settings)
     _write(out, "summary", f"{a} against {b}, task by task",
            [f"Dev score x100, mean ± std over seeds {_seeds_text(d.study)}, each setting at its own selected rate, "
@@ -1146,8 +1152,8 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     bench = bench_times(out / bench_file) if bench_file else {}
     ablations = ablation_rows(d, res["cells"])
     write_ablations(d, out / "tables", ablations, bench, bench_file)
-    retuned = retuned_cells(d)
-    write_cells(d, out / "tables", res["cell_rows"], ablations, retuned)
+    retuned, frontier_pts = retuned_cells(d), frontier_cells(d)
+    write_cells(d, out / "tables", res["cell_rows"], ablations, retuned, frontier_pts)
     write_convergence(d, out / "tables")
     write_learning_speed(d, out / "tables", res["cells"])
     write_tie_rule(d, out / "tables")
@@ -1156,8 +1162,8 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     write_retuned(d, out / "tables", retuned)
     figs = write_figures(d, out / "figures", res["cells"])
     figs += write_ablation_figure(d, ablations, out / "figures", bench)
-    write_frontier_table(d, out / "tables")
-    frontier = write_frontier(d, out / "figures")
+    write_frontier_table(d, out / "tables", frontier_pts)
+    frontier = write_frontier(d, out / "figures", frontier_pts)
     figs += frontier
     machine_h = write_compute(d, out / "tables")
     side = int(study.report.get("compute", {}).get("side_by_side", 1))

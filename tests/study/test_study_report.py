@@ -216,14 +216,15 @@ def test_compute_is_split_by_the_day_each_edition_began(tmp_path):
 def test_the_frontier_table_lists_every_point_with_its_grids_state(tmp_path):
     """DCFT k8 selected 8e-4 (held-out 0.90 in the middle of its grid), dev 84.0, 84.2, 84.4 (mean 84.20,
     std 0.20), 7,488 parameters; LoRA qv's grid is centred on LoRA's selected rate, which has no runs."""
-    from dcft.study.report import write_frontier_table
+    from dcft.study.report import frontier_cells, write_frontier_table
 
     root = _one_budget(tmp_path)
     for seed, dev in ((7, 0.842), (8, 0.844)):
         result(root, "dcft8", 1000, 8e-4, seed, 0.5, dev, params=7488)
     study = load(tmp_path / "study.yaml")
     study = type(study)(**{**study.__dict__, "report": {"frontier": {"lora": ["lora_qv"], "dcft": ["dcft8"]}}})
-    write_frontier_table(Decisions(study, load_runs(root).usable), tmp_path / "t")
+    d = Decisions(study, load_runs(root).usable)
+    write_frontier_table(d, tmp_path / "t", frontier_cells(d))
     lines = (tmp_path / "t" / "frontier.csv").read_text(encoding="utf-8").splitlines()
     assert lines == ["task,curve,setting,#Params,rate,dev", "sst2,lora,LoRA qv,-,grid not run yet,-",
                      'sst2,dcft,DCFT k8,"7,488",8.0e-04,84.20 ± 0.20']
