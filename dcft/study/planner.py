@@ -16,7 +16,8 @@ One protocol for every study file (`dcft.study.spec`); everything specific to a 
    moves the plan to the task's next budget; a short last budget stops the task with a message
    (`budget_check.last_short: stop`, the default).
 3. Once the gate has converged at the task's last budget (or failed it, with `budget_check.last_short:
-   report`: the report then marks the task not converged): every core setting's seeds at its
+   report`: the report then marks the task not converged; with `report` the outcome cannot change what
+   runs next, so these are planned while the last budget's check still runs): every core setting's seeds at its
    selected rate, the `budget_check.also` settings' checks (reported, not gating), then the other
    groups in file order: rate `tuned`/`{around: s}` (grid, extensions, then seeds at its own rate) or
    `{of: s}` (every seed at s's selected rate, untuned).
@@ -412,10 +413,11 @@ class Decisions:
         return out
 
     def also_checks(self, task: str) -> list[Check]:
-        """The `budget_check.also` settings' checks at the task's last budget (reported, not gating)."""
+        """The `budget_check.also` settings' checks at the task's last budget (reported, not gating), on the
+        tasks of `budget_check.also_tasks`."""
         steps = self.study.tasks[task].steps
         out = []
-        for name in self.study.budget_check.also:
+        for name in self.study.budget_check.also_on(task):
             if self.study.tuned_on(name, task):
                 lr = self.rate(task, name)
                 if lr is not None:
@@ -475,7 +477,11 @@ class Decisions:
             if gate is None:
                 return out
             if gate.verdict == "running":
-                return out + self._check_runs(gate, "budget_check", CORE)
+                out += self._check_runs(gate, "budget_check", CORE)
+                if last and self.study.budget_check.last_short == "report":
+                    # whatever the check says, the plan goes on at this budget: its runs need not wait for it
+                    out += self._after_gate(task, steps)
+                return out
             if gate.verdict == "not converged" and not last:
                 continue
             d = gate.difference
@@ -498,8 +504,8 @@ class Decisions:
         return out
 
     def _after_gate(self, task: str, steps: int) -> list[dict[str, Any]]:
-        """Once the last budget's check converged: the core seeds, the `also` checks, then every other
-        group in file order."""
+        """Once the last budget's check converged (or, with `last_short: report`, started): the core seeds,
+        the `also` checks, then every other group in file order."""
         out: list[dict[str, Any]] = []
         for name in self.study.core(task):
             out += self._seed_runs(task, self.study.settings[name], steps, self.rate(task, name), "seeds", CORE)

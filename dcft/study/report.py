@@ -396,6 +396,15 @@ def _side(p: dict[str, Any] | None) -> str:
     return ("above" if p["mean"] > 0 else "below") if p["exceeds"] else "level"
 
 
+def skipped_note(study: Study, groups: list[str], among: list[str] | None = None) -> list[str]:
+    """A note naming what the groups' `skip` leaves out (of the settings `among`, default all), task by
+    task; none when nothing is."""
+    parts = [f"{', '.join(study.settings[x].title for x in left)} on {task} (groups.{g}.skip)"
+             for g in groups for task, names in study.groups[g].skip
+             for left in [[x for x in names if among is None or x in among]] if left]
+    return [f"Left out: {'; '.join(parts)}."] if parts else []
+
+
 @dataclass
 class Retuned:
     """One variant of a `report.retuned` group: its cell at its parent's selected rate and at its own."""
@@ -452,7 +461,8 @@ def write_retuned(d: Decisions, out: Path, retuned: list[Retuned]) -> None:
             "tuning rule as every setting).",
             "Each minus the parent at the parent's rate, paired by seed, with its 95 % interval; side: above or "
             "below when the interval excludes 0, level when it holds 0. Moved: whether that side differs between "
-            "the two rates, i.e. whether the ablation's verdict depends on running every variant at the parent's rate."],
+            "the two rates, i.e. whether the ablation's verdict depends on running every variant at the parent's rate.",
+            *skipped_note(d.study, block["groups"])],
            ["task", "setting", "#Params", "parent's rate", "dev at parent's rate", "- parent", "95 % interval",
             "side", "own rate", "dev at own rate", "- parent", "95 % interval", "side", "moved"], rows)
 
@@ -465,6 +475,21 @@ def all_checks(d: Decisions, task: str):
     also = [c for c in d.also_checks(task) if (c.setting.name, c.steps, c.lr) not in seen
             and d.runs_of(task, c.setting, c.doubled_steps)]
     return gates + also
+
+
+def unchecked_also(d: Decisions, task: str) -> list[tuple[Setting, float]]:
+    """The `budget_check.also` settings (with their selected rates) that `budget_check.also_tasks` leaves
+    unchecked on `task`: tuned there, not its last budget's gate."""
+    study = d.study
+    if study.budget_check.also_on(task):
+        return []
+    gate = d.gate(task, study.tasks[task].steps)
+    out = []
+    for name in study.budget_check.also:
+        lr = d.rate(task, name) if study.tuned_on(name, task) else None
+        if lr is not None and (gate is None or gate.setting.name != name):
+            out.append((study.settings[name], lr))
+    return out
 
 
 def end_slope(points: list[tuple], n: int) -> float | None:
@@ -511,6 +536,12 @@ def write_convergence(d: Decisions, out: Path) -> None:
                          *_paired_text(check.difference)[1:3],
                          *("-" if x is None else f"{x:+.2f}" for x in slopes),
                          "-" if margin is None else f"±{margin:g}", *convergence_verdict(check, margin)])
+        steps = study.tasks[task].steps
+        for s, lr in unchecked_also(d, task):
+            slope = end_slope(mean_curve(d, task, s, lr, steps), n)
+            rows.append([task, s.title, fmt_lr(lr), steps, _fmt(d.cell(task, s, lr, steps), len(study.seeds)),
+                         *["-"] * 4, "-" if slope is None else f"{slope:+.2f}", "-",
+                         "-" if margin is None else f"±{margin:g}", "-", "-", "not checked"])
     _write(out, "convergence", f"Has the budget converged? The best core setting at {_times(f)} the steps",
            [f"Dev score x100, mean ± std over seeds {_seeds_text(study)} at the rate the setting selected at that "
             f"budget; {f}x minus 1x paired by seed with its 95 % interval.",
@@ -526,7 +557,10 @@ def write_convergence(d: Decisions, out: Path) -> None:
             f"before (budget_check.slope_evals); a rising end says the budget is short whatever the gate says.",
             *([f"Also checked, without gating the plan: "
                f"{', '.join(study.settings[x].title for x in study.budget_check.also)} (budget_check.also), listed "
-               "once their runs exist."] if study.budget_check.also else [])],
+               "once their runs exist"
+               + (f", on {', '.join(study.budget_check.also_tasks)} (budget_check.also_tasks); on the other tasks "
+                  f"they are listed not checked, with the end-of-curve slope at the budget." if study.budget_check.also_tasks
+                  else ".")] if study.budget_check.also else [])],
            ["task", "setting", "lr", "steps", "dev", f"{f}x steps", f"dev at {f}x", f"{f}x - 1x", "95 % interval",
             "slope 1x", f"slope {f}x", "margin", "gate", "equivalence", "verdict"], rows)
 
@@ -817,6 +851,7 @@ def frontier_points(d: Decisions, frontier: list, task: str, names: list[str]) -
 
 def write_frontier_table(d: Decisions, out: Path, frontier: list) -> None:
     """`frontier`: the figure's points as a table, every setting of its curves with its grid's state."""
+    block = d.study.report.get("frontier") or {}
     rows = []
     for task, curve, s, sel, c in frontier:
         params = cell_params(d.runs, c.runs) or cell_params(d.runs, [r["run"] for r in d.runs_of(task, s)])
@@ -826,7 +861,8 @@ def write_frontier_table(d: Decisions, out: Path, frontier: list) -> None:
         _write(out, "frontier", "The parameter frontier: score against #Params, each setting at its own rate",
                [f"Dev score x100, mean ± std over seeds {_seeds_text(d.study)} at the rate the setting's own grid selected "
                 "on the held-out slice; #Params: the adapter's trainable parameters of those runs (before they ran: of "
-                "its tuning runs; classifier head aside). figures/frontier.png plots them; the claims at matched parameter counts are in claims.md."],
+                "its tuning runs; classifier head aside). figures/frontier.png plots them; the claims at matched parameter counts are in claims.md.",
+                *skipped_note(d.study, block.get("groups", []), [n for k, v in block.items() if k != "groups" for n in v])],
                ["task", "curve", "setting", "#Params", "rate", "dev"], rows)
 
 

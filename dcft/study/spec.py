@@ -122,6 +122,11 @@ class BudgetCheck:
     rule: str
     slope_evals: int
     last_short: str = "stop"  # stop: nothing more is planned for the task; report: the plan goes on, marked
+    also_tasks: tuple[str, ...] = ()  # the tasks the `also` checks run on (empty: every task)
+
+    def also_on(self, task: str) -> tuple[str, ...]:
+        """The `also` settings checked on `task`."""
+        return self.also if not self.also_tasks or task in self.also_tasks else ()
 
 
 @dataclass(frozen=True)
@@ -347,7 +352,8 @@ def parse(raw: Mapping[str, Any], path: str = "") -> Study:
     check = BudgetCheck(_get(bn, "gate", "budget_check", str),
                         _names(bn["also"], "budget_check.also", settings, "settings") if bn.get("also") else (), _get(bn, "factor", "budget_check", int),
                         _get(bn, "rule", "budget_check", str), _get(bn, "slope_evals", "budget_check", int, 3),
-                        _get(bn, "last_short", "budget_check", str, "stop"))
+                        _get(bn, "last_short", "budget_check", str, "stop"),
+                        _names(bn["also_tasks"], "budget_check.also_tasks", tasks, "tasks") if "also_tasks" in bn else ())
     if check.gate not in GATES:
         _fail("budget_check.gate", check.gate, f"valid: {', '.join(GATES)}")
     if check.rule not in CHECK_RULES:

@@ -162,6 +162,41 @@ def test_a_short_last_budget_stops_the_task_or_goes_on_marked(tmp_path, capsys, 
     assert (tmp_path / "t" / "table1.csv").read_text().splitlines()[0] == "setting,#Params,sst2 (not converged)"
 
 
+@pytest.mark.parametrize("last_short", ["stop", "report"])
+def test_at_the_last_budget_report_plans_the_rest_while_the_check_runs(tmp_path, last_short):
+    """One budget (500), grids done, the gate's check not run yet. `stop` waits for it (its outcome decides
+    whether anything more runs); `report` goes on at 500 whatever it says, so the core seeds and the groups
+    are planned beside the check's runs."""
+    from study_fixtures import STUDY
+
+    write_study(tmp_path, tasks={"sst2": {**STUDY["tasks"]["sst2"], "budgets": [500]}},
+                budget_check={**STUDY["budget_check"], "last_short": last_short})
+    grids_at_500(tmp_path / "runs")
+    d, runs = plan(tmp_path)
+    assert d.gate("sst2", 500).verdict == "running"
+    check = [("dcft8", 500, 8e-4, 7), ("dcft8", 500, 8e-4, 8)] + [("dcft8", 1000, 8e-4, s) for s in (6, 7, 8)]
+    assert todo(runs, stage="budget_check") == check
+    if last_short == "stop":
+        assert len(runs) == len(check)
+    else:
+        assert todo(runs, stage="seeds", group="core") == [("lora", 500, 3e-4, 7), ("lora", 500, 3e-4, 8)]
+        assert todo(runs, group="kernel") == [("dcft4", 500, 8e-4, s) for s in (6, 7, 8)]
+        assert todo(runs, stage="also_check") == [("lora", 1000, 3e-4, s) for s in (6, 7, 8)]
+
+
+def test_also_checks_run_only_on_the_also_tasks(tmp_path):
+    """budget_check.also_tasks names rte only: with SST-2 converged, LoRA's check at 2000 steps is not
+    planned there (the seeds and groups are)."""
+    from study_fixtures import STUDY
+
+    write_study(tmp_path, tasks={**STUDY["tasks"], "rte": {**STUDY["tasks"]["sst2"], "budgets": [500]}},
+                budget_check={**STUDY["budget_check"], "also_tasks": ["rte"]})
+    converged_at_1000(tmp_path / "runs")
+    d, runs = plan(tmp_path)
+    assert d.also_checks("sst2") == [] and todo(runs, stage="also_check") == []
+    assert todo(runs, stage="seeds", group="core") == [("lora", 1000, 3e-4, 7), ("lora", 1000, 3e-4, 8)]
+
+
 def test_a_setting_a_group_skips_on_a_task_is_neither_planned_nor_gated(tmp_path):
     """core skips DCFT k8 on sst2: only LoRA's grid runs, and the gate (the best core setting) is LoRA even
     though DCFT k8 has runs with a higher held-out score."""

@@ -258,3 +258,39 @@ def test_the_cpu_study_readme_shows_the_committed_summary_table():
              if line.startswith("|")]
     assert len(table) >= 6  # header, rule, four tasks
     assert "\n".join(table) in readme
+
+
+def test_an_also_setting_left_unchecked_on_a_task_is_listed_with_its_slope(tmp_path):
+    """budget_check.also_tasks names rte only, so LoRA (an `also` setting, not SST-2's gate: DCFT k8's 0.90
+    beats LoRA's 0.86) has no check on SST-2; the convergence table still lists it there, not checked, with
+    its end-of-curve slope. LoRA's curves at 3e-4 (x100, steps 100-600): seed 6 80 82 84 85 86 87, seed 7
+    81 83 84 86 86 88, seed 8 79 81 83 85 87 87; means 80, 82, 83.67, 85.33, 86.33, 87.33: the last three's
+    mean 86.33 minus the three before's 81.89 = +4.44. Best dev 87, 88, 87: 87.33 ± 0.58."""
+    from dcft.study.report import write_convergence
+
+    root = _one_budget(tmp_path)
+    write_study(tmp_path, tasks={"sst2": {**STUDY["tasks"]["sst2"], "budgets": [1000]},
+                                 "rte": {**STUDY["tasks"]["sst2"], "budgets": [500]}},
+                budget_check={**STUDY["budget_check"], "also_tasks": ["rte"]})
+    curves = {6: (80, 82, 84, 85, 86, 87), 7: (81, 83, 84, 86, 86, 88), 8: (79, 81, 83, 85, 87, 87)}
+    for lr, h in ((1e-4, 0.80), (8e-4, 0.84)):
+        result(root, "lora", 1000, lr, 6, h, 0.5)
+    for seed, values in curves.items():
+        history = [{"step": 100 * (i + 1), "validation/accuracy": v / 100} for i, v in enumerate(values)]
+        result(root, "lora", 1000, 3e-4, seed, 0.86, max(values) / 100, history=history)
+    d = Decisions(load(tmp_path / "study.yaml"), load_runs(root).usable)
+    write_convergence(d, tmp_path / "t")
+    lines = (tmp_path / "t" / "convergence.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[1:] == ["sst2,LoRA,3.0e-04,1000,87.33 ± 0.58,-,-,-,-,+4.44,-,±1,-,-,not checked"]
+
+
+def test_what_a_groups_skip_leaves_out_is_named_in_the_tables_notes(tmp_path):
+    """The frontier group skips LoRA qv on rte: the note names it there; restricted to DCFT k8, nothing."""
+    from dcft.study.report import skipped_note
+
+    groups = {**STUDY["groups"], "core": {**STUDY["groups"]["core"], "tasks": ["sst2", "rte"]},
+              "frontier": {**STUDY["groups"]["frontier"], "tasks": ["sst2", "rte"], "skip": {"rte": ["lora_qv"]}}}
+    write_study(tmp_path, tasks={**STUDY["tasks"], "rte": STUDY["tasks"]["sst2"]}, groups=groups)
+    study = load(tmp_path / "study.yaml")
+    assert skipped_note(study, ["core", "frontier"]) == ["Left out: LoRA qv on rte (groups.frontier.skip)."]
+    assert skipped_note(study, ["core", "frontier"], among=["dcft8"]) == []

@@ -63,6 +63,8 @@ def _groups(**g):
     ({"groups": _groups(core={**STUDY["groups"]["core"], "skip": {"cola": ["lora"]}})},
      ["groups.core.skip.cola", "cola is not one of the group's tasks: sst2"]),
     ({"budget_check": {**STUDY["budget_check"], "last_short": "go"}}, ["budget_check.last_short", "'go'", "stop, report"]),
+    ({"budget_check": {**STUDY["budget_check"], "also_tasks": ["qnli"]}},
+     ["budget_check.also_tasks", "'qnli'", "not one of the study's tasks: sst2"]),
     ({"report": {"retuned": {"groups": ["kernel"]}}},  # at its parent's rate only: no grid of its own
      ["report.retuned.groups", "'kernel'", "a parent and its own grid"]),
     ({"settings": {**STUDY["settings"], "x": {"title": "X", "method": "lora", "set": {"train.lr": 0.1}}}},
