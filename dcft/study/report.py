@@ -880,17 +880,19 @@ def write_frontier(d: Decisions, out: Path, frontier: list) -> list[Path]:
 
     from dcft.report.figures import _save, plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.8 * len(tasks), 3.2), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         for i, (label, names) in enumerate(curves):
             pts = frontier_points(d, frontier, t, names)
             if not pts:
                 continue
+            method = d.study.settings[names[0]].title.split()[0]  # the curve's name: LoRA, DCFT
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o-", ms=3,
-                        capsize=2, color=f"C{i}", label=d.study.settings[names[0]].title.split()[0])
-            for n, m, _, k, title in pts:
-                ax.annotate(title + ("" if k == len(d.study.seeds) else f" (n={k})"), (n, m), fontsize=5,
-                            xytext=(3, 3), textcoords="offset points")
+                        capsize=2, color=f"C{i}", label=method)
+            for n, m, _, k, title in pts:  # the point's own part of its title, one curve above, the next below
+                ax.annotate(title.removeprefix(method).strip() + ("" if k == len(d.study.seeds) else f" (n={k})"),
+                            (n, m), fontsize=6, color=f"C{i}", xytext=(3, 4 if i % 2 == 0 else -10),
+                            textcoords="offset points")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # the decades only: minor labels overlap on a short axis
         ax.set_xlabel("#Params (adapter, log)")
