@@ -824,13 +824,17 @@ def write_ablation_figure(d: Decisions, rows: list[AblationRow], out: Path, benc
     return _save(fig, out, "ablations")
 
 
+def frontier_curves(study: Study) -> list[tuple[str, list[str]]]:
+    """`report.frontier`'s curves: (curve name, its settings), every key of the block but `groups`."""
+    return [(k, list(v)) for k, v in (study.report.get("frontier") or {}).items() if k != "groups"]
+
+
 def frontier_cells(d: Decisions) -> list[tuple[str, str, Setting, Selection, Cell]]:
     """(task, curve, setting, its selection, its cell at its own selected rate) of every setting of
     `report.frontier`'s curves on each task that tunes it; the cell is empty until its grid is selected."""
-    block = d.study.report.get("frontier") or {}
     out = []
     for task in d.study.tasks:
-        for curve, names in ((k, v) for k, v in block.items() if k != "groups"):
+        for curve, names in frontier_curves(d.study):
             for name in names:
                 s = d.study.settings[name]
                 if d.study.tuned_on(name, task):
@@ -851,7 +855,6 @@ def frontier_points(d: Decisions, frontier: list, task: str, names: list[str]) -
 
 def write_frontier_table(d: Decisions, out: Path, frontier: list) -> None:
     """`frontier`: the figure's points as a table, every setting of its curves with its grid's state."""
-    block = d.study.report.get("frontier") or {}
     rows = []
     for task, curve, s, sel, c in frontier:
         params = cell_params(d.runs, c.runs) or cell_params(d.runs, [r["run"] for r in d.runs_of(task, s)])
@@ -862,7 +865,8 @@ def write_frontier_table(d: Decisions, out: Path, frontier: list) -> None:
                [f"Dev score x100, mean ± std over seeds {_seeds_text(d.study)} at the rate the setting's own grid selected "
                 "on the held-out slice; #Params: the adapter's trainable parameters of those runs (before they ran: of "
                 "its tuning runs; classifier head aside). figures/frontier.png plots them; the claims at matched parameter counts are in claims.md.",
-                *skipped_note(d.study, block.get("groups", []), [n for k, v in block.items() if k != "groups" for n in v])],
+                *skipped_note(d.study, d.study.report["frontier"].get("groups", []),
+                              [n for _, names in frontier_curves(d.study) for n in names])],
                ["task", "curve", "setting", "#Params", "rate", "dev"], rows)
 
 
@@ -872,7 +876,7 @@ def write_frontier(d: Decisions, out: Path, frontier: list) -> list[Path]:
     block = d.study.report.get("frontier")
     if not block:
         return []
-    curves = [(k, list(v)) for k, v in block.items() if k != "groups"]
+    curves = frontier_curves(d.study)
     tasks = [t for t in d.study.tasks if any(frontier_points(d, frontier, t, names) for _, names in curves)]
     if not tasks:
         return []
@@ -882,7 +886,7 @@ def write_frontier(d: Decisions, out: Path, frontier: list) -> list[Path]:
 
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.8 * len(tasks), 3.2), squeeze=False)
     for ax, t in zip(axes[0], tasks):
-        for i, (label, names) in enumerate(curves):
+        for i, (_, names) in enumerate(curves):
             pts = frontier_points(d, frontier, t, names)
             if not pts:
                 continue
