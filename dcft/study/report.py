@@ -1003,6 +1003,8 @@ def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
     behind |= {name for a in ablation_rows(d, cells) for name in a.cell.runs}
     behind |= {name for t in d.study.tasks for check in all_checks(d, t) for c in (check.base, check.doubled)
                for name in c.runs}
+    behind |= {name for r in retuned_cells(d) for name in r.own.runs}
+    behind |= {name for *_, c in frontier_cells(d) for name in c.runs}
     shifted = [f"{d.study.settings[name].title} on {t} {c.mean:.2f} -> {cells_moved[(t, name)][1].mean:.2f}"
                for (t, name), (_, c) in cells.items() if c.n and not math.isclose(c.mean, cells_moved[(t, name)][1].mean)]
     _write(out, "tie_rule", f"Best-step ties: the study with the {other} tied step instead of the {BEST_STEP_RULE}", [

@@ -118,6 +118,26 @@ def test_the_report_lists_the_verdicts_that_rest_on_the_tie_rule(tmp_path):
     assert row[0] == "k8_vs_lora" and row[-2:] == ["not supported", "inconclusive"]
 
 
+def test_a_tie_behind_a_frontier_cell_counts_as_behind_a_reported_cell(tmp_path):
+    """LoRA qv is only a frontier point: its grid (1e-4, 3e-4, 8e-4 around LoRA's selected 3e-4) selects
+    3e-4, and its seed-8 run ties at steps 500 (dev 84.0) and 900 (dev 87.0). That run is the one tie with
+    different dev scores, and it is behind a reported cell (the frontier's, in cells.csv)."""
+    root = _one_budget(tmp_path)
+    for lr, h in ((1e-4, 0.80), (3e-4, 0.86), (8e-4, 0.84)):
+        result(root, "lora", 1000, lr, 6, h, 0.85)
+        result(root, "lora_qv", 1000, lr, 6, h, 0.85)
+    tie = [{"step": 500, "score": 0.87, "validation/accuracy": 0.840, "holdout/accuracy": 0.87},
+           {"step": 900, "score": 0.87, "validation/accuracy": 0.870, "holdout/accuracy": 0.87}]
+    for seed in (7, 8):
+        result(root, "lora_qv", 1000, 3e-4, seed, 0.87, 0.84, history=tie if seed == 8 else None)
+    study = load(tmp_path / "study.yaml")
+    study = type(study)(**{**study.__dict__, "report": {"frontier": {"lora": ["lora_qv"], "dcft": ["dcft8"]}}})
+    write_tie_rule(Decisions(study, load_runs(root).usable), tmp_path / "t")
+    text = (tmp_path / "t" / "tie_rule.md").read_text(encoding="utf-8")
+    assert "1 of the 11 runs reach their highest held-out score at more than one evaluation, 1 of them with " \
+           "different dev scores at the tied steps (1 behind a reported cell: cells.csv)" in text
+
+
 def _check(diffs: list[float]):
     """A finished budget check whose 2x - 1x differences, seed by seed, are `diffs`."""
     from dcft.study.planner import Check
