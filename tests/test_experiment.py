@@ -108,6 +108,7 @@ def test_run_py_sweep_writes_one_result_per_point(glue_dir, tmp_path):
     assert len(df) == 4 and "metrics.best.score" in df.columns
 
 
+@pytest.mark.slow  # a training launch and a relaunch through run.py: about 17 s
 def test_a_relaunch_that_reuses_a_run_leaves_its_hydra_record_as_the_training_launch_wrote_it(glue_dir, tmp_path):
     """Hydra writes its record of every launch into the run folder before the run starts; a relaunch
     that reuses the result must not replace the record of the launch that trained it."""

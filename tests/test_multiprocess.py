@@ -15,6 +15,7 @@ from dcft.gpu_check import parallel
 from dcft.gpu_check.verdict import markdown_table
 
 
+@pytest.mark.slow  # two accelerate launches of a training run: about 20 s
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     one, two = parallel.run_pair(tmp_path)
     rows = parallel.same_run(one, two)
