@@ -980,12 +980,13 @@ def under_other_tie_rule(d: Decisions) -> tuple[str, Decisions]:
     return other, Decisions(d.study, [at_best_step(r, other) for r in d.runs], d.compose)
 
 
-def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
+def write_tie_rule(d: Decisions, out: Path, reported: set[str]) -> list[tuple[str, str, str]]:
     """`tie_rule`: the study under the other best-step rule. Where a run's highest held-out score is reached
     at several evaluations, the report takes the earliest (`BEST_STEP_RULE`); here every run's best step is
     taken again from its history with the latest of them, and every verdict (`verdicts`) compared. The
     rates do not move (a tie changes which step is best, not the held-out score a rate is selected on).
-    Returns the comparisons whose verdict changes."""
+    `reported`: the runs behind a reported cell (what `write_cells` returns). Returns the comparisons whose
+    verdict changes."""
     runs = d.runs
     other, dm = under_other_tie_rule(d)
     moved = dm.runs
@@ -999,18 +1000,12 @@ def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
     tied = [r for r in runs if len(tied_steps(r.get("history") or [])) > 1]
     differ = [r for r, m in zip(runs, moved) if m["best"] != r["best"]]
     cells, cells_moved = table1_cells(d), table1_cells(dm)
-    behind = {name for _, c in cells.values() for name in c.runs}
-    behind |= {name for a in ablation_rows(d, cells) for name in a.cell.runs}
-    behind |= {name for t in d.study.tasks for check in all_checks(d, t) for c in (check.base, check.doubled)
-               for name in c.runs}
-    behind |= {name for r in retuned_cells(d) for name in r.own.runs}
-    behind |= {name for *_, c in frontier_cells(d) for name in c.runs}
     shifted = [f"{d.study.settings[name].title} on {t} {c.mean:.2f} -> {cells_moved[(t, name)][1].mean:.2f}"
                for (t, name), (_, c) in cells.items() if c.n and not math.isclose(c.mean, cells_moved[(t, name)][1].mean)]
     _write(out, "tie_rule", f"Best-step ties: the study with the {other} tied step instead of the {BEST_STEP_RULE}", [
         f"{len(tied)} of the {len(runs)} runs reach their highest held-out score at more than one evaluation, "
         f"{len(differ)} of them with different dev scores at the tied steps "
-        f"({len([r for r in differ if r['run'] in behind])} behind a reported cell: cells.csv). The report takes the "
+        f"({len([r for r in differ if r['run'] in reported])} behind a reported cell: cells.csv). The report takes the "
         f"{BEST_STEP_RULE} of those steps (dcft.report.selection.BEST_STEP_RULE, what the training loop records); this "
         f"table recomputes every verdict with the {other} one (dcft.report.selection.at_best_step). The selected rates are "
         "the same under both rules (a tie moves the best step, not the held-out score a rate is chosen on).",
@@ -1024,10 +1019,10 @@ def write_tie_rule(d: Decisions, out: Path) -> list[tuple[str, str, str]]:
 
 # ---- cells.csv ------------------------------------------------------------------------------------------------
 def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations: list[AblationRow],
-                retuned: list[Retuned] = (), frontier: list = ()) -> None:
-    """`cells`: every reported cell (Table 1's, the budget checks' and the ablations') with the runs behind
-    it, so any number of the report traces to its run files. An ablation row that is a Table 1 setting is
-    listed once, under Table 1."""
+                retuned: list[Retuned] = (), frontier: list = ()) -> set[str]:
+    """`cells`: every reported cell (Table 1's, the budget checks', the ablations', the re-tuned variants' and
+    the frontier's) with the runs behind it, so any number of the report traces to its run files. An ablation
+    or frontier row that is a Table 1 setting is listed once, under Table 1. Returns the runs behind them."""
     rows = list(table1_rows)
     for task in d.study.tasks:
         for check in all_checks(d, task):
@@ -1047,6 +1042,7 @@ def write_cells(d: Decisions, out: Path, table1_rows: list[list[Any]], ablations
             rows.append(_cell_row(task, f"frontier: {curve}", s.title, sel.lr, c))
     _write(out, "cells", "Every reported cell and the runs behind it", [],
            ["task", "table", "setting", "lr", "mean", "std", "n", "runs"], rows)
+    return {name for row in rows for name in row[-1].split()}
 
 
 # ---- claims ------------------------------------------------------------------------------------------------------
@@ -1197,10 +1193,10 @@ def report(study: Study, runs_dir: str | Path | None = None, out: str | Path | N
     ablations = ablation_rows(d, res["cells"])
     write_ablations(d, out / "tables", ablations, bench, bench_file)
     retuned, frontier_pts = retuned_cells(d), frontier_cells(d)
-    write_cells(d, out / "tables", res["cell_rows"], ablations, retuned, frontier_pts)
+    reported = write_cells(d, out / "tables", res["cell_rows"], ablations, retuned, frontier_pts)
     write_convergence(d, out / "tables")
     write_learning_speed(d, out / "tables", res["cells"])
-    write_tie_rule(d, out / "tables")
+    write_tie_rule(d, out / "tables", reported)
     write_claims(d, out / "tables")
     write_summary(d, out / "tables")
     write_retuned(d, out / "tables", retuned)

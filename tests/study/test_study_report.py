@@ -86,6 +86,14 @@ def test_params_of_a_cell_are_its_own_runs_mean_and_range(tmp_path):
     assert pt[:3] == (73_000, 60_000, 89_000)
 
 
+def _reported(d: Decisions, out: Path) -> set[str]:
+    """The runs behind the report's cells, as the report finds them: cells.csv's rows."""
+    from dcft.study.report import ablation_rows, frontier_cells, write_cells
+
+    res = write_tables(d, out)
+    return write_cells(d, out, res["cell_rows"], ablation_rows(d, res["cells"]), retuned_cells(d), frontier_cells(d))
+
+
 def test_the_report_lists_the_verdicts_that_rest_on_the_tie_rule(tmp_path):
     """DCFT k8 and LoRA, seeds 6, 7, 8. LoRA dev 86.0, 86.2, 85.8. DCFT k8 dev 84.0, 84.2 and, for seed 8, a
     held-out tie at steps 500 (dev 84.0) and 900 (dev 87.0). Earliest: differences -2.0, -2.0, -1.8, mean
@@ -106,7 +114,7 @@ def test_the_report_lists_the_verdicts_that_rest_on_the_tie_rule(tmp_path):
                                                                                      "against": ["lora"]}}})
     d = Decisions(study, load_runs(root).usable)
     assert table1_cells(d)[("sst2", "dcft8")][1].values == {6: 84.0, 7: 84.2, 8: 84.0}
-    changed = write_tie_rule(d, tmp_path / "t")
+    changed = write_tie_rule(d, tmp_path / "t", _reported(d, tmp_path / "t"))
     assert changed == [("sst2", "paired", "DCFT k8 - LoRA")]
     text = (tmp_path / "t" / "tie_rule.md").read_text(encoding="utf-8")
     assert "| sst2 | paired | DCFT k8 - LoRA | -1.93 [-2.22, -1.65] exceeds noise | -0.93 [-5.52, +3.66] " \
@@ -131,8 +139,10 @@ def test_a_tie_behind_a_frontier_cell_counts_as_behind_a_reported_cell(tmp_path)
     for seed in (7, 8):
         result(root, "lora_qv", 1000, 3e-4, seed, 0.87, 0.84, history=tie if seed == 8 else None)
     study = load(tmp_path / "study.yaml")
-    study = type(study)(**{**study.__dict__, "report": {"frontier": {"lora": ["lora_qv"], "dcft": ["dcft8"]}}})
-    write_tie_rule(Decisions(study, load_runs(root).usable), tmp_path / "t")
+    study = type(study)(**{**study.__dict__, "report": {**study.report,
+                                                        "frontier": {"lora": ["lora_qv"], "dcft": ["dcft8"]}}})
+    d = Decisions(study, load_runs(root).usable)
+    write_tie_rule(d, tmp_path / "t", _reported(d, tmp_path / "t"))
     text = (tmp_path / "t" / "tie_rule.md").read_text(encoding="utf-8")
     assert "1 of the 11 runs reach their highest held-out score at more than one evaluation, 1 of them with " \
            "different dev scores at the tied steps (1 behind a reported cell: cells.csv)" in text
